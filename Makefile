@@ -1,0 +1,35 @@
+# The README's contract: `make demo` and `make test` work on a fresh clone with only Python 3.11+.
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+UV := $(VENV)/bin/uv
+RUN := $(VENV)/bin/
+
+.PHONY: env demo test dev bench lock clean-data
+
+# The environment comes from uv.lock; uv itself is bootstrapped into .venv at the locked version.
+$(VENV)/.synced: uv.lock pyproject.toml
+	test -x $(UV) || ($(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet uv==$(UV_VERSION))
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --quiet
+	touch $@
+
+env: $(VENV)/.synced
+
+demo: env
+	$(RUN)lakehouse demo
+
+test: env
+	$(RUN)pytest
+
+dev: env
+	$(RUN)lakehouse dev
+
+bench: env
+	$(RUN)python bench/run.py
+
+# Re-resolve dependencies after editing pyproject.toml (commit the new uv.lock).
+lock:
+	$(UV) lock
+
+clean-data:
+	rm -rf data/landing data/lake data/feast data/dagster data/lakehouse.duckdb

@@ -1,0 +1,46 @@
+"""The one Dagster entry point: every domain's assets, checks, jobs and sensors."""
+
+import dagster as dg
+
+from assets.feature_store import online_asset, online_freshness_check, registry_asset
+from assets.features import feature_asset, spine_asset
+from assets.ingestion import bronze_asset
+from assets.resources import LakehouseResource
+from assets.sensors import landing_jobs, landing_sensor
+from assets.training import labels_asset, training_set_asset, training_set_check
+from assets.validation import silver_asset, validated_asset
+from lakehouse.domain import Domain
+from lakehouse.domains.registry import DOMAINS
+
+
+def domain_definitions(domain: Domain) -> dg.Definitions:
+    """The whole asset graph of one domain, built from its declaration."""
+    assets = [
+        *(bronze_asset(domain, s) for s in domain.sources),
+        *(validated_asset(domain, s) for s in domain.sources),
+        *(silver_asset(domain, s) for s in domain.sources),
+        spine_asset(domain),
+        *(feature_asset(domain, v) for v in domain.feature_views),
+        registry_asset(domain),
+        online_asset(domain),
+        labels_asset(domain),
+        training_set_asset(domain),
+    ]
+    jobs = landing_jobs(domain)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=[online_freshness_check(domain), training_set_check(domain)],
+        jobs=jobs,
+        sensors=[landing_sensor(domain, jobs)],
+    )
+
+
+def build_definitions(data_root: str = "") -> dg.Definitions:
+    """All domains, sharing one lakehouse resource (empty data_root: $LAKEHOUSE_DATA_ROOT or data/)."""
+    return dg.Definitions.merge(
+        *(domain_definitions(d) for d in DOMAINS.values()),
+        dg.Definitions(resources={"lakehouse": LakehouseResource(data_root=data_root)}),
+    )
+
+
+defs = build_definitions()

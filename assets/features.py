@@ -1,0 +1,74 @@
+"""Features: the entity spine and one feature table per feature view (Feast's offline sources)."""
+
+import dagster as dg
+
+from assets.resources import LakehouseResource
+from assets.validation import silver_key
+from lakehouse.domain import Domain, FeatureView
+from lakehouse.features import build_feature_view, build_spine
+
+FEAST_TO_DAGSTER = {"int64": "int64", "float64": "float64", "string": "string"}
+
+
+def spine_key(domain: Domain) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, f"{domain.entity}_spine"])
+
+
+def feature_key(domain: Domain, view: FeatureView) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, f"{view.name}_features"])
+
+
+def spine_asset(domain: Domain) -> dg.AssetsDefinition:
+    """One row per entity per active day: the grid every feature view is computed on."""
+
+    @dg.asset(
+        key=spine_key(domain),
+        deps=[silver_key(domain, domain.source(s)) for s in domain.spine_sources],
+        group_name=f"{domain.name}_features",
+        description=f"One row per {domain.entity} per day it is active: the grid features are computed on.",
+        kinds={"duckdb", "parquet"},
+    )
+    def _spine(lakehouse: LakehouseResource):
+        stats = build_spine(lakehouse.paths, domain)
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": stats["rows"],
+            "entities": stats["entities"],
+            "first_day": stats["first_day"],
+            "last_day": stats["last_day"],
+        })
+
+    return _spine
+
+
+def feature_asset(domain: Domain, view: FeatureView) -> dg.AssetsDefinition:
+    """The offline feature table of one feature view."""
+
+    @dg.asset(
+        key=feature_key(domain, view),
+        deps=[spine_key(domain), *(silver_key(domain, domain.source(s)) for s in view.sources)],
+        group_name=f"{domain.name}_features",
+        description=view.description,
+        kinds={"duckdb", "parquet"},
+    )
+    def _features(lakehouse: LakehouseResource):
+        stats = build_feature_view(lakehouse.paths, domain, view)
+        table = stats["features"]
+        schema = dg.TableSchema(columns=[
+            dg.TableColumn(domain.entity_key, "int64", description=f"{domain.entity} key"),
+            dg.TableColumn("event_timestamp", "timestamp", description="when the values became known (end of day)"),
+            *(dg.TableColumn(f.name, FEAST_TO_DAGSTER[f.dtype], description=f.description) for f in view.features),
+        ])
+        stats_md = "| feature | min | max | mean | null % | distinct |\n|---|---|---|---|---|---|\n" + "\n".join(
+            f"| {name} | {s['min']} | {s['max']} | {s['mean']} | {s['null_pct']:.1f} | {s['distinct']} |"
+            for name, s in table.items()
+        )
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": stats["rows"],
+            "dagster/column_schema": schema,
+            "feature_statistics": dg.MetadataValue.md(stats_md),
+            "first_event": stats["first_event"],
+            "last_event": stats["last_event"],
+            "path": dg.MetadataValue.path(str(lakehouse.paths.features(view.name))),
+        })
+
+    return _features

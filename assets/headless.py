@@ -1,0 +1,20 @@
+"""Materialize the whole asset graph without the UI (what "Materialize all" does)."""
+
+import dagster as dg
+
+from assets.definitions import build_definitions
+from lakehouse.paths import LakePaths
+
+
+def dagster_instance(paths: LakePaths) -> dg.DagsterInstance:
+    """The persistent Dagster instance under DAGSTER_HOME, so headless runs show up in the UI."""
+    from lakehouse.dagster_home import ensure_dagster_home
+
+    return dg.DagsterInstance.from_config(str(ensure_dagster_home(paths)))
+
+
+def materialize_all(paths: LakePaths, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+    """Run every asset and asset check of every domain once, in dependency order."""
+    defs = build_definitions(str(paths.root))
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(instance=instance or dagster_instance(paths), raise_on_error=False)

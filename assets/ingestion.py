@@ -1,0 +1,51 @@
+"""Ingestion: landing files become immutable bronze batches (one asset per raw source)."""
+
+import dagster as dg
+
+from assets.metadata import markdown_list, records_table
+from assets.resources import LakehouseResource
+from lakehouse.domain import Domain, Source
+from lakehouse.ingestion import ingest_source, manifest, rejected_files
+
+
+class IngestConfig(dg.Config):
+    """Which landing files to ingest; empty means every file in the source's landing folder."""
+
+    files: list[str] = []
+
+
+def bronze_key(domain: Domain, source: Source) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, f"{source.name}_bronze"])
+
+
+def bronze_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
+    """The bronze asset of one raw source."""
+
+    @dg.asset(
+        key=bronze_key(domain, source),
+        group_name=f"{domain.name}_ingestion",
+        description=f"Raw {source.name} batches, one immutable Parquet file per landing file. {source.description}",
+        kinds={"parquet"},
+    )
+    def _bronze(context: dg.AssetExecutionContext, config: IngestConfig, lakehouse: LakehouseResource):
+        paths = lakehouse.paths
+        result = ingest_source(paths, source, config.files or None)
+        for r in result.skipped:
+            context.log.info(f"skipped {r['file']}: {r['reason']}")
+        for r in result.rejected:
+            context.log.warning(f"rejected {r['file']}: {r['reason']}")
+        batches = manifest(paths, source.name)
+        return dg.MaterializeResult(metadata={
+            "new_batches": len(result.ingested),
+            "new_rows": sum(r["rows"] for r in result.ingested),
+            "skipped_files": len(result.skipped),
+            "rejected_files": len(result.rejected),
+            "total_batches": len(batches),
+            "dagster/row_count": sum(r["rows"] for r in batches),
+            "ingested": records_table(result.ingested, ["batch_id", "file", "rows", "sha256", "arrived_at"]),
+            "rejected": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.rejected]),
+            "all_rejected_files": len(rejected_files(paths, source.name)),
+            "landing_folder": dg.MetadataValue.path(str(paths.landing / source.name)),
+        })
+
+    return _bronze

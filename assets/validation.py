@@ -1,0 +1,126 @@
+"""Validation and silver: typed, checked, deduplicated tables (one pair of assets per raw source)."""
+
+import dagster as dg
+
+from assets.ingestion import bronze_key
+from assets.metadata import markdown_list, records_table, source_schema
+from assets.resources import LakehouseResource
+from lakehouse.domain import Domain, Source
+from lakehouse.ingestion import manifest
+from lakehouse.silver import build_silver
+from lakehouse.validation import validate_new_batches, validation_reports
+
+REPORT_COLUMNS = ["batch_id", "file", "rows_in", "rows_valid", "rows_quarantined", "quarantine_rate", "status"]
+
+
+class ValidationConfig(dg.Config):
+    """Override the domain's limit on the share of bad rows a batch may have before it is held."""
+
+    max_quarantine_rate: float | None = None
+
+
+def validated_key(domain: Domain, source: Source) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, f"{source.name}_validated"])
+
+
+def silver_key(domain: Domain, source: Source) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, f"{source.name}_silver"])
+
+
+def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
+    """The validated asset of one source, with its blocking quarantine-rate check and row accounting."""
+    key = validated_key(domain, source)
+
+    @dg.asset(
+        key=key,
+        deps=[bronze_key(domain, source)],
+        group_name=f"{domain.name}_validation",
+        description=f"{source.name} batches checked by pandera: valid rows, plus quarantined rows with reasons.",
+        kinds={"pandera", "parquet"},
+        check_specs=[
+            dg.AssetCheckSpec("quarantine_rate_check", asset=key, blocking=True,
+                              description="No batch validated in this run has more bad rows than the limit."),
+            dg.AssetCheckSpec("row_accounting_check", asset=key,
+                              description="rows_in == rows_valid + rows_quarantined for every batch in the manifest."),
+        ],
+    )
+    def _validated(context: dg.AssetExecutionContext, config: ValidationConfig, lakehouse: LakehouseResource):
+        paths = lakehouse.paths
+        limit = domain.max_quarantine_rate if config.max_quarantine_rate is None else config.max_quarantine_rate
+        new = validate_new_batches(paths, source, limit, domain.min_held_rows)
+        held = [r for r in new if r["status"] == "held"]
+        for r in held:
+            context.log.error(f"held {r['batch_id']} ({r['file']}): {r['quarantine_rate']:.1%} bad rows > {limit:.1%}")
+        reports = validation_reports(paths, source.name)
+        batches = {b["batch_id"]: b["rows"] for b in manifest(paths, source.name)}
+        unbalanced = [r["batch_id"] for r in reports
+                      if r["rows_in"] != r["rows_valid"] + r["rows_quarantined"] or r["rows_in"] != batches.get(r["batch_id"])]
+        unvalidated = sorted(set(batches) - {r["batch_id"] for r in reports})
+        quarantined = sum(r["rows_quarantined"] for r in reports)
+        reasons: dict[str, int] = {}
+        for r in new:
+            for reason, count in r["top_reasons"]:
+                reasons[reason] = reasons.get(reason, 0) + count
+        return dg.MaterializeResult(
+            metadata={
+                "batches_validated": len(new),
+                "rows_in": sum(r["rows_in"] for r in new),
+                "rows_valid": sum(r["rows_valid"] for r in new),
+                "rows_quarantined": sum(r["rows_quarantined"] for r in new),
+                "held_batches": len(held),
+                "total_rows_quarantined": quarantined,
+                "dagster/row_count": sum(r["rows_valid"] for r in reports if r["status"] == "published"),
+                "dagster/column_schema": source_schema(source),
+                "batches": records_table(new, REPORT_COLUMNS),
+                "top_quarantine_reasons": markdown_list([f"{n} x {reason}" for reason, n in
+                                                         sorted(reasons.items(), key=lambda kv: -kv[1])[:10]]),
+                "quarantine_folder": dg.MetadataValue.path(str(paths.quarantine(source.name))),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="quarantine_rate_check",
+                    passed=not held,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    metadata={"limit": limit, "held": markdown_list(
+                        [f"{r['batch_id']} ({r['file']}): {r['quarantine_rate']:.1%}" for r in held])},
+                    description=f"{len(held)} of {len(new)} new batches held back from silver",
+                ),
+                dg.AssetCheckResult(
+                    check_name="row_accounting_check",
+                    passed=not unbalanced and not unvalidated,
+                    metadata={"unbalanced_batches": markdown_list(unbalanced),
+                              "unvalidated_batches": markdown_list(unvalidated),
+                              "batches_checked": len(reports)},
+                ),
+            ],
+        )
+
+    return _validated
+
+
+def silver_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
+    """The silver table of one source."""
+
+    @dg.asset(
+        key=silver_key(domain, source),
+        deps=[validated_key(domain, source)],
+        group_name=f"{domain.name}_silver",
+        description=f"Typed, deduplicated {source.name} (newest version per {', '.join(source.silver_key)}).",
+        kinds={"duckdb", "parquet"},
+    )
+    def _silver(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
+        paths = lakehouse.paths
+        stats = build_silver(paths, source)
+        if stats["held_batches"]:
+            context.log.warning(f"{len(stats['held_batches'])} held batches excluded: {stats['held_batches']}")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": stats["rows"],
+            "dagster/column_schema": source_schema(source),
+            "rows_in": stats["rows_in"],
+            "duplicates_collapsed": stats["duplicates_collapsed"],
+            "batches": stats["batches"],
+            "held_batches_excluded": len(stats["held_batches"]),
+            "path": dg.MetadataValue.path(str(paths.silver(source.name))),
+        })
+
+    return _silver

@@ -1,0 +1,115 @@
+"""Domain declarations: everything model-specific, stated once as data.
+
+The lifecycle machinery (ingestion, validation, features, Feast, training) is generic and reads these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+DType = Literal["int64", "float64", "string", "bool", "date", "datetime"]
+RiskCategory = Literal["unacceptable", "high", "limited", "minimal"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One raw column: its type and the values it may take."""
+
+    name: str
+    dtype: DType
+    nullable: bool = False
+    ge: float | None = None
+    le: float | None = None
+    isin: tuple[str, ...] | None = None
+    not_in_future: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A raw source: producers drop one file per period into data/landing/<name>/."""
+
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    unique_key: tuple[str, ...]  # unique within a batch; later duplicates are quarantined
+    silver_key: tuple[str, ...]  # one silver row per key; the newest version wins
+    version_column: str | None = None  # orders versions of a key; ties go to the latest batch
+    formats: tuple[str, ...] = ("csv", "parquet")
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature column of a feature view."""
+
+    name: str
+    dtype: Literal["int64", "float64", "string"]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """An entity-keyed, event-timestamped feature table computed by one DuckDB query.
+
+    The query reads `spine` (entity, day) and the silver tables named in `sources` as relations of
+    the same names, and returns the entity key, `event_timestamp` and the features.
+    """
+
+    name: str
+    description: str
+    sources: tuple[str, ...]
+    features: tuple[Feature, ...]
+    sql: str
+    ttl: timedelta = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Business cost of each kind of error, in the domain's currency."""
+
+    false_positive: float
+    false_negative: float
+    currency: str = "EUR"
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A prediction problem: its sources, entity, features, label and business context."""
+
+    name: str
+    prediction: str
+    decision: str
+    entity: str
+    entity_key: str
+    entity_description: str
+    sources: tuple[Source, ...]
+    spine_sources: tuple[str, ...]
+    spine_sql: str  # returns (entity_key, day): one row per entity per day it is active
+    feature_views: tuple[FeatureView, ...]
+    label_sources: tuple[str, ...]
+    label_sql: str  # returns (entity_key, event_timestamp, label) from spine and silver tables
+    label_name: str
+    costs: Costs
+    risk_category: RiskCategory
+    success_measure: str
+    slices: tuple[str, ...] = ()
+    feature_service_version: int = 1
+    max_quarantine_rate: float = 0.05  # a batch with a larger share of bad rows is held back...
+    min_held_rows: int = 5  # ...if it has at least this many (one bad row in a tiny file is not a broken feed)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def feature_service(self) -> str:
+        return f"{self.name}_model_v{self.feature_service_version}"
+
+    def source(self, name: str) -> Source:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(f"domain {self.name!r} has no source {name!r}; known: {[s.name for s in self.sources]}")

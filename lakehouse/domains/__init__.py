@@ -1,0 +1,1 @@
+"""Domain declarations, one module per domain."""

@@ -1,0 +1,138 @@
+"""Feast objects built from a domain declaration, and the feature store configured for a data root.
+
+Feast is imported inside this module only; callers import it where Feast is needed (import costs ~7 s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lakehouse.domain import Domain
+from lakehouse.paths import FEATURE_REPO, LakePaths
+
+FEAST_TYPES = {"int64": "Int64", "float64": "Float64", "string": "String"}
+
+
+@dataclass
+class FeastObjects:
+    """The Feast definitions of one domain."""
+
+    entity: Any
+    sources: dict[str, Any]
+    views: dict[str, Any]
+    service: Any
+
+    def all(self) -> list[Any]:
+        return [self.entity, *self.sources.values(), *self.views.values(), self.service]
+
+    def by_name(self) -> dict[str, Any]:
+        """Module-level names for a Feast repository file (Feast collects objects from module attributes)."""
+        names = {self.entity.name: self.entity, self.service.name: self.service}
+        names |= {f"{n}_source": s for n, s in self.sources.items()}
+        names |= {f"{n}_view": v for n, v in self.views.items()}
+        return names
+
+
+def feast_objects(domain: Domain, paths: LakePaths) -> FeastObjects:
+    """The entity, Parquet sources, feature views and versioned feature service of a domain."""
+    import feast.types
+    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+
+    entity = Entity(
+        name=domain.entity,
+        join_keys=[domain.entity_key],
+        value_type=ValueType.INT64,
+        description=domain.entity_description,
+    )
+    sources, views = {}, {}
+    for view in domain.feature_views:
+        sources[view.name] = FileSource(
+            name=f"{view.name}_source",
+            path=str(paths.features(view.name)),
+            timestamp_field="event_timestamp",
+            description=f"Offline feature table of {view.name}, written by the {view.name}_features asset.",
+        )
+        views[view.name] = FeatureView(
+            name=view.name,
+            entities=[entity],
+            ttl=view.ttl,
+            schema=[Field(name=f.name, dtype=getattr(feast.types, FEAST_TYPES[f.dtype]), description=f.description)
+                    for f in view.features],
+            source=sources[view.name],
+            online=True,
+            description=view.description,
+            tags={"domain": domain.name},
+        )
+    service = FeatureService(
+        name=domain.feature_service,
+        features=list(views.values()),
+        description=f"Every feature the {domain.name} model uses: {domain.prediction}",
+        tags={"domain": domain.name},
+    )
+    return FeastObjects(entity, sources, views, service)
+
+
+def repo_config(paths: LakePaths, repo_path: Path = FEATURE_REPO) -> Any:
+    """feature_repo/feature_store.yaml with its registry and online store moved under the data root."""
+    from feast.repo_config import RepoConfig
+
+    raw = yaml.safe_load((repo_path / "feature_store.yaml").read_text())
+    raw["registry"] = {**raw["registry"], "path": str(paths.feast / "registry.db")}
+    raw["online_store"] = {**raw["online_store"], "path": str(paths.feast / "online_store.db")}
+    return RepoConfig(repo_path=repo_path, **raw)
+
+
+def feature_store(paths: LakePaths) -> Any:
+    """A FeatureStore for this data root (the same definitions as feature_repo/)."""
+    from feast import FeatureStore
+
+    paths.feast.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=repo_config(paths), repo_path=str(FEATURE_REPO))
+
+
+def apply_definitions(store: Any, domain: Domain, paths: LakePaths) -> dict[str, Any]:
+    """Register the domain's Feast objects (what `feast apply` does for feature_repo/)."""
+    objects = feast_objects(domain, paths)
+    store.apply(objects.all())
+    return {
+        "project": store.project,
+        "entities": [e.name for e in store.list_entities()],
+        "feature_views": sorted(v.name for v in store.list_feature_views()),
+        "feature_services": [s.name for s in store.list_feature_services()],
+    }
+
+
+def historical_features(store: Any, domain: Domain, entity_df: Any) -> Any:
+    """Feast's point-in-time join of the domain's feature service onto entity rows (a pandas frame)."""
+    service = store.get_feature_service(domain.feature_service)
+    return store.get_historical_features(entity_df=entity_df, features=service).to_df()
+
+
+def online_features(store: Any, domain: Domain, entity_ids: list[int]) -> dict[str, list]:
+    """Online feature values for some entities, through the domain's feature service."""
+    service = store.get_feature_service(domain.feature_service)
+    rows = [{domain.entity_key: i} for i in entity_ids]
+    return store.get_online_features(features=service, entity_rows=rows).to_dict()
+
+
+def write_resolved_yaml(paths: LakePaths) -> Path:
+    """Write a feature_store.yaml for this data root, for `feast -c feature_repo -f <it>` on a moved root."""
+    raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
+    raw["registry"]["path"] = str(paths.feast / "registry.db")
+    raw["online_store"]["path"] = str(paths.feast / "online_store.db")
+    out = paths.feast / "feature_store.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
+def utc_naive(ts: datetime) -> datetime:
+    """Feature tables hold naive UTC timestamps; Feast wants them timezone-aware."""
+    from datetime import UTC
+
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts

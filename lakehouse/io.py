@@ -1,0 +1,62 @@
+"""Atomic file writes: a killed run never leaves a half-written file that later reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+
+def _temp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A dot-prefixed name is ignored by every reader's glob, so a crash leaves only litter.
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
+    """Write a Parquet file under a temporary name, then rename it into place."""
+    tmp = _temp_beside(path)
+    try:
+        df.write_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def copy_to_parquet_atomic(con: Any, query: str, path: Path) -> Path:
+    """Run DuckDB's COPY (query) TO a temporary name, then rename it into place."""
+    tmp = _temp_beside(path)
+    try:
+        con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json_atomic(record: dict[str, Any], path: Path) -> Path:
+    """Write a JSON record under a temporary name, then rename it into place."""
+    tmp = _temp_beside(path)
+    try:
+        tmp.write_text(json.dumps(record, indent=2, default=str, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_json_records(folder: Path) -> list[dict[str, Any]]:
+    """All JSON records in a folder, oldest file name first."""
+    if not folder.exists():
+        return []
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("[!.]*.json"))]
+
+
+def parquet_glob(folder: Path) -> str:
+    """A glob of the finished Parquet files in a folder (temporary files start with a dot)."""
+    return str(folder / "[!.]*.parquet")

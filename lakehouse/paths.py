@@ -1,0 +1,88 @@
+"""Every generated path, derived from one data root."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DATA_ROOT_ENV = "LAKEHOUSE_DATA_ROOT"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FEATURE_REPO = REPO_ROOT / "feature_repo"
+
+
+def data_root() -> Path:
+    """The data root: $LAKEHOUSE_DATA_ROOT, or data/ in the repository."""
+    return Path(os.environ.get(DATA_ROOT_ENV) or REPO_ROOT / "data").resolve()
+
+
+@dataclass(frozen=True)
+class LakePaths:
+    """The layout of everything generated under one data root."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> LakePaths:
+        return cls(data_root())
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    def bronze(self, source: str) -> Path:
+        return self.lake / "bronze" / source
+
+    @property
+    def manifest(self) -> Path:
+        """One JSON record per ingested batch."""
+        return self.lake / "bronze" / "_manifest"
+
+    @property
+    def rejected(self) -> Path:
+        """One JSON record per landing file that could not become a batch."""
+        return self.lake / "bronze" / "_rejected"
+
+    def validated(self, source: str) -> Path:
+        return self.lake / "validated" / source
+
+    def validation_reports(self, source: str) -> Path:
+        return self.lake / "validated" / "_reports" / source
+
+    def quarantine(self, source: str) -> Path:
+        return self.lake / "quarantine" / source
+
+    def silver(self, source: str) -> Path:
+        return self.lake / "silver" / f"{source}.parquet"
+
+    def features(self, view: str) -> Path:
+        return self.lake / "features" / f"{view}.parquet"
+
+    @property
+    def spine(self) -> Path:
+        return self.lake / "features" / "_spine.parquet"
+
+    @property
+    def labels(self) -> Path:
+        return self.lake / "training" / "label_events.parquet"
+
+    @property
+    def training_set(self) -> Path:
+        return self.lake / "training" / "training_set.parquet"
+
+    @property
+    def duckdb_file(self) -> Path:
+        """A DuckDB catalog of views over the lake's Parquet files, for ad-hoc queries."""
+        return self.root / "lakehouse.duckdb"
+
+    @property
+    def feast(self) -> Path:
+        return self.root / "feast"
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(os.environ.get("DAGSTER_HOME") or self.root / "dagster")

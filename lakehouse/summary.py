@@ -1,0 +1,60 @@
+"""A short account of what is in the lake: rows per layer, quarantine, features online."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+from lakehouse.domain import Domain
+from lakehouse.ingestion import manifest, rejected_files
+from lakehouse.online import materialization_state
+from lakehouse.paths import LakePaths
+from lakehouse.validation import validation_reports
+
+
+def _count(path) -> int | None:
+    if not path.exists():
+        return None
+    with duckdb.connect() as con:
+        return con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0]
+
+
+def lake_summary(paths: LakePaths, domain: Domain) -> dict[str, Any]:
+    """Row counts per layer and source, quarantine and rejection counts, and online coverage."""
+    sources = {}
+    for s in domain.sources:
+        reports = validation_reports(paths, s.name)
+        sources[s.name] = {
+            "batches": len(manifest(paths, s.name)),
+            "rejected_files": len(rejected_files(paths, s.name)),
+            "bronze_rows": sum(b["rows"] for b in manifest(paths, s.name)),
+            "valid_rows": sum(r["rows_valid"] for r in reports),
+            "quarantined_rows": sum(r["rows_quarantined"] for r in reports),
+            "held_batches": sum(r["status"] == "held" for r in reports),
+            "silver_rows": _count(paths.silver(s.name)),
+        }
+    return {
+        "data_root": str(paths.root),
+        "sources": sources,
+        "features": {v.name: _count(paths.features(v.name)) for v in domain.feature_views},
+        "online_windows": materialization_state(paths),
+        "label_events": _count(paths.labels),
+        "training_rows": _count(paths.training_set),
+    }
+
+
+def format_summary(summary: dict[str, Any], online_entities: int | None = None) -> str:
+    """The summary as a plain-text table for the terminal."""
+    lines = [f"data root: {summary['data_root']}", "",
+             f"{'source':<14}{'batches':>8}{'rejected':>9}{'bronze':>10}{'valid':>10}{'quarant.':>9}{'held':>5}{'silver':>10}"]
+    for name, s in summary["sources"].items():
+        lines.append(f"{name:<14}{s['batches']:>8}{s['rejected_files']:>9}{s['bronze_rows']:>10,}{s['valid_rows']:>10,}"
+                     f"{s['quarantined_rows']:>9,}{s['held_batches']:>5}{(s['silver_rows'] or 0):>10,}")
+    lines += ["", f"{'feature view':<22}{'offline rows':>13}  online up to"]
+    for view, rows in summary["features"].items():
+        lines.append(f"{view:<22}{(rows or 0):>13,}  {summary['online_windows'].get(view, '-')}")
+    if online_entities is not None:
+        lines.append(f"entities in the online store: {online_entities:,}")
+    lines += ["", f"label events: {summary['label_events'] or 0:,}   training rows: {summary['training_rows'] or 0:,}"]
+    return "\n".join(lines)
