@@ -56,6 +56,7 @@ W_PRICE = 3.0  # price relative to the plan's original base price, minus 1
 W_NEW = 0.9  # tenure under 90 days
 CHANNEL_EFFECT = np.array([0.0, 0.25, 0.35, -0.3, -0.1])
 FRAILTY_SD = 0.6  # hidden per-customer propensity
+ENGAGEMENT = 4.0  # median expected sessions per day
 DISENGAGE_AFTER = 240  # mean days from signup (or day 0) until a customer starts to disengage
 DISENGAGE_DAYS = (15, 60)  # range of the time constant of the decay of a disengaging customer's usage
 
@@ -135,7 +136,7 @@ class _Simulation:
         self.region = rng.choice(4, n, p=[0.30, 0.25, 0.25, 0.20])
         self.age_band = rng.choice(5, n, p=[0.15, 0.30, 0.25, 0.17, 0.13])
         self.channel = rng.choice(5, n, p=[0.40, 0.20, 0.15, 0.15, 0.10])
-        self.engagement = rng.lognormal(np.log(3.5), 0.55, n)  # expected sessions per day
+        self.engagement = rng.lognormal(np.log(ENGAGEMENT), 0.5, n)  # expected sessions per day
         weekend = np.array([(config.start + timedelta(i)).weekday() >= 5 for i in range(7)])
         weekly = np.exp(np.outer(rng.normal(0, 0.3, n), weekend) + rng.normal(0, 0.1, (n, 7)))
         self.weekly = weekly / weekly.mean(axis=1, keepdims=True)  # column i: weekday of start + i days
@@ -151,9 +152,8 @@ class _Simulation:
         self.list_price = BASE_PRICES.copy()  # current price per plan; a price rise raises it
         self.price = np.round(self.list_price[self.plan] * (1 - self.discount), 2)
         self.cancel_day = np.full(n, NEVER)
-        # Running history: sessions of the last 37 days, failed payments of the last 90 days.
-        self.sessions_ring = np.zeros((n, 37), dtype=np.int32)
-        self.sessions_7, self.sessions_30 = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        # Running history: expected sessions of the last 37 days, failed payments of the last 90 days.
+        self.intensity_ring = np.zeros((n, 37), dtype=np.float32)
         self.failed_ring = np.zeros((n, 90), dtype=np.uint8)
         self.failed_90 = np.zeros(n, np.int64)
         self.last_failed_day = np.full(n, -NEVER)
@@ -169,10 +169,12 @@ class _Simulation:
         return np.random.default_rng([self.seed, day, purpose])
 
     def _decline(self, day: int) -> np.ndarray:
-        """Usage decline in 0..1: sessions over the last 7 days vs the 30 days before (0 without history)."""
+        """Decline in 0..1 of expected sessions over the last 7 days vs the 30 days before (0 without history)."""
         history = day - np.maximum(self.signup_day, 0)
         before = np.clip(history - 7, 0, 30)
-        recent, earlier = self.sessions_7 / 7, self.sessions_30 / np.maximum(before, 1)
+        last_7 = [(day - k) % 37 for k in range(1, 8)]
+        recent = self.intensity_ring[:, last_7].sum(axis=1) / 7
+        earlier = (self.intensity_ring.sum(axis=1) - recent * 7) / np.maximum(before, 1)
         drop = 1 - (recent + 0.2) / (earlier + 0.2)
         return np.where(before >= 7, np.clip((drop - DECLINE_NOISE) / (1 - DECLINE_NOISE), 0, 1), 0.0)
 
@@ -228,13 +230,14 @@ class _Simulation:
 
         # Usage: expected sessions from engagement, weekday, disengagement and drifts.
         rng = self._rng(day, 3)
-        lam = self.engagement * self.weekly[:, day % 7]
-        lam = lam * np.maximum(np.exp(-np.maximum(day - self.disengage_day, 0) / self.disengage_days), 0.03)
+        intensity = self.engagement * np.maximum(
+            np.exp(-np.maximum(day - self.disengage_day, 0) / self.disengage_days), 0.03)
         for drift in self.drifts:
             if drift.kind == "usage_drop" and day >= drift.start_day:
-                lam = np.where(self.region == REGIONS.index(drift.region), lam * (1 - drift.magnitude), lam)
-        sessions = rng.poisson(lam)
-        minutes = rng.gamma(2.0 * np.maximum(sessions, 1), self.minutes_per_session / 2)
+                hit = self.region == REGIONS.index(drift.region)
+                intensity = np.where(hit, intensity * (1 - drift.magnitude), intensity)
+        sessions = rng.poisson(intensity * self.weekly[:, day % 7])
+        minutes = rng.gamma(3.0 * np.maximum(sessions, 1), self.minutes_per_session / 3)
         minutes = np.minimum(np.where(sessions > 0, minutes, 0.0), MAX_MINUTES)
         data_mb = minutes * self.mb_per_minute * rng.lognormal(0, 0.3, n)
         errors = rng.poisson(sessions * self.error_rate)
@@ -299,10 +302,7 @@ class _Simulation:
         self.tickets = {k: np.concatenate([v[~done], new_t[k][~same_day]]) for k, v in t.items()}
 
         # Roll the history windows forward.
-        slot, mid = day % 37, (day - 7) % 37
-        self.sessions_7 += sessions - self.sessions_ring[:, mid]
-        self.sessions_30 += self.sessions_ring[:, mid] - self.sessions_ring[:, slot]
-        self.sessions_ring[:, slot] = sessions
+        self.intensity_ring[:, day % 37] = np.where(active, intensity, 0)
         slot = day % 90
         self.failed_90 += failed_today - self.failed_ring[:, slot]
         self.failed_ring[:, slot] = failed_today

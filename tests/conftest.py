@@ -1,0 +1,38 @@
+"""Shared fixtures: a temporary data root per test, and one small materialized lake per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+
+# Small enough for a quick session, large enough for thousands of label events (weekly as-of dates
+# need 35 days of history and 30 days of hindsight).
+SMALL = {"customers": 300, "days": 100, "seed": 7}
+
+
+@pytest.fixture
+def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakePaths:
+    """An empty data root of its own, also set in the environment."""
+    monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "data" / "dagster"))
+    return LakePaths(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> LakePaths:
+    """A data root with small generated demo data, materialized once through the whole asset graph."""
+    from assets.headless import materialize_all
+    from lakehouse.domains.churn_generator import GeneratorConfig, generate
+
+    root = tmp_path_factory.mktemp("lake") / "data"
+    lake_paths = LakePaths(root)
+    generate(root / "landing", GeneratorConfig(**SMALL, bad_row_rate=0.01, bad_file_rate=0.02))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(DATA_ROOT_ENV, str(root))
+        mp.setenv("DAGSTER_HOME", str(root / "dagster"))
+        result = materialize_all(lake_paths)
+    assert result.success, "the whole asset graph must materialize on the small demo data"
+    return lake_paths
