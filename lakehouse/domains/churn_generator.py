@@ -47,18 +47,17 @@ RETRY_AFTER_DAYS = 3
 MAX_MINUTES = 1200.0  # a day's minutes are capped below 24 h
 
 # The hidden churn hazard: logit of the daily probability that an active customer cancels.
-CHURN_BASE = -7.3
-W_DECLINE = 3.5  # usage decline, 0..1: sessions over the last 7 days vs the 30 days before
-DECLINE_NOISE = 0.2  # drops smaller than this are ordinary noise and count as no decline
-W_FAILED = 0.8  # per failed payment in the last 90 days (up to 3)
-W_TICKETS = 0.6  # per currently open ticket (up to 3)
+CHURN_BASE = -9.9
+W_DECLINE = 8.0  # usage decline, 0..1: expected sessions over the last 7 days vs the 30 days before
+W_FAILED = 2.0  # per failed payment in the last 90 days (up to 3)
+W_TICKETS = 0.9  # per currently open ticket (up to 3)
 W_PRICE = 3.0  # price relative to the plan's original base price, minus 1
-W_NEW = 0.9  # tenure under 90 days
+W_NEW = 1.0  # tenure under 90 days
 CHANNEL_EFFECT = np.array([0.0, 0.25, 0.35, -0.3, -0.1])
-FRAILTY_SD = 0.6  # hidden per-customer propensity
-ENGAGEMENT = 4.0  # median expected sessions per day
-DISENGAGE_AFTER = 240  # mean days from signup (or day 0) until a customer starts to disengage
-DISENGAGE_DAYS = (15, 60)  # range of the time constant of the decay of a disengaging customer's usage
+FRAILTY_SD = 0.2  # hidden per-customer propensity
+ENGAGEMENT = 5.0  # median expected sessions per day
+DISENGAGE_AFTER = 300  # mean days from signup (or day 0) until a customer starts to disengage
+DISENGAGE_DAYS = (10, 30)  # range of the time constant of the decay of a disengaging customer's usage
 
 # Malformed data.
 BAD_ROW_KINDS = {
@@ -175,8 +174,7 @@ class _Simulation:
         last_7 = [(day - k) % 37 for k in range(1, 8)]
         recent = self.intensity_ring[:, last_7].sum(axis=1) / 7
         earlier = (self.intensity_ring.sum(axis=1) - recent * 7) / np.maximum(before, 1)
-        drop = 1 - (recent + 0.2) / (earlier + 0.2)
-        return np.where(before >= 7, np.clip((drop - DECLINE_NOISE) / (1 - DECLINE_NOISE), 0, 1), 0.0)
+        return np.where(before >= 7, np.clip(1 - (recent + 0.01) / (earlier + 0.01), 0, 1), 0.0)
 
     def step(self, day: int) -> dict[str, dict[str, np.ndarray]]:
         """Advance one day; return that day's raw events per source."""

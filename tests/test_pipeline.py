@@ -1,0 +1,107 @@
+"""End to end: the whole asset graph on small generated data in a temporary data root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from assets.definitions import build_definitions
+from assets.headless import materialize_all
+from lakehouse.domains.churn import CHURN
+from lakehouse.ingestion import manifest, rejected_files
+from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
+from lakehouse.summary import lake_summary
+from lakehouse.validation import validation_reports
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def test_every_layer_accounts_for_every_row(lake):
+    summary = lake_summary(lake, CHURN)
+    for name, s in summary["sources"].items():
+        assert s["batches"] > 0, name
+        assert s["bronze_rows"] == s["valid_rows"] + s["quarantined_rows"], name
+        assert 0 < s["silver_rows"] <= s["valid_rows"], name
+    assert sum(s["quarantined_rows"] for s in summary["sources"].values()) > 0  # the generator injected bad rows
+    assert rejected_files(lake), "the generator injected malformed files"
+    assert all(r["reason"] for r in rejected_files(lake))
+    assert summary["training_rows"] == summary["label_events"] > 1000
+
+
+def test_quarantined_rows_keep_their_batch_and_reason(lake):
+    quarantine = pl.read_parquet(str(lake.lake / "quarantine" / "usage" / "*.parquet"))
+    assert quarantine.height > 0
+    assert quarantine["_reason"].str.len_chars().min() > 0
+    assert set(quarantine["_batch_id"]) <= {b["batch_id"] for b in manifest(lake, "usage")}
+
+
+def test_every_feature_view_has_the_declared_columns(lake):
+    for view in CHURN.feature_views:
+        table = pl.read_parquet(lake.features(view.name))
+        assert table.columns == ["customer_id", "event_timestamp", *(f.name for f in view.features)]
+        assert table.select(pl.struct("customer_id", "event_timestamp").is_duplicated().any()).item() is False
+
+
+def test_materializing_again_adds_no_duplicate_data(lake, tmp_path):
+    before = lake_summary(lake, CHURN)
+    with dg.instance_for_test() as instance:
+        assert materialize_all(lake, instance).success
+    after = lake_summary(lake, CHURN)
+    assert after["sources"] == before["sources"]
+    assert after["features"] == before["features"] and after["training_rows"] == before["training_rows"]
+
+
+def test_feast_cli_lists_the_projects_feature_views(lake):
+    env = {**os.environ, DATA_ROOT_ENV: str(lake.root)}
+    yaml = lake.feast / "feature_store.yaml"
+    out = subprocess.run([str(VENV_BIN / "feast"), "-c", "feature_repo", "-f", str(yaml), "feature-views", "list"],
+                         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for view in CHURN.feature_views:
+        assert view.name in out.stdout
+
+
+def test_online_lookup_returns_the_latest_offline_values(lake):
+    from lakehouse.feast_defs import feature_store, online_features
+
+    usage = pl.read_parquet(lake.features("customer_usage"))
+    latest = usage.sort("event_timestamp").group_by("customer_id").last().sort("customer_id").head(20)
+    online = online_features(feature_store(lake), CHURN, latest["customer_id"].to_list())
+    assert online["sessions_7d"] == latest["sessions_7d"].to_list()
+    assert online["minutes_30d"] == latest["minutes_30d"].to_list()
+    assert all(p is not None for p in online["plan"])
+
+
+def test_a_held_batch_fails_the_blocking_check_and_stops_everything_downstream(lake, tmp_path):
+    import shutil
+
+    copy = LakePaths(tmp_path / "data")
+    shutil.copytree(lake.root, copy.root)
+    header = "payment_id,customer_id,charged_at,amount,failed\n"
+    (copy.landing / "payments" / "payments_broken.csv").write_text(
+        header + "".join(f"B{i},oops,2025-04-10 10:00:00,1.0,false\n" for i in range(20)))
+    silver_before = (copy.silver("payments")).stat().st_mtime_ns
+    with dg.instance_for_test() as instance:
+        result = materialize_all(copy, instance)
+    assert not result.success
+    failed = [e.asset_check_evaluation_data for e in result.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed]
+    assert [c.asset_check_key.name for c in failed] == ["quarantine_rate_check"]
+    assert copy.silver("payments").stat().st_mtime_ns == silver_before  # silver was not rebuilt
+    held = [r for r in validation_reports(copy, "payments") if r["status"] == "held"]
+    assert [r["file"] for r in held] == ["payments_broken.csv"] and held[0]["rows_quarantined"] == 20
+
+
+def test_the_definitions_load_with_the_expected_asset_graph():
+    defs = build_definitions()
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    expected = {f"churn/{s.name}_{layer}" for s in CHURN.sources for layer in ("bronze", "validated", "silver")}
+    expected |= {f"churn/{v.name}_features" for v in CHURN.feature_views}
+    expected |= {"churn/customer_spine", "churn/feast_registry", "churn/online_features", "churn/label_events",
+                 "churn/training_set"}
+    assert keys == expected
