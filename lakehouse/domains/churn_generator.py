@@ -11,6 +11,7 @@ different output window changes only what it must. Corruption uses streams of it
 from __future__ import annotations
 
 import io
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,16 +48,16 @@ RETRY_AFTER_DAYS = 3
 MAX_MINUTES = 1200.0  # a day's minutes are capped below 24 h
 
 # The hidden churn hazard: logit of the daily probability that an active customer cancels.
-CHURN_BASE = -9.9
+CHURN_BASE = -10.1
 W_DECLINE = 8.0  # usage decline, 0..1: expected sessions over the last 7 days vs the 30 days before
 W_FAILED = 2.0  # per failed payment in the last 90 days (up to 3)
 W_TICKETS = 0.9  # per currently open ticket (up to 3)
 W_PRICE = 3.0  # price relative to the plan's original base price, minus 1
 W_NEW = 1.0  # tenure under 90 days
 CHANNEL_EFFECT = np.array([0.0, 0.25, 0.35, -0.3, -0.1])
-FRAILTY_SD = 0.2  # hidden per-customer propensity
+FRAILTY_SD = 0.4  # hidden per-customer propensity
 ENGAGEMENT = 5.0  # median expected sessions per day
-DISENGAGE_AFTER = 300  # mean days from signup (or day 0) until a customer starts to disengage
+DISENGAGE_AFTER = 300  # mean days from signup (or day -40) until a customer starts to disengage
 DISENGAGE_DAYS = (10, 30)  # range of the time constant of the decay of a disengaging customer's usage
 
 # Malformed data.
@@ -100,7 +101,8 @@ class GeneratorConfig:
     drifts: tuple[Drift, ...] = ()
     bad_row_rate: float = 0.0  # fraction of rows per file replaced with malformed rows
     bad_file_rate: float = 0.0  # probability that a (source, day) file is written malformed instead
-    first_day: int = 0  # only write files for simulated days in [first_day, last_day]
+    first_day: int = 0  # only write files for simulated days in [first_day, last_day]; the simulation
+    # itself always runs from day 0 so output is identical whatever the window
     last_day: int | None = None
 
 
@@ -144,7 +146,8 @@ class _Simulation:
         self.error_rate = rng.lognormal(np.log(0.02), 1.0, n)  # errors per session
         self.stress = rng.normal(0, 1, n)  # latent financial stress
         self.frailty = rng.normal(0, FRAILTY_SD, n) + CHANNEL_EFFECT[self.channel]
-        self.disengage_day = np.maximum(signup, 0) + 14 + rng.exponential(DISENGAGE_AFTER, n)
+        # Initial customers who disengaged long ago would have left already: none start before day -40.
+        self.disengage_day = np.maximum(signup, -40) + 14 + rng.exponential(DISENGAGE_AFTER, n)
         self.disengage_days = rng.uniform(*DISENGAGE_DAYS, n)  # decay time constant
         signup_dates = np.datetime64(config.start, "D") + signup
         self.bill_day = np.minimum((signup_dates - signup_dates.astype("datetime64[M]")).astype(int) + 1, 28)
@@ -153,6 +156,8 @@ class _Simulation:
         self.cancel_day = np.full(n, NEVER)
         # Running history: expected sessions of the last 37 days, failed payments of the last 90 days.
         self.intensity_ring = np.zeros((n, 37), dtype=np.float32)
+        for day in range(-37, 0):  # the hidden past of the initial customers
+            self.intensity_ring[:, day % 37] = np.where(signup <= day, self._intensity(day), 0)
         self.failed_ring = np.zeros((n, 90), dtype=np.uint8)
         self.failed_90 = np.zeros(n, np.int64)
         self.last_failed_day = np.full(n, -NEVER)
@@ -167,9 +172,14 @@ class _Simulation:
         """The random stream of one (day, purpose): independent of every other draw."""
         return np.random.default_rng([self.seed, day, purpose])
 
+    def _intensity(self, day: int) -> np.ndarray:
+        """Expected sessions per day of every customer, before weekday pattern and drifts."""
+        decay = np.exp(-np.maximum(day - self.disengage_day, 0) / self.disengage_days)
+        return self.engagement * np.maximum(decay, 0.03)
+
     def _decline(self, day: int) -> np.ndarray:
         """Decline in 0..1 of expected sessions over the last 7 days vs the 30 days before (0 without history)."""
-        history = day - np.maximum(self.signup_day, 0)
+        history = day - self.signup_day
         before = np.clip(history - 7, 0, 30)
         last_7 = [(day - k) % 37 for k in range(1, 8)]
         recent = self.intensity_ring[:, last_7].sum(axis=1) / 7
@@ -178,35 +188,45 @@ class _Simulation:
 
     def step(self, day: int) -> dict[str, dict[str, np.ndarray]]:
         """Advance one day; return that day's raw events per source."""
-        n, today, midnight = self.n, self.start + timedelta(day), day * DAY
         decline = self._decline(day)
+        cancellations = self._cancel(day, decline)
+        active = (self.signup_day <= day) & (self.cancel_day == NEVER)
+        customers = self._sign_up_and_reprice(day, active)
+        usage, errors = self._use(day, active)
+        payments, failed_today = self._charge(day, active)
+        tickets = self._support(day, active, decline, errors)
+        self.failed_90 += failed_today - self.failed_ring[:, day % 90]
+        self.failed_ring[:, day % 90] = failed_today
+        self.active_count = int(active.sum())
+        return {"customers": customers, "usage": usage, "payments": payments, "tickets": tickets,
+                "cancellations": cancellations}
 
-        # Cancellations, decided from what happened up to yesterday.
-        rng = self._rng(day, 1)
+    def _cancel(self, day: int, decline: np.ndarray) -> dict[str, np.ndarray]:
+        """Draw today's cancellations from the hidden hazard over what happened up to yesterday."""
+        n, rng = self.n, self._rng(day, 1)
         u, seconds, pick = rng.random(n), rng.integers(0, DAY, n), rng.random(n)
-        price_excess = self.price / BASE_PRICES[self.plan] - 1
-        drivers = np.column_stack([
-            np.maximum(W_PRICE * price_excess, 0), W_DECLINE * decline,
+        drivers = np.column_stack([  # in the order of REASONS
+            W_PRICE * (self.price / BASE_PRICES[self.plan] - 1), W_DECLINE * decline,
             W_TICKETS * np.minimum(self.open_tickets, 3), W_FAILED * np.minimum(self.failed_90, 3),
-            np.full(n, 0.5),
+            W_NEW * (day - self.signup_day < 90) + self.frailty,
         ])
-        logit = (CHURN_BASE + W_DECLINE * decline + W_FAILED * np.minimum(self.failed_90, 3)
-                 + W_TICKETS * np.minimum(self.open_tickets, 3) + W_PRICE * price_excess
-                 + W_NEW * (day - self.signup_day < 90) + self.frailty)
         eligible = (self.signup_day < day) & (self.cancel_day == NEVER) & (day > 0)  # day 0 lists everyone first
-        churned = np.flatnonzero(eligible & (u < _sigmoid(logit)))
+        churned = np.flatnonzero(eligible & (u < _sigmoid(CHURN_BASE + drivers.sum(axis=1))))
         self.cancel_day[churned] = day
-        shares = drivers[churned].cumsum(axis=1)
+        weights = np.maximum(drivers[churned], 0)
+        weights[:, -1] = 0.5  # "other"
+        shares = weights.cumsum(axis=1)
         reason = (shares < (pick[churned] * shares[:, -1])[:, None]).sum(axis=1)
-        cancelled_at = midnight + seconds[churned]
-        cancellations = {"cust": churned, "at": cancelled_at, "reason": reason}
+        cancelled_at = day * DAY + seconds[churned]
         cancel_time = np.full(n, NEVER)
         cancel_time[churned] = cancelled_at
         t = self.tickets  # a cancelling customer's open tickets are closed when they cancel
         t["resolves"] = np.minimum(t["resolves"], cancel_time[t["cust"]])
+        return {"cust": churned, "at": cancelled_at, "reason": reason}
 
-        # Signups and plan or price changes.
-        active = (self.signup_day <= day) & (self.cancel_day == NEVER)
+    def _sign_up_and_reprice(self, day: int, active: np.ndarray) -> dict[str, np.ndarray]:
+        """Apply price rises and plan changes; return the customers whose record is new or changed."""
+        n = self.n
         new = active & (self.signup_day == day) if day > 0 else active.copy()
         changed = np.zeros(n, bool)
         for drift in self.drifts:
@@ -224,12 +244,12 @@ class _Simulation:
         self.plan[switch] = other_plan[switch]
         self.price[switch] = np.round(self.list_price[other_plan] * (1 - self.discount), 2)[switch]
         rows = np.flatnonzero(new | changed | switch)
-        customers = {"cust": rows, "at": midnight + rng.integers(0, DAY, n)[rows]}
+        return {"cust": rows, "at": day * DAY + rng.integers(0, DAY, n)[rows]}
 
-        # Usage: expected sessions from engagement, weekday, disengagement and drifts.
-        rng = self._rng(day, 3)
-        intensity = self.engagement * np.maximum(
-            np.exp(-np.maximum(day - self.disengage_day, 0) / self.disengage_days), 0.03)
+    def _use(self, day: int, active: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Draw today's usage; return the rows of customers with a session, and everyone's errors."""
+        n, rng = self.n, self._rng(day, 3)
+        intensity = self._intensity(day)
         for drift in self.drifts:
             if drift.kind == "usage_drop" and day >= drift.start_day:
                 hit = self.region == REGIONS.index(drift.region)
@@ -239,74 +259,66 @@ class _Simulation:
         minutes = np.minimum(np.where(sessions > 0, minutes, 0.0), MAX_MINUTES)
         data_mb = minutes * self.mb_per_minute * rng.lognormal(0, 0.3, n)
         errors = rng.poisson(sessions * self.error_rate)
-        sessions = np.where(active, sessions, 0)
-        used = np.flatnonzero(sessions > 0)
-        usage = {"cust": used, "sessions": sessions[used], "minutes": np.round(minutes[used], 2),
-                 "data_mb": np.round(data_mb[used], 2), "errors": errors[used]}
+        self.intensity_ring[:, day % 37] = np.where(active, intensity, 0)
+        used = np.flatnonzero(active & (sessions > 0))
+        return {"cust": used, "sessions": sessions[used], "minutes": np.round(minutes[used], 2),
+                "data_mb": np.round(data_mb[used], 2), "errors": errors[used]}, errors
 
-        # Payments: monthly charges on the billing day, and retries of failed charges.
-        rng = self._rng(day, 4)
+    def _charge(self, day: int, active: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Charge monthly on the billing day and retry failed charges; return the payments and failures."""
+        n, rng = self.n, self._rng(day, 4)
         u_charge, u_retry = rng.random(n), rng.random(n)
         t_charge, t_retry = rng.integers(0, DAY, n), rng.integers(0, DAY, n)
-        fail_p = _sigmoid(-3.3 + 1.2 * self.stress)
-        due = np.flatnonzero(active & (self.bill_day == today.day))
+        due = np.flatnonzero(active & (self.bill_day == (self.start + timedelta(day)).day))
         retry = np.flatnonzero(active & (self.retry_day == day))
         self.retry_day[self.retry_day <= day] = NEVER
-        charge_failed = u_charge[due] < fail_p[due]
+        charge_failed = u_charge[due] < _sigmoid(-3.3 + 1.2 * self.stress[due])
         retry_failed = u_retry[retry] < _sigmoid(-2.3 + 1.2 * self.stress[retry])
         self.retry_day[due[charge_failed]] = day + RETRY_AFTER_DAYS
         self.retry_amount[due[charge_failed]] = self.price[due[charge_failed]]
         cust = np.concatenate([due, retry])
-        at = midnight + np.concatenate([t_charge[due], t_retry[retry]])
+        at = day * DAY + np.concatenate([t_charge[due], t_retry[retry]])
         order = np.lexsort((cust, at))
         cust, at = cust[order], at[order]
         amount = np.concatenate([self.price[due], self.retry_amount[retry]])[order]
         failed = np.concatenate([charge_failed, retry_failed])[order]
         ids = np.arange(self.next_payment, self.next_payment + len(cust))
         self.next_payment += len(cust)
-        payments = {"id": ids, "cust": cust, "at": at, "amount": amount, "failed": failed}
         failed_today = np.bincount(cust[failed], minlength=n)
         self.last_failed_day[failed_today > 0] = day
+        return {"id": ids, "cust": cust, "at": at, "amount": amount, "failed": failed}, failed_today
 
-        # Tickets: opened more often after errors and failed payments; some stay open for weeks.
-        rng = self._rng(day, 5)
+    def _support(self, day: int, active: np.ndarray, decline: np.ndarray, errors: np.ndarray) -> dict[str, np.ndarray]:
+        """Open tickets (more often after errors and failed payments) and resolve due ones; return the rows."""
+        n, rng, end_of_day = self.n, self._rng(day, 5), (day + 1) * DAY
         recent_failure = day - self.last_failed_day <= 7
-        t_logit = -6.0 + 0.45 * np.minimum(errors, 6) + 1.6 * recent_failure + 1.0 * (decline > 0.5)
-        opens = active & (rng.random(n) < _sigmoid(t_logit))
+        logit = -6.0 + 0.45 * np.minimum(errors, 6) + 1.6 * recent_failure + 1.0 * (decline > 0.5)
+        opens = active & (rng.random(n) < _sigmoid(logit))
         u_cat, fallback = rng.random(n), rng.choice(4, n, p=[0.3, 0.3, 0.3, 0.1])
         category = np.where(recent_failure & (u_cat < 0.7), 0,
                             np.where((errors > 0) & (u_cat < 0.6), 1,
                                      np.where((decline > 0.5) & (u_cat < 0.5), 3, fallback)))
-        opened_at = midnight + rng.integers(0, DAY, n)
-        u_delay = rng.random(n)
+        opened_at = day * DAY + rng.integers(0, DAY, n)
+        u_delay = rng.random(n)  # most within hours, some within a week, some stay open for weeks
         delay = np.where(u_delay < 0.6, rng.exponential(6 * 3600, n),
                          np.where(u_delay < 0.9, rng.uniform(DAY, 7 * DAY, n), rng.uniform(7 * DAY, 45 * DAY, n)))
         tix = np.flatnonzero(opens)
         tix = tix[np.lexsort((tix, opened_at[tix]))]
-        new_t = {"id": np.arange(self.next_ticket, self.next_ticket + len(tix)), "cust": tix,
-                 "opened": opened_at[tix], "resolves": opened_at[tix] + 60 + delay[tix].astype(np.int64),
-                 "category": category[tix]}
+        new = {"id": np.arange(self.next_ticket, self.next_ticket + len(tix)), "cust": tix,
+               "opened": opened_at[tix], "resolves": opened_at[tix] + 60 + delay[tix].astype(np.int64),
+               "category": category[tix]}
         self.next_ticket += len(tix)
-        done = t["resolves"] < midnight + DAY
-        same_day = new_t["resolves"] < midnight + DAY
-        resolved = {k: np.concatenate([v[done], new_t[k]]) for k, v in t.items()}
-        resolved_at = np.where(np.concatenate([np.ones(done.sum(), bool), same_day]), resolved["resolves"], -1)
-        updated_at = np.where(resolved_at >= 0, resolved_at, resolved["opened"])
-        order = np.lexsort((resolved["id"], updated_at))
-        tickets = {"id": resolved["id"][order], "cust": resolved["cust"][order], "opened": resolved["opened"][order],
-                   "category": resolved["category"][order], "resolved": resolved_at[order], "at": updated_at[order]}
-        self.open_tickets -= np.bincount(t["cust"][done], minlength=n)
-        self.open_tickets += np.bincount(new_t["cust"][~same_day], minlength=n)
-        self.tickets = {k: np.concatenate([v[~done], new_t[k][~same_day]]) for k, v in t.items()}
-
-        # Roll the history windows forward.
-        self.intensity_ring[:, day % 37] = np.where(active, intensity, 0)
-        slot = day % 90
-        self.failed_90 += failed_today - self.failed_ring[:, slot]
-        self.failed_ring[:, slot] = failed_today
-        self.active_count = int(active.sum())
-        return {"customers": customers, "usage": usage, "payments": payments, "tickets": tickets,
-                "cancellations": cancellations}
+        old = self.tickets
+        done, same_day = old["resolves"] < end_of_day, new["resolves"] < end_of_day
+        rows = {k: np.concatenate([v[done], new[k]]) for k, v in old.items()}
+        resolved_at = np.where(np.concatenate([np.ones(done.sum(), bool), same_day]), rows["resolves"], -1)
+        updated_at = np.where(resolved_at >= 0, resolved_at, rows["opened"])
+        order = np.lexsort((rows["id"], updated_at))
+        self.open_tickets += np.bincount(new["cust"][~same_day], minlength=n)
+        self.open_tickets -= np.bincount(old["cust"][done], minlength=n)
+        self.tickets = {k: np.concatenate([v[~done], new[k][~same_day]]) for k, v in old.items()}
+        return {"id": rows["id"][order], "cust": rows["cust"][order], "opened": rows["opened"][order],
+                "category": rows["category"][order], "resolved": resolved_at[order], "at": updated_at[order]}
 
 
 def _timestamps(start: date, seconds: np.ndarray) -> list[str]:
@@ -457,36 +469,39 @@ def _bad_file(source: str, cols: dict, rng: np.random.Generator) -> bytes:
 
 
 def _file_bytes(source: str, events: dict, sim: _Simulation, today: date, day: int,
-                config: GeneratorConfig) -> tuple[bytes, int]:
-    """The bytes of one (source, day) landing file and how many data rows it holds."""
+                config: GeneratorConfig) -> tuple[bytes | None, int]:
+    """The bytes of one (source, day) landing file (None: nothing to report) and its data rows."""
     rng = np.random.default_rng([config.seed, day, 100 + SOURCES.index(source)])  # corruption only
     malformed = rng.random() < config.bad_file_rate
     if source == "usage":
-        cols = _usage_table(events, sim, today)
+        table = _usage_table(events, sim, today)
+        rows = len(table["customer_id"])
         if malformed:
-            data = _bad_file(source, cols, rng)
+            data = _bad_file(source, table, rng)
         else:
-            missing = _corrupt_usage_rows(cols, rng, config.bad_row_rate) if config.bad_row_rate else None
-            data = _parquet_bytes(cols, missing)
+            missing = _corrupt_usage_rows(table, rng, config.bad_row_rate) if config.bad_row_rate else None
+            data = _parquet_bytes(table, missing)
     else:
-        cols = _csv_columns(source, events, sim)
+        text = _csv_columns(source, events, sim)
+        rows = len(text["customer_id"])
         if malformed:
-            data = _bad_file(source, cols, rng)
+            data = _bad_file(source, text, rng)
         else:
             if config.bad_row_rate:
-                _corrupt_csv_rows(source, cols, rng, config.bad_row_rate)
-            data = _csv_bytes(cols)
-    rows = len(cols["customer_id"])
-    if malformed:  # rows a reader can still get out of the file
+                _corrupt_csv_rows(source, text, rng, config.bad_row_rate)
+            data = _csv_bytes(text)
+    if malformed:  # count only the rows a reader can still get out of the file
         readable = data and (source != "usage" or data[-4:] == b"PAR1")
         header_only = source != "usage" and data.count(b"\n") <= 1
         rows = 0 if not readable or header_only else rows
+    elif rows == 0:
+        return None, 0  # a producer with nothing to report that day writes no file
     return data, rows
 
 
 def generate(landing_dir: Path, config: GeneratorConfig = GeneratorConfig(),
              progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Simulate the churn demo and write one landing file per source per day; return rows written per source."""
+    """Simulate the churn demo and write one landing file per source per day with events; return rows per source."""
     last_day = config.days - 1 if config.last_day is None else config.last_day
     if not 0 <= config.first_day <= last_day < config.days:
         raise ValueError(f"need 0 <= first_day <= last_day < days, got {config.first_day}, {last_day}, {config.days}")
@@ -506,8 +521,14 @@ def generate(landing_dir: Path, config: GeneratorConfig = GeneratorConfig(),
         if day >= config.first_day:
             for source in SOURCES:
                 data, rows = _file_bytes(source, events[source], sim, today, day, config)
+                if data is None:
+                    continue
                 suffix = "parquet" if source == "usage" else "csv"
-                (landing_dir / source / f"{source}_{today.isoformat()}.{suffix}").write_bytes(data)
+                target = landing_dir / source / f"{source}_{today.isoformat()}.{suffix}"
+                # Written under a hidden name, then renamed: the landing sensor never sees half a file.
+                tmp = target.with_name(f".{target.name}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, target)
                 written[source] += rows
         if progress and ((day + 1) % every == 0 or day == last_day):
             progress(f"day {day + 1}/{config.days}: {sim.active_count:,} active customers")
