@@ -13,8 +13,12 @@ def dagster_instance(paths: LakePaths) -> dg.DagsterInstance:
     return dg.DagsterInstance.from_config(str(ensure_dagster_home(paths)))
 
 
-def materialize_all(paths: LakePaths, instance: dg.DagsterInstance | None = None) -> dg.ExecuteInProcessResult:
+def materialize_all(paths: LakePaths, instance: dg.DagsterInstance | None = None,
+                    log_level: str = "INFO") -> dg.ExecuteInProcessResult:
     """Run every asset and asset check of every domain once, in dependency order."""
     defs = build_definitions(str(paths.root))
     job = defs.resolve_implicit_global_asset_job_def()
-    return job.execute_in_process(instance=instance or dagster_instance(paths), raise_on_error=False)
+    # Step events are DEBUG; INFO keeps the assets' own progress lines (files skipped, rows written).
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return job.execute_in_process(run_config=run_config, instance=instance or dagster_instance(paths),
+                                  raise_on_error=False)

@@ -31,7 +31,10 @@ def bronze_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
         paths = lakehouse.paths
         result = ingest_source(paths, source, config.files or None)
         for r in result.skipped:
-            context.log.info(f"skipped {r['file']}: {r['reason']}")
+            context.log.debug(f"skipped {r['file']}: {r['reason']}")
+        context.log.info(f"{source.name}: {len(result.ingested)} new batches "
+                         f"({sum(r['rows'] for r in result.ingested):,} rows), {len(result.skipped)} files already "
+                         f"ingested or rejected, {len(result.rejected)} rejected now")
         for r in result.rejected:
             context.log.warning(f"rejected {r['file']}: {r['reason']}")
         batches = manifest(paths, source.name)
@@ -44,6 +47,7 @@ def bronze_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
             "dagster/row_count": sum(r["rows"] for r in batches),
             "ingested": records_table(result.ingested, ["batch_id", "file", "rows", "sha256", "arrived_at"]),
             "rejected": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.rejected]),
+            "skipped": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.skipped[:50]]),
             "all_rejected_files": len(rejected_files(paths, source.name)),
             "landing_folder": dg.MetadataValue.path(str(paths.landing / source.name)),
         })

@@ -168,7 +168,8 @@ def report(args: argparse.Namespace, rows_in_file: int, pairs: list[tuple[dict, 
     info = machine_info()
     lines = [
         f"Materialize {args.entities:,} entities x {args.features} float64 features "
-        f"({rows_in_file:,} source rows, offline store `{args.offline_store}`), {len(pairs)} A/B pairs after a warm-up pair.",
+        f"({rows_in_file:,} source rows, offline store `{args.offline_store}`), {len(pairs)} A/B pairs"
+        + (" after a warm-up pair." if args.warmup else ", no warm-up."),
         "",
         "| | A: Feast `materialize` -> `sqlite` | B: `materialize_window` -> lakehouse store |",
         "|---|---|---|",

@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    # Library deprecation chatter (Feast, Dagster) is for their maintainers, not for our users.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="dagster")
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -20,6 +20,21 @@ def _count(path) -> int | None:
         return con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0]
 
 
+def online_entity_count(paths: LakePaths) -> int:
+    """Distinct entity keys in the sqlite online store (0 before the first materialization)."""
+    import sqlite3
+
+    db = paths.feast / "online_store.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        keys: set[bytes] = set()
+        for t in tables:
+            keys |= {r[0] for r in con.execute(f'SELECT DISTINCT entity_key FROM "{t}"')}
+    return len(keys)
+
+
 def lake_summary(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """Row counts per layer and source, quarantine and rejection counts, and online coverage."""
     sources = {}
@@ -39,12 +54,13 @@ def lake_summary(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         "sources": sources,
         "features": {v.name: _count(paths.features(v.name)) for v in domain.feature_views},
         "online_windows": materialization_state(paths),
+        "online_entities": online_entity_count(paths),
         "label_events": _count(paths.labels),
         "training_rows": _count(paths.training_set),
     }
 
 
-def format_summary(summary: dict[str, Any], online_entities: int | None = None) -> str:
+def format_summary(summary: dict[str, Any]) -> str:
     """The summary as a plain-text table for the terminal."""
     lines = [f"data root: {summary['data_root']}", "",
              f"{'source':<14}{'batches':>8}{'rejected':>9}{'bronze':>10}{'valid':>10}{'quarant.':>9}{'held':>5}{'silver':>10}"]
@@ -53,8 +69,8 @@ def format_summary(summary: dict[str, Any], online_entities: int | None = None) 
                      f"{s['quarantined_rows']:>9,}{s['held_batches']:>5}{(s['silver_rows'] or 0):>10,}")
     lines += ["", f"{'feature view':<22}{'offline rows':>13}  online up to"]
     for view, rows in summary["features"].items():
-        lines.append(f"{view:<22}{(rows or 0):>13,}  {summary['online_windows'].get(view, '-')}")
-    if online_entities is not None:
-        lines.append(f"entities in the online store: {online_entities:,}")
+        end = summary["online_windows"].get(view)
+        lines.append(f"{view:<22}{(rows or 0):>13,}  {end[:19] if end else 'not materialized'}")
+    lines.append(f"entities in the online store: {summary['online_entities']:,}")
     lines += ["", f"label events: {summary['label_events'] or 0:,}   training rows: {summary['training_rows'] or 0:,}"]
     return "\n".join(lines)
