@@ -58,8 +58,8 @@ def feature_asset(domain: Domain, view: FeatureView) -> dg.AssetsDefinition:
             dg.TableColumn("event_timestamp", "timestamp", description="when the values became known (end of day)"),
             *(dg.TableColumn(f.name, FEAST_TO_DAGSTER[f.dtype], description=f.description) for f in view.features),
         ])
-        stats_md = "| feature | min | max | mean | null % | distinct |\n|---|---|---|---|---|---|\n" + "\n".join(
-            f"| {name} | {s['min']} | {s['max']} | {s['mean']} | {s['null_pct']:.1f} | {s['distinct']} |"
+        stats_md = "| feature | min | max | mean | null % |\n|---|---|---|---|---|\n" + "\n".join(
+            f"| {name} | {s['min']} | {s['max']} | {s['mean']} | {s['null_pct']:.1f} |"
             for name, s in table.items()
         )
         return dg.MaterializeResult(metadata={

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -102,20 +103,28 @@ class LakehouseSqliteOnlineStore(SqliteOnlineStore):
         table_name = self._table_name(config, table)
         has_num = self._has_value_num(config, conn, table_name)
         version = config.entity_key_serialization_version
-        rows = []
-        for entity_key, values, event_ts, created_ts in data:
-            key = serialize_entity_key(entity_key, entity_key_serialization_version=version)
-            # Datetimes are bound as is: the sqlite adapter Feast registers turns them into
-            # integers, exactly as in the parent's write.
-            event_ts = to_naive_utc(event_ts)
-            created_ts = to_naive_utc(created_ts) if created_ts is not None else None
-            for name, val in values.items():
-                text, num = extract_text_and_num(val, has_num)
-                extra = (num,) if has_num else ()
-                rows.append((key, name, val.SerializeToString(), text, *extra, event_ts, created_ts))
+        # Key order makes sqlite's index inserts appends; the sort is stable, so a key that
+        # repeats keeps its last value, as with the parent's row-by-row writes.
+        entities = sorted(
+            ((serialize_entity_key(key, entity_key_serialization_version=version), *rest) for key, *rest in data),
+            key=itemgetter(0),
+        )
+
+        def rows() -> Iterator[tuple]:
+            """Feast's row per entity and feature."""
+            for key, values, event_ts, created_ts in entities:
+                # Datetimes are bound as they are: the sqlite adapter Feast registers turns them
+                # into integers, exactly as in the parent's write.
+                event_ts = to_naive_utc(event_ts)
+                created_ts = to_naive_utc(created_ts) if created_ts is not None else None
+                for name, val in values.items():
+                    text, num = extract_text_and_num(val, has_num)
+                    extra = (num,) if has_num else ()
+                    yield (key, name, val.SerializeToString(), text, *extra, event_ts, created_ts)
+
         row_sql = "(" + ", ".join(["?"] * len(_columns(has_num))) + ")"
         with conn:
-            conn.executemany(_upsert_sql(table_name, has_num, row_sql), rows)
+            conn.executemany(_upsert_sql(table_name, has_num, row_sql), rows())
         if progress:
             progress(len(data))
 

@@ -28,15 +28,15 @@ def write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
     return path
 
 
-def copy_to_parquet_atomic(con: Any, query: str, path: Path) -> Path:
-    """Run DuckDB's COPY (query) TO a temporary name, then rename it into place."""
+def copy_to_parquet_atomic(con: Any, query: str, path: Path) -> int:
+    """Run DuckDB's COPY (query) TO a temporary name, rename it into place; return the rows written."""
     tmp = _temp_beside(path)
     try:
-        con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
+        [(rows,)] = con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)").fetchall()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+    return rows
 
 
 def write_json_atomic(record: dict[str, Any], path: Path) -> Path:

@@ -222,6 +222,26 @@ def test_feast_materialize_through_lakehouse_store(tmp_path, data_dir, feast_sto
         assert _table_rows(store, view) == _table_rows(feast_store, view)
 
 
+def test_online_write_batch_repeated_key_keeps_last(tmp_path, data_dir):
+    """Like Feast's row-by-row write, the last of two rows for one entity wins."""
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=9)])
+    data = [(key, {"f64": Value(double_val=v), "s": Value(string_val=str(v))}, START, None) for v in (1.0, 2.0)]
+    rows = {}
+    for name, online_type in [("feast", "sqlite"), ("ours", feast_online.STORE_TYPE)]:
+        store = _store(tmp_path / name, data_dir, online_type)
+        online_store = store._get_provider().online_store
+        assert isinstance(online_store, feast_online.LakehouseSqliteOnlineStore) == (name == "ours")
+        assert isinstance(online_store, SqliteOnlineStore)
+        online_store.online_write_batch(store.config, store.get_feature_view("fv_all"), data, None)
+        rows[name] = _table_rows(store, "fv_all")
+    assert rows["ours"] == rows["feast"]
+    assert [r[3] for r in rows["ours"]] == ["2.0", "2.0"]
+
+
 def test_second_window_upserts_like_feast(tmp_path, data_dir):
     feast_ref = _store(tmp_path / "feast", data_dir, "sqlite")
     ours = _store(tmp_path / "ours", data_dir, feast_online.STORE_TYPE)
