@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.feature_store import online_asset, online_freshness_check, registry_asset
-from assets.features import feature_asset, spine_asset
+from assets.features import catalog_asset, feature_asset, spine_asset
 from assets.ingestion import bronze_asset
 from assets.resources import LakehouseResource
 from assets.sensors import landing_jobs, landing_sensor
@@ -21,6 +21,7 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
         *(silver_asset(domain, s) for s in domain.sources),
         spine_asset(domain),
         *(feature_asset(domain, v) for v in domain.feature_views),
+        catalog_asset(domain),
         registry_asset(domain),
         online_asset(domain),
         labels_asset(domain),

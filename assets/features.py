@@ -5,6 +5,7 @@ import dagster as dg
 from assets.resources import LakehouseResource
 from assets.validation import silver_key
 from lakehouse.domain import Domain, FeatureView
+from lakehouse.catalog import refresh_catalog
 from lakehouse.features import build_feature_view, build_spine
 
 FEAST_TO_DAGSTER = {"int64": "int64", "float64": "float64", "string": "string"}
@@ -72,3 +73,25 @@ def feature_asset(domain: Domain, view: FeatureView) -> dg.AssetsDefinition:
         })
 
     return _features
+
+
+def catalog_asset(domain: Domain) -> dg.AssetsDefinition:
+    """A DuckDB file of views over the lake's tables, for ad-hoc SQL."""
+
+    @dg.asset(
+        key=dg.AssetKey([domain.name, "lake_catalog"]),
+        deps=[*(silver_key(domain, s) for s in domain.sources), *(feature_key(domain, v) for v in domain.feature_views)],
+        group_name=f"{domain.name}_features",
+        description=f"data/lakehouse.duckdb: one view per lake table in schema '{domain.name}' (bronze to features).",
+        kinds={"duckdb"},
+    )
+    def _catalog(lakehouse: LakehouseResource):
+        tables = refresh_catalog(lakehouse.paths, domain)
+        return dg.MaterializeResult(metadata={
+            "views": dg.MetadataValue.json(sorted(tables)),
+            "path": dg.MetadataValue.path(str(lakehouse.paths.duckdb_file)),
+            "try": dg.MetadataValue.md(f"`duckdb -readonly {lakehouse.paths.duckdb_file} "
+                                       f"\"SELECT * FROM {domain.name}.usage_silver LIMIT 5\"`"),
+        })
+
+    return _catalog

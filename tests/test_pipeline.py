@@ -102,6 +102,23 @@ def test_the_definitions_load_with_the_expected_asset_graph():
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     expected = {f"churn/{s.name}_{layer}" for s in CHURN.sources for layer in ("bronze", "validated", "silver")}
     expected |= {f"churn/{v.name}_features" for v in CHURN.feature_views}
-    expected |= {"churn/customer_spine", "churn/feast_registry", "churn/online_features", "churn/label_events",
+    expected |= {"churn/customer_spine", "churn/lake_catalog", "churn/feast_registry", "churn/online_features", "churn/label_events",
                  "churn/training_set"}
     assert keys == expected
+
+
+def test_the_duckdb_catalog_has_a_view_per_lake_table(lake):
+    import duckdb
+
+    with duckdb.connect(str(lake.duckdb_file), read_only=True) as con:
+        silver = con.execute("SELECT count(*) FROM churn.usage_silver").fetchall()[0][0]
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE schema_name = 'churn'").fetchall()}
+    assert silver == pl.read_parquet(lake.silver("usage")).height
+    assert {"usage_bronze", "usage_quarantine", "customer_usage_features"} <= views
+
+
+def test_the_workspace_loads_in_dagster():
+    out = subprocess.run([str(VENV_BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "All code locations passed validation" in out.stderr + out.stdout
