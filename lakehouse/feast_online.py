@@ -48,7 +48,7 @@ from feast.value_type import ValueType
 log = logging.getLogger(__name__)
 
 STORE_TYPE = "lakehouse.feast_online.LakehouseSqliteOnlineStore"
-CHUNK_ROWS = 50_000  # entity rows per Arrow batch: bounds the Python objects alive at once
+CHUNK_ROWS = 25_000  # entity rows per Arrow batch: bounds the Python objects alive at once
 DUCKDB_MEMORY_LIMIT = "1GB"  # DuckDB spills the windowed dedup to disk beyond this
 
 # (Feast value type, Arrow type) pairs serialized with numpy; anything else goes through

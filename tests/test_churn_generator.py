@@ -70,7 +70,7 @@ def test_one_file_per_source_per_day_with_events_and_exact_columns(clean: Path) 
         suffix = "parquet" if source == "usage" else "csv"
         assert all(p.name == f"{source}_{day_of(p).isoformat()}.{suffix}" for p in paths)
         assert [day_of(p) for p in paths] == sorted({day_of(p) for p in paths}) and set(map(day_of, paths)) <= set(days)
-        if source in ("usage", "payments"):  # something happens every day
+        if source == "usage":  # someone uses the product every day
             assert [day_of(p) for p in paths] == days
         for p in paths:
             if source == "usage":
@@ -277,3 +277,12 @@ def test_a_day_without_events_writes_no_file_rather_than_an_empty_one(clean: Pat
                 assert p.read_bytes().count(b"\n") > 1, p
     cancellation_days = {day_of(p) for p in (clean / "cancellations").iterdir()}
     assert len(cancellation_days) < SMALL.days  # a small business has quiet days
+
+
+def test_a_longer_run_writes_the_same_bytes_for_the_days_both_cover(tmp_path: Path) -> None:
+    """Extending a simulation (as a live producer does) never rewrites files already delivered."""
+    generate(tmp_path / "short", GeneratorConfig(customers=200, days=30, seed=5, bad_row_rate=0.01))
+    generate(tmp_path / "long", GeneratorConfig(customers=200, days=45, seed=5, bad_row_rate=0.01))
+    short, long = files(tmp_path / "short"), files(tmp_path / "long")
+    assert short and all(long[k] == v for k, v in short.items())
+    assert len(long) > len(short)

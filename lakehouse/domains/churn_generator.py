@@ -42,7 +42,8 @@ REASONS = ("price", "usage", "support", "payment", "other")
 
 DAY = 86_400  # seconds
 NEVER = np.iinfo(np.int64).max // 4
-NEW_SIGNUP_SHARE = 0.3  # new signups over the whole period, as a share of the initial customers
+SIGNUP_HORIZON_DAYS = 365  # new signups are drawn over a fixed year, so a longer run never rewrites history
+NEW_SIGNUP_SHARE = 0.9  # new signups per year, as a share of the initial customers
 PLAN_CHANGE_RATE = 0.0005  # per active customer per day
 RETRY_AFTER_DAYS = 3
 MAX_MINUTES = 1200.0  # a day's minutes are capped below 24 h
@@ -94,7 +95,7 @@ class Drift:
 class GeneratorConfig:
     """Size, seed, drifts, corruption and output window of one simulation."""
 
-    customers: int = 2000  # customers at start (plus new signups spread over the period; total ~ customers * 1.3)
+    customers: int = 2000  # customers at the start; about 0.9x as many more sign up over a year
     days: int = 120
     start: date = date(2025, 1, 1)
     seed: int = 42
@@ -128,7 +129,7 @@ class _Simulation:
         rng = np.random.default_rng(config.seed)
         n_new = round(config.customers * NEW_SIGNUP_SHARE)
         signup = np.concatenate([np.sort(rng.integers(-730, 1, config.customers)),
-                                 np.sort(rng.integers(1, max(config.days, 2), n_new))])
+                                 np.sort(rng.integers(1, SIGNUP_HORIZON_DAYS, n_new))])
         n = self.n = len(signup)
         self.signup_day = signup
         self.customer_id = np.arange(1, n + 1, dtype=np.int64)
