@@ -40,7 +40,10 @@ def build_definitions(data_root: str = "") -> dg.Definitions:
     """All domains, sharing one lakehouse resource (empty data_root: $LAKEHOUSE_DATA_ROOT or data/)."""
     return dg.Definitions.merge(
         *(domain_definitions(d) for d in DOMAINS.values()),
-        dg.Definitions(resources={"lakehouse": LakehouseResource(data_root=data_root)}),
+        # One process per run, not per step: on a laptop a step's process start-up (imports of
+        # Dagster, Feast, pandera) costs more than the step, and the lake has one writer at a time anyway.
+        dg.Definitions(resources={"lakehouse": LakehouseResource(data_root=data_root)},
+                       executor=dg.in_process_executor),
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +49,7 @@ from feast.value_type import ValueType
 log = logging.getLogger(__name__)
 
 STORE_TYPE = "lakehouse.feast_online.LakehouseSqliteOnlineStore"
-CHUNK_ROWS = 25_000  # entity rows per Arrow batch: bounds the Python objects alive at once
+CHUNK_ROWS = 20_000  # entity rows per Arrow batch: bounds the Python objects alive at once
 DUCKDB_MEMORY_LIMIT = "1GB"  # DuckDB spills the windowed dedup to disk beyond this
 
 # (Feast value type, Arrow type) pairs serialized with numpy; anything else goes through
@@ -252,11 +253,12 @@ def _executemany_grouped(
     per_feature = 3 if has_num else 2
 
     def values_sql(entities: int) -> str:
+        """The VALUES rows of `entities` entities, every feature, numbered parameters."""
         rows = []
         for e in range(entities):
             p = e * width + 1  # sqlite parameters are numbered from 1
             for i, name in enumerate(names):
-                literal = "'" + name.replace("'", "''") + "'"
+                literal = _sql_string(name)
                 v = p + 3 + i * per_feature
                 feature_params = [f"?{v + j}" for j in range(per_feature)]
                 rows.append(f"(?{p}, {literal}, {', '.join(feature_params)}, ?{p + 1}, ?{p + 2})")
@@ -479,6 +481,10 @@ def materialize_window(
     try:
         con.execute("SET TimeZone = 'UTC'")  # naive Parquet timestamps are UTC, as in Feast
         con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+        con.execute(f"SET temp_directory = {_sql_string(str(Path(tempfile.gettempdir()) / 'lakehouse_duckdb'))}")
+        # sqlite is the bottleneck: one DuckDB thread leaves the other core to the encoder and
+        # uses less memory, at no cost in wall time.
+        con.execute("SET threads = 1")
         for fv in views:
             written[fv.name] = _materialize_view(store, online_store, con, fv, start, end) if fv.online else 0
             store.registry.apply_materialization(fv, store.project, start, end)
@@ -514,28 +520,28 @@ def _materialize_view(
     # entity (pandas puts null created timestamps last); exact ties are left to an unstable
     # sort there, here the first row in file order wins.
     order = f"{_q(ts)} DESC" + (f", {_q(created)} DESC NULLS LAST" if created else "")
+    windowed = f"""
+        SELECT {select}, filename AS __file, file_row_number AS __row
+        FROM read_parquet({_parquet_glob(store, source)}, filename = true, file_row_number = true)
+        WHERE {_q(source_name.get(ts, ts))} >= $start AND {_q(source_name.get(ts, ts))} <= $end
+    """
     deduped = f"""
-        WITH windowed AS (
-            SELECT {select}, filename AS __file, file_row_number AS __row
-            FROM read_parquet({_parquet_glob(store, source)}, filename = true, file_row_number = true)
-            WHERE {_q(source_name.get(ts, ts))} >= $start AND {_q(source_name.get(ts, ts))} <= $end
-        )
-        SELECT * EXCLUDE (__file, __row) FROM windowed
+        SELECT * EXCLUDE (__file, __row) FROM ({windowed})
         QUALIFY row_number() OVER (PARTITION BY {_q(join_key)} ORDER BY {order}, __file, __row) = 1
     """
     params = {"start": start, "end": end}
-    lossy = _lossy_int64_columns(con, deduped, params, fv)
+    lossy = _lossy_int64_columns(con, windowed, params, fv)
     # Ordering by the serialized key's bytes makes the sqlite index inserts appends.
     sort = _storage_order_sql(join_key, key_type, store.config.entity_key_serialization_version)
     reader = con.sql(deduped + (f" ORDER BY {sort}" if sort else ""), params=params).to_arrow_reader(CHUNK_ROWS)
-    return online_store.write_arrow(
-        store.config, fv, reader, join_key, ts, created, lossy_int64_columns=lossy
-    )
+    return online_store.write_arrow(store.config, fv, reader, join_key, ts, created, lossy_int64_columns=lossy)
 
 
-def _lossy_int64_columns(con: duckdb.DuckDBPyConnection, deduped: str, params: dict, fv: FeatureView) -> list[str]:
+def _lossy_int64_columns(con: duckdb.DuckDBPyConnection, windowed: str, params: dict, fv: FeatureView) -> list[str]:
     """Int64 features that Feast's pandas round trip rounds: a null makes the column float64."""
-    # Only values beyond 2**53 change, so only columns also holding such a value are listed.
+    # Feast converts the window's rows to pandas before it picks the latest ones, so a null in
+    # any row of the window counts. Only values beyond 2**53 change, so only columns also
+    # holding such a value are listed.
     names = [f.name for f in fv.features if f.dtype.to_value_type() == ValueType.INT64]
     if not names:
         return []
@@ -543,7 +549,7 @@ def _lossy_int64_columns(con: duckdb.DuckDBPyConnection, deduped: str, params: d
     checks = ", ".join(
         f"bool_or({_q(n)} IS NULL) AND bool_or({_q(n)} NOT BETWEEN -{bound} AND {bound})" for n in names
     )
-    flags = con.sql(f"SELECT {checks} FROM ({deduped})", params=params).fetchall()[0]
+    flags = con.sql(f"SELECT {checks} FROM ({windowed})", params=params).fetchall()[0]
     return [n for n, lossy in zip(names, flags) if lossy]
 
 
@@ -570,7 +576,12 @@ def _parquet_glob(store: FeatureStore, source: FileSource) -> str:
         path = Path(store.config.repo_path) / path
     if path.is_dir():
         path = path / "**" / "*.parquet"
-    return "'" + str(path).replace("'", "''") + "'"
+    return _sql_string(str(path))
+
+
+def _sql_string(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _q(identifier: str) -> str:

@@ -132,7 +132,7 @@ def data_dir(tmp_path_factory) -> Path:
     return d
 
 
-def _store(repo: Path, data_dir: Path, online_type: str) -> FeatureStore:
+def _store(repo: Path, data_dir: Path, online_type: str, definitions: list | None = None) -> FeatureStore:
     """A Feast repo in `repo` with the definitions applied."""
     repo.mkdir(parents=True, exist_ok=True)
     config = RepoConfig(
@@ -145,7 +145,7 @@ def _store(repo: Path, data_dir: Path, online_type: str) -> FeatureStore:
         repo_path=repo,
     )
     store = FeatureStore(config=config)
-    store.apply(_definitions(data_dir))
+    store.apply(definitions or _definitions(data_dir))
     return store
 
 
@@ -250,6 +250,29 @@ def test_second_window_upserts_like_feast(tmp_path, data_dir):
         materialize_window(ours, ["fv_all"], start, end)
     assert _online(ours) == _online(feast_ref)
     assert _table_rows(ours, "fv_all") == _table_rows(feast_ref, "fv_all")
+
+
+def test_int64_rounding_follows_nulls_in_the_window(tmp_path):
+    """Feast rounds int64 through float64 when the window has a null, even in a row it then drops."""
+    customer = Entity(name="customer", join_keys=["customer_id"], value_type=ValueType.INT64)
+    views = []
+    for name, null_at in [("null_in_window", START), ("null_outside", START - timedelta(days=1))]:
+        rows = [
+            {"customer_id": 1, "event_timestamp": null_at, "i64": None},
+            {"customer_id": 1, "event_timestamp": START + timedelta(hours=1), "i64": BIG},
+        ]
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, pa.schema([f for f in MAIN_SCHEMA if f.name in rows[0]])), path)
+        views.append(FeatureView(name=name, entities=[customer], schema=[Field(name="i64", dtype=Int64)],
+                                 source=FileSource(path=str(path), timestamp_field="event_timestamp")))
+    feast_ref = _store(tmp_path / "feast", tmp_path, "sqlite", [customer, *views])
+    ours = _store(tmp_path / "ours", tmp_path, feast_online.STORE_TYPE, [customer, *views])
+    feast_ref.materialize(START, END)
+    materialize_window(ours, None, START, END)
+    refs = [f"{v.name}:i64" for v in views]
+    expected = feast_ref.get_online_features(refs, [{"customer_id": 1}], full_feature_names=True).to_dict()
+    assert expected == {"customer_id": [1], "null_in_window__i64": [BIG - 1], "null_outside__i64": [BIG]}
+    assert ours.get_online_features(refs, [{"customer_id": 1}], full_feature_names=True).to_dict() == expected
 
 
 def test_needs_the_lakehouse_store(feast_store):
