@@ -5,7 +5,7 @@ VENV := .venv
 UV := $(VENV)/bin/uv
 RUN := $(VENV)/bin/
 
-.PHONY: env demo test dev bench lock clean-data
+.PHONY: env demo test dev bench bench-quick lock clean-data
 
 # The environment comes from uv.lock; uv itself is bootstrapped into .venv at the locked version.
 $(VENV)/.synced: uv.lock pyproject.toml
@@ -26,6 +26,9 @@ dev: env
 
 bench: env
 	$(RUN)python bench/run.py
+
+bench-quick: env
+	$(RUN)python bench/run.py --quick
 
 # Re-resolve dependencies after editing pyproject.toml (commit the new uv.lock).
 lock:

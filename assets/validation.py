@@ -8,15 +8,16 @@ from assets.resources import LakehouseResource
 from lakehouse.domain import Domain, Source
 from lakehouse.ingestion import manifest
 from lakehouse.silver import build_silver
-from lakehouse.validation import validate_new_batches, validation_reports
+from lakehouse.validation import release_batches, validate_new_batches, validation_reports
 
 REPORT_COLUMNS = ["batch_id", "file", "rows_in", "rows_valid", "rows_quarantined", "quarantine_rate", "status"]
 
 
 class ValidationConfig(dg.Config):
-    """Override the domain's limit on the share of bad rows a batch may have before it is held."""
+    """Override the limit on a batch's share of bad rows, or publish held batches after review."""
 
     max_quarantine_rate: float | None = None
+    release_batches: list[str] = []  # held batch ids whose valid rows may now reach silver
 
 
 def validated_key(domain: Domain, source: Source) -> dg.AssetKey:
@@ -47,6 +48,8 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
     def _validated(context: dg.AssetExecutionContext, config: ValidationConfig, lakehouse: LakehouseResource):
         paths = lakehouse.paths
         limit = domain.max_quarantine_rate if config.max_quarantine_rate is None else config.max_quarantine_rate
+        for r in release_batches(paths, source.name, config.release_batches):
+            context.log.warning(f"released held batch {r['batch_id']} ({r['file']}) by request")
         new = validate_new_batches(paths, source, limit, domain.min_held_rows)
         held = [r for r in new if r["status"] == "held"]
         for r in held:

@@ -184,6 +184,8 @@ class LakehouseSqliteOnlineStore(SqliteOnlineStore):
                 cols = list(head)
                 for name, value_type in names_types:
                     values, texts, nums = _encode_values(batch.column(name), value_type, name in lossy, has_num)
+                    # sqlite3 binds a bytearray without the adapter lookup a bytes object costs.
+                    values = list(map(bytearray, values))
                     cols += [values, texts, nums] if has_num else [values, texts]
                 groups.append(cols)
             return groups

@@ -6,6 +6,7 @@ A batch whose quarantine rate exceeds the domain's limit is held: its rows stay 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -162,6 +163,22 @@ def validate_new_batches(paths: LakePaths, source: Source, max_quarantine_rate: 
         for batch in manifest(paths, source.name)
         if batch["batch_id"] not in done
     ]
+
+
+def release_batches(paths: LakePaths, source: str, batch_ids: list[str]) -> list[dict[str, Any]]:
+    """Publish held batches a person has reviewed: their valid rows go to silver on its next build."""
+    released = []
+    for batch_id in batch_ids:
+        report_path = paths.validation_reports(source) / f"{batch_id}.json"
+        if not report_path.exists():
+            raise ValueError(f"no validation report for batch {batch_id!r} of source {source!r}")
+        report = json.loads(report_path.read_text())
+        if report["status"] != "held":
+            raise ValueError(f"batch {batch_id!r} is {report['status']}, not held")
+        report |= {"status": "published", "released_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        write_json_atomic(report, report_path)
+        released.append(report)
+    return released
 
 
 def quarantine_glob(paths: LakePaths, source: str) -> str:

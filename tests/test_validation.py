@@ -9,7 +9,7 @@ import polars as pl
 from lakehouse.domains.churn import CHURN
 from lakehouse.ingestion import ingest_source
 from lakehouse.silver import build_silver
-from lakehouse.validation import validate_frame, validate_new_batches
+from lakehouse.validation import release_batches, validate_frame, validate_new_batches
 
 NOW = datetime(2026, 1, 1)
 PAYMENTS = CHURN.source("payments")
@@ -86,6 +86,9 @@ def test_every_batch_balances_and_a_mostly_bad_batch_is_held_out_of_silver(paths
     assert stats["rows"] == 20 and stats["held_batches"] == [held["batch_id"]]
     quarantine = pl.read_parquet(paths.quarantine("payments") / f"{held['batch_id']}.parquet")
     assert quarantine.height == 10 and set(quarantine["_batch_id"]) == {held["batch_id"]}
+    # After review, a person releases the batch: its 2 valid rows (duplicates of P1, P2) reach silver.
+    release_batches(paths, "payments", [held["batch_id"]])
+    assert build_silver(paths, PAYMENTS)["rows_in"] == 22
 
 
 def test_a_few_bad_rows_in_a_small_file_do_not_hold_it(paths):
@@ -110,3 +113,15 @@ def test_silver_keeps_the_newest_version_of_a_key(paths):
     silver = pl.read_parquet(paths.silver("tickets"))
     assert stats["duplicates_collapsed"] == 1
     assert silver["resolved_at"].to_list() == [datetime(2025, 1, 3, 12)]
+
+
+def test_releasing_a_batch_that_is_not_held_is_refused(paths):
+    import pytest
+
+    land_payments(paths, "payments_2025-01-01.csv", [("P1", "1", "2025-01-01 10:00:00", "9.99", "false")])
+    ingest_source(paths, PAYMENTS)
+    [report] = validate_new_batches(paths, PAYMENTS, 0.05)
+    with pytest.raises(ValueError, match="is published, not held"):
+        release_batches(paths, "payments", [report["batch_id"]])
+    with pytest.raises(ValueError, match="no validation report"):
+        release_batches(paths, "payments", ["payments-nope"])
