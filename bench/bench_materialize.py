@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "bench"
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 END = START + timedelta(days=30)
-LABELS = {"A": "baseline: FeatureStore.materialize, sqlite", "B": "ours: materialize_window, lakehouse store"}
 
 
 def write_features(path: Path, entities: int, features: int, rows_per_entity: int, seed: int = 0) -> int:
@@ -88,7 +87,7 @@ def child(args: argparse.Namespace) -> None:
     rss_before = psutil.Process().memory_info().rss
 
     started = time.perf_counter()
-    if args.child == "A":
+    if args.child in ("A", "C"):
         store.materialize(START, END)
     else:
         from lakehouse.feast_online import materialize_window
@@ -165,6 +164,11 @@ def report(args: argparse.Namespace, rows_in_file: int, pairs: list[tuple[dict, 
     speedups = [(pb["rows"] / pb["seconds"]) / (pa["rows"] / pa["seconds"]) for pa, pb in pairs]
     mb = 2**20
     med = statistics.median
+
+    def grown(x: dict) -> int:
+        """Peak RSS above the RSS the process had before materializing."""
+        return x["peak_rss"] - x["rss_before"]
+
     info = machine_info()
     lines = [
         f"Materialize {args.entities:,} entities x {args.features} float64 features "
@@ -179,11 +183,14 @@ def report(args: argparse.Namespace, rows_in_file: int, pairs: list[tuple[dict, 
         f"| median rows/s | {med(x['rows'] / x['seconds'] for x in a):,.0f} | {med(x['rows'] / x['seconds'] for x in b):,.0f} |",
         f"| median peak RSS (MB, whole process) | {med(x['peak_rss'] for x in a) / mb:,.0f} | {med(x['peak_rss'] for x in b) / mb:,.0f} |",
         f"| median RSS before materializing (MB) | {med(x['rss_before'] for x in a) / mb:,.0f} | {med(x['rss_before'] for x in b) / mb:,.0f} |",
+        f"| median peak minus RSS before (MB) | {med(grown(x) for x in a) / mb:,.0f} | {med(grown(x) for x in b) / mb:,.0f} |",
         f"| rows written | {a[0]['rows']:,} | {b[0]['rows']:,} |",
         "",
         f"- speedup (rows/s B / rows/s A, per pair): median **{med(speedups):.2f}x**, "
         f"min {min(speedups):.2f}x, max {max(speedups):.2f}x",
-        f"- peak RSS ratio B / A (medians): **{med(x['peak_rss'] for x in b) / med(x['peak_rss'] for x in a):.2f}**",
+        f"- peak RSS ratio B / A (medians): **{med(x['peak_rss'] for x in b) / med(x['peak_rss'] for x in a):.2f}** "
+        f"(of the growth during materialization: {med(grown(x) for x in b) / med(grown(x) for x in a):.2f}; "
+        "both processes start at the RSS of importing Feast)",
         f"- identical read-back: {args.sample} sampled entities (incl. absent ones) per pair"
         + (", and the full online table (SHA-256 of every row)" if args.digest else ""),
         f"- machine: nproc {info['nproc']}, CPU {info['cpu']}; Python {info['python']}, feast {info['feast']}, "
@@ -204,7 +211,9 @@ def main() -> None:
     parser.add_argument("--no-digest", dest="digest", action="store_false", help="skip the full-table comparison")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
     parser.add_argument("--workdir", help="where the Parquet and run directories go (default: a temp dir)")
-    parser.add_argument("--child", choices=["A", "B"], help=argparse.SUPPRESS)
+    parser.add_argument("--feast-path", action="store_true",
+                        help="also run C: Feast's materialize into the lakehouse store (its online_write_batch)")
+    parser.add_argument("--child", choices=["A", "B", "C"], help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     parser.add_argument("--parquet", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -223,19 +232,27 @@ def main() -> None:
             print("warm-up pair (not counted)", file=sys.stderr)
             run("A", args, parquet, work, 0)
             run("B", args, parquet, work, 0)
-        pairs = []
+        pairs, feast_path = [], []
         for i in range(1, args.pairs + 1):
             print(f"pair {i}/{args.pairs}", file=sys.stderr)
             order = "AB" if i % 2 else "BA"  # alternate so drift in the machine hits both sides
-            results = {kind: run(kind, args, parquet, work, i) for kind in order}
-            a, b = results["A"], results["B"]
-            if a["online"] != b["online"] or a["rows"] != b["rows"] or a["digest"] != b["digest"]:
-                raise SystemExit(f"pair {i}: read-back differs between A and B")
-            pairs.append((a, b))
+            results = {kind: run(kind, args, parquet, work, i) for kind in order + ("C" if args.feast_path else "")}
+            for kind, other in results.items():
+                a = results["A"]
+                if a["online"] != other["online"] or a["rows"] != other["rows"] or a["digest"] != other["digest"]:
+                    raise SystemExit(f"pair {i}: read-back differs between A and {kind}")
+            pairs.append((results["A"], results["B"]))
+            feast_path.extend([(results["A"], results["C"])] if args.feast_path else [])
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     print(report(args, rows_in_file, pairs))
+    if feast_path:
+        c_speedups = [a["seconds"] / c["seconds"] for a, c in feast_path]
+        print(f"- C, Feast's `materialize` into the lakehouse store (overridden online_write_batch): median "
+              f"{statistics.median(c['seconds'] for _, c in feast_path):.2f} s, speedup over A median "
+              f"{statistics.median(c_speedups):.2f}x, median peak RSS "
+              f"{statistics.median(c['peak_rss'] for _, c in feast_path) / 2**20:,.0f} MB; identical read-back")
 
 
 if __name__ == "__main__":

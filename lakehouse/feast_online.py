@@ -71,12 +71,18 @@ _PROTO_FIELD = {
     ValueType.BOOL: ("bool_val", False),
     ValueType.STRING: ("string_val", ""),
 }
+
+
+def _value_proto(field: str, value: Any) -> ValueProto:
+    """A Value proto with one field set."""
+    proto = ValueProto()
+    setattr(proto, field, value)
+    return proto
+
+
 # The field's key byte, taken from protobuf itself: a oneof member is written even when it
 # holds its default, so the serialization of the zero value is exactly tag + zero payload.
-_TAG = {
-    vt: ValueProto(**{name: zero}).SerializeToString()[0]
-    for vt, (name, zero) in _PROTO_FIELD.items()
-}
+_TAG = {vt: _value_proto(name, zero).SerializeToString()[0] for vt, (name, zero) in _PROTO_FIELD.items()}
 _FLOAT64_EXACT_INT = 2**53
 
 
@@ -107,7 +113,10 @@ class LakehouseSqliteOnlineStore(SqliteOnlineStore):
         # Key order makes sqlite's index inserts appends; the sort is stable, so a key that
         # repeats keeps its last value, as with the parent's row-by-row writes.
         entities = sorted(
-            ((serialize_entity_key(key, entity_key_serialization_version=version), *rest) for key, *rest in data),
+            (
+                (serialize_entity_key(key, entity_key_serialization_version=version), values, event_ts, created_ts)
+                for key, values, event_ts, created_ts in data
+            ),
             key=itemgetter(0),
         )
 
@@ -404,7 +413,7 @@ def _entity_key_array(arr: pa.Array, value_type: ValueType, join_key: str, versi
     if version >= 2 and (value_type, arr.type) in _VECTORIZED and value_type in (ValueType.INT64, ValueType.INT32):
         # Fixed prefix (key count, key name, value type, value size) + the little-endian value.
         width = 8 if value_type == ValueType.INT64 else 4
-        prefix = _serialize_one_key(join_key, ValueProto(**{_PROTO_FIELD[value_type][0]: 0}), version)[:-width]
+        prefix = _serialize_one_key(join_key, _value_proto(_PROTO_FIELD[value_type][0], 0), version)[:-width]
         matrix = np.empty((n, len(prefix) + width), dtype=np.uint8)
         matrix[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
         matrix[:, len(prefix) :] = arr.to_numpy().astype(f"<i{width}").view(np.uint8).reshape(n, width)
