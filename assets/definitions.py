@@ -5,6 +5,7 @@ import dagster as dg
 from assets.feature_store import online_asset, online_freshness_check, registry_asset
 from assets.features import catalog_asset, feature_asset, spine_asset
 from assets.ingestion import bronze_asset
+from assets.models import candidate_asset, champion_asset, model_card_asset
 from assets.resources import LakehouseResource
 from assets.sensors import landing_jobs, landing_sensor
 from assets.training import labels_asset, training_set_asset, training_set_check
@@ -26,6 +27,9 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
         online_asset(domain),
         labels_asset(domain),
         training_set_asset(domain),
+        candidate_asset(domain),
+        champion_asset(domain),
+        model_card_asset(domain),
     ]
     jobs = landing_jobs(domain)
     return dg.Definitions(

@@ -22,3 +22,16 @@ def materialize_all(paths: LakePaths, instance: dg.DagsterInstance | None = None
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(run_config=run_config, instance=instance or dagster_instance(paths),
                                   raise_on_error=False)
+
+
+def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Steps that raised (a skipped step, held back by a blocking check, is not a failure)."""
+    return [e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+
+
+def failed_checks(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
+    """(check, severity) of every asset check that did not pass."""
+    return [(e.asset_check_evaluation_data.asset_check_key.to_user_string(),
+             e.asset_check_evaluation_data.severity.value)
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed]

@@ -8,13 +8,15 @@ import sys
 import time
 from datetime import date
 
+from lakehouse.models_cli import add_models_commands
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 
 NEXT_STEPS = """
 Next:
   make dev                      Dagster UI on http://127.0.0.1:3000 (asset graph, metadata, checks, sensors)
-  feast -c feature_repo feature-views list
-  lakehouse summary             this table again
+  .venv/bin/feast -c feature_repo feature-views list
+  .venv/bin/lakehouse models list    models, metrics and the champion (model cards: data/models/churn/)
+  .venv/bin/lakehouse summary        this table again
 Data lives under {root} (set {env} to move it).
 """
 
@@ -39,19 +41,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _materialize(paths: LakePaths) -> bool:
-    from assets.headless import materialize_all
+    """Materialize everything; True unless a step failed or an ERROR check failed."""
+    from assets.headless import failed_checks, failed_steps, materialize_all
 
     started = time.perf_counter()
     print("materializing every asset (what 'Materialize all' does in the UI)...", flush=True)
     result = materialize_all(paths)
-    failed_checks = [
-        e.asset_check_evaluation_data for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
-    ]
-    for check in failed_checks:
-        print(f"  check failed: {check.asset_check_key.to_user_string()}", file=sys.stderr)
-    print(f"{'done' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s", flush=True)
-    return result.success
+    steps, checks = failed_steps(result), failed_checks(result)
+    for check, severity in checks:
+        print(f"  check failed ({severity}): {check}", file=sys.stderr)
+    for step in steps:
+        print(f"  step failed: {step}", file=sys.stderr)
+    ok = not steps and all(severity != "ERROR" for _, severity in checks)
+    print(f"{'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f}s", flush=True)
+    return ok
 
 
 def _print_summary(paths: LakePaths) -> None:
@@ -59,6 +62,14 @@ def _print_summary(paths: LakePaths) -> None:
     from lakehouse.summary import format_summary, lake_summary
 
     print(format_summary(lake_summary(paths, CHURN)))
+    from lakehouse.registry import champion, list_models
+
+    models = list_models(paths, CHURN.name)
+    current = champion(paths, CHURN.name)
+    if models:
+        newest = models[0]
+        print(f"models: {len(models)}; newest {newest['tag']} ({newest['status']}, test ROC AUC "
+              f"{newest['test_roc_auc'] or 0:.3f}); champion: {current or 'none'}")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -103,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def generator_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--customers", type=int, default=2000, help="customers at the start (default 2000)")
+        p.add_argument("--customers", type=int, default=6000, help="customers at the start (default 6000)")
         p.add_argument("--days", type=int, default=120, help="simulated days (default 120)")
         p.add_argument("--start", default="2025-01-01", help="first simulated day (default 2025-01-01)")
         p.add_argument("--seed", type=int, default=42)
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_materialize)
     p = sub.add_parser("summary", help="rows per layer, quarantine and online-store coverage")
     p.set_defaults(func=cmd_summary)
+    add_models_commands(sub)
     p = sub.add_parser("dev", help="start the Dagster UI and daemon (dagster dev) with sensors on")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

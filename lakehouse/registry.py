@@ -24,6 +24,7 @@ from lakehouse.io import write_json_atomic, write_parquet_atomic
 from lakehouse.paths import REPO_ROOT, LakePaths
 
 MODEL_FILE = "model.txt"
+METADATA_FILE = "metadata.json"  # the full record; BentoML's own metadata keeps a summary (it refuses nulls)
 ACTIONS = ("promote", "rollback", "manual")
 LIBRARIES = ("lightgbm", "bentoml", "polars", "duckdb", "feast", "dagster", "numpy", "pandas", "scikit-learn")
 
@@ -122,13 +123,33 @@ def save_model(paths: LakePaths, domain: str, model_text: str, metadata: dict[st
     data = model_text.encode("utf-8")
     full_metadata = {"code_version": code_version(), "library_versions": library_versions(),
                      **_plain(metadata), "model_sha256": _sha256(data), "model_file": MODEL_FILE}
+    summary = _summary(full_metadata)
     full_labels = {"stage": "candidate", **{k: str(v) for k, v in (labels or {}).items()}, "domain": domain}
     # bentoml.lightgbm would also work, but names the file saved_model.ubj and may pickle custom
     # objects; a plain text file we hash ourselves is readable, diffable and loads in any LightGBM.
-    with bentoml.models.create(name=f"{domain}_model", labels=full_labels, metadata=full_metadata,
+    with bentoml.models.create(name=f"{domain}_model", labels=full_labels, metadata=summary,
                                _model_store=_store(paths)) as model:
         Path(model.path_of(MODEL_FILE)).write_bytes(data)
+        Path(model.path_of(METADATA_FILE)).write_text(json.dumps(full_metadata, indent=1, sort_keys=True))
     return str(model.tag)
+
+
+def _summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """The few non-null, flat fields listings need, in BentoML's own metadata."""
+    threshold = meta.get("threshold")
+    fields = {
+        "model_sha256": meta["model_sha256"], "model_file": MODEL_FILE,
+        "test_roc_auc": _test_roc_auc(meta),
+        "threshold": threshold.get("threshold") if isinstance(threshold, dict) else threshold,
+        "feature_service": meta.get("feature_service"), "code_version": meta.get("code_version"),
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _full_metadata(model: Any) -> dict[str, Any]:
+    """The full metadata record saved beside the model (older models: BentoML's metadata)."""
+    path = Path(model.path_of(METADATA_FILE))
+    return json.loads(path.read_text()) if path.exists() else dict(model.info.metadata)
 
 
 def _all_models(paths: LakePaths) -> list[Any]:
@@ -163,7 +184,7 @@ def load_model_text(paths: LakePaths, tag_or_version: str) -> tuple[str, dict[st
     """The model's LightGBM text and metadata, after checking the file against its recorded SHA-256."""
     model = _get_model(paths, tag_or_version)
     data = Path(model.path_of(MODEL_FILE)).read_bytes()
-    meta = dict(model.info.metadata)
+    meta = _full_metadata(model)
     recorded, actual = meta.get("model_sha256"), _sha256(data)
     if recorded != actual:
         raise ModelIntegrityError(f"{model.tag}: {MODEL_FILE} has SHA-256 {actual}, but {recorded} was recorded "
@@ -192,7 +213,7 @@ def _describe(model: Any, champions: dict[str, str | None], past: dict[str, set[
         "champion": is_champion,
         "status": status,
         "stage": labels.get("stage"),
-        "test_roc_auc": _test_roc_auc(meta),
+        "test_roc_auc": meta.get("test_roc_auc", _test_roc_auc(meta)),
         "threshold": meta.get("threshold"),
         "feature_service": meta.get("feature_service"),
         "code_version": meta.get("code_version"),
@@ -217,7 +238,7 @@ def show_model(paths: LakePaths, tag_or_version: str) -> dict[str, Any]:
     domain = _domain_of(model)
     history = champion_history(paths, domain)
     described = _describe(model, {domain: champion(paths, domain)}, {domain: {e["tag"] for e in history}})
-    return {**described, "labels": dict(model.info.labels), "metadata": dict(model.info.metadata),
+    return {**described, "labels": dict(model.info.labels), "metadata": _full_metadata(model),
             "champion_history": [e for e in history if e["tag"] == described["tag"]]}
 
 

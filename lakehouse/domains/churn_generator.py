@@ -50,7 +50,7 @@ MAX_MINUTES = 1200.0  # a day's minutes are capped below 24 h
 
 # The hidden churn hazard: logit of the daily probability that an active customer cancels.
 CHURN_BASE = -10.1
-W_DECLINE = 8.0  # usage decline, 0..1: expected sessions over the last 7 days vs the 30 days before
+W_DECLINE = 9.0  # usage decline, 0..1 (squared): expected sessions, last 7 days vs the 30 days before
 W_FAILED = 2.0  # per failed payment in the last 90 days (up to 3)
 W_TICKETS = 0.9  # per currently open ticket (up to 3)
 W_PRICE = 3.0  # price relative to the plan's original base price, minus 1
@@ -207,7 +207,10 @@ class _Simulation:
         n, rng = self.n, self._rng(day, 1)
         u, seconds, pick = rng.random(n), rng.integers(0, DAY, n), rng.random(n)
         drivers = np.column_stack([  # in the order of REASONS
-            W_PRICE * (self.price / BASE_PRICES[self.plan] - 1), W_DECLINE * decline,
+            # Non-additive on purpose, as real churn is: a decline matters more the steeper it is, and
+            # twice as much for customers still in their first 90 days.
+            W_PRICE * (self.price / BASE_PRICES[self.plan] - 1),
+            W_DECLINE * decline ** 2 * (1 + (day - self.signup_day < 90)),
             W_TICKETS * np.minimum(self.open_tickets, 3), W_FAILED * np.minimum(self.failed_90, 3),
             W_NEW * (day - self.signup_day < 90) + self.frailty,
         ])

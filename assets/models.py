@@ -1,0 +1,147 @@
+"""Models: a tuned LightGBM candidate, the champion/challenger gate, and a model card per version."""
+
+import dagster as dg
+
+from assets.resources import LakehouseResource
+from assets.training import training_set_key
+from lakehouse.domain import Domain
+from lakehouse.models import TrainingOptions, gate_candidate, model_card, train_candidate
+
+
+class TrainingConfig(dg.Config):
+    """Tuning budget and gate settings (defaults: 15 seeded Optuna trials, at most 90 s)."""
+
+    tune: bool = True
+    trials: int = 15
+    timeout_seconds: float = 90.0
+    seed: int = 42
+    min_auc_gain: float = 0.0
+    slice_tolerance: float = 0.03
+
+    def options(self) -> TrainingOptions:
+        return TrainingOptions(**self.model_dump())
+
+
+def candidate_key(domain: Domain) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, "model_candidate"])
+
+
+def champion_key(domain: Domain) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, "champion_model"])
+
+
+def candidate_asset(domain: Domain) -> dg.AssetsDefinition:
+    """Train, tune and evaluate a LightGBM candidate on the point-in-time training set."""
+
+    @dg.asset(
+        key=candidate_key(domain),
+        deps=[training_set_key(domain)],
+        group_name=f"{domain.name}_models",
+        description=f"A tuned LightGBM candidate for '{domain.prediction}', evaluated on the newest window.",
+        kinds={"lightgbm", "bentoml"},
+    )
+    def _candidate(context: dg.AssetExecutionContext, config: TrainingConfig, lakehouse: LakehouseResource):
+        from lakehouse.training import TrainingDataError
+
+        try:
+            record = train_candidate(lakehouse.paths, domain, config.options(), progress=context.log.info)
+        except TrainingDataError as e:
+            # Nothing is saved or promoted: the champion keeps serving.
+            raise dg.Failure(description=f"training refused: {e}") from e
+        test = record["metrics"]["test"]
+        trials = "| trial | valid AUC | seconds | params |\n|---|---|---|---|\n" + "\n".join(
+            f"| {t['number']} | {t['valid_auc']:.4f} | {t['seconds']:.1f} | `{t['params']}` |" for t in record["trials"])
+        return dg.MaterializeResult(metadata={
+            "model": record["tag"],
+            "test_roc_auc": test["roc_auc"],
+            "test_pr_auc": test["pr_auc"],
+            "test_log_loss": test["log_loss"],
+            "test_brier": test["brier"],
+            "precision": test["precision"],
+            "recall": test["recall"],
+            "f1": test["f1"],
+            "threshold": record["threshold"]["threshold"],
+            "expected_value_per_customer": test["expected_value"],
+            "expected_value_at_0_5": test["expected_value_at_0_5"],
+            **{f"baseline_{k}_roc_auc": v["roc_auc"] for k, v in record["baselines"].items()},
+            "rows": dg.MetadataValue.json(record["rows"]),
+            "split": dg.MetadataValue.json(record["split"]),
+            "confusion_matrix": dg.MetadataValue.md(
+                f"| | predicted churn | predicted stay |\n|---|---|---|\n| churned | {test['tp']} | {test['fn']} |\n"
+                f"| stayed | {test['fp']} | {test['tn']} |"),
+            "tuning_trials": dg.MetadataValue.md(trials if record["trials"] else "tuning off"),
+            "top_features": dg.MetadataValue.json(dict(list(record["importance"].items())[:10])),
+            **{f"plot_{k}": dg.MetadataValue.path(v) for k, v in record["plots"].items()},
+            "training_seconds": record["training_seconds"],
+            "model_sha256": record["model_sha256"],
+        })
+
+    return _candidate
+
+
+def champion_asset(domain: Domain) -> dg.AssetsDefinition:
+    """Gate the newest candidate against the champion; promote only a proven-better model."""
+    key = champion_key(domain)
+
+    @dg.asset(
+        key=key,
+        deps=[candidate_key(domain)],
+        group_name=f"{domain.name}_models",
+        description="The champion pointer: moved only when the promotion gate says the candidate is better.",
+        kinds={"bentoml"},
+        check_specs=[dg.AssetCheckSpec(
+            "promotion_gate_check", asset=key, blocking=True,
+            description="Challenger vs champion on the same hold-out rows (paired bootstrap AUC, no slice "
+                        "regression); a first model must beat the baselines. Fails (ERROR) when no champion exists.")],
+    )
+    def _champion(context: dg.AssetExecutionContext, config: TrainingConfig, lakehouse: LakehouseResource):
+        from lakehouse import registry
+
+        newest = registry.list_models(lakehouse.paths, domain.name)
+        if not newest:
+            raise dg.Failure(description="no model candidate in the registry: materialize model_candidate first")
+        decision = gate_candidate(lakehouse.paths, domain, newest[0]["tag"], config.options())
+        for reason in decision["reasons"]:
+            context.log.info(reason)
+        serving = decision["champion"]
+        return dg.MaterializeResult(
+            metadata={"champion": serving or "none", "candidate": decision["tag"],
+                      "promoted": decision["promote"], "reasons": dg.MetadataValue.md(
+                          "\n".join(f"- {r}" for r in decision["reasons"]))},
+            check_results=[dg.AssetCheckResult(
+                check_name="promotion_gate_check",
+                passed=decision["promote"],
+                # Refusing a challenger while a champion keeps serving is the gate working, not an outage.
+                severity=dg.AssetCheckSeverity.ERROR if serving is None else dg.AssetCheckSeverity.WARN,
+                metadata={"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision["reasons"])),
+                          "champion": serving or "none"},
+                description=("promoted" if decision["promote"] else "refused") + f": {decision['tag']}",
+            )],
+        )
+
+    return _champion
+
+
+def model_card_asset(domain: Domain) -> dg.AssetsDefinition:
+    """The model card (Markdown and JSON) of the newest model version, with its promotion decision."""
+
+    @dg.asset(
+        key=dg.AssetKey([domain.name, "model_card"]),
+        deps=[champion_key(domain)],
+        group_name=f"{domain.name}_models",
+        description="Intended use, risk category, data versions, metrics vs baselines, slices, threshold, decision.",
+        kinds={"markdown"},
+    )
+    def _card(lakehouse: LakehouseResource):
+        from lakehouse import registry
+
+        tag = registry.list_models(lakehouse.paths, domain.name)[0]["tag"]
+        files = model_card(lakehouse.paths, domain, tag)
+        return dg.MaterializeResult(metadata={
+            "model": tag,
+            "card": dg.MetadataValue.md(files["markdown"].read_text()),
+            "markdown": dg.MetadataValue.path(str(files["markdown"])),
+            "json": dg.MetadataValue.path(str(files["json"])),
+        })
+
+    return _card
