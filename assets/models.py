@@ -5,7 +5,7 @@ import dagster as dg
 from assets.resources import LakehouseResource
 from assets.training import training_set_key
 from lakehouse.domain import Domain
-from lakehouse.models import TrainingOptions, gate_candidate, model_card, train_candidate
+from lakehouse.models import TrainingOptions, gate_candidate, latest_candidate, model_card, train_candidate
 
 
 class TrainingConfig(dg.Config):
@@ -53,6 +53,7 @@ def candidate_asset(domain: Domain) -> dg.AssetsDefinition:
             f"| {t['number']} | {t['valid_auc']:.4f} | {t['seconds']:.1f} | `{t['params']}` |" for t in record["trials"])
         return dg.MaterializeResult(metadata={
             "model": record["tag"],
+            "reused_existing_version": record["reused_existing_version"],
             "test_roc_auc": test["roc_auc"],
             "test_pr_auc": test["pr_auc"],
             "test_log_loss": test["log_loss"],
@@ -95,12 +96,10 @@ def champion_asset(domain: Domain) -> dg.AssetsDefinition:
                         "regression); a first model must beat the baselines. Fails (ERROR) when no champion exists.")],
     )
     def _champion(context: dg.AssetExecutionContext, config: TrainingConfig, lakehouse: LakehouseResource):
-        from lakehouse import registry
-
-        newest = registry.list_models(lakehouse.paths, domain.name)
-        if not newest:
-            raise dg.Failure(description="no model candidate in the registry: materialize model_candidate first")
-        decision = gate_candidate(lakehouse.paths, domain, newest[0]["tag"], config.options())
+        tag = latest_candidate(lakehouse.paths, domain)
+        if tag is None:
+            raise dg.Failure(description="no model candidate yet: materialize model_candidate first")
+        decision = gate_candidate(lakehouse.paths, domain, tag, config.options())
         for reason in decision["reasons"]:
             context.log.info(reason)
         serving = decision["champion"]
@@ -110,7 +109,7 @@ def champion_asset(domain: Domain) -> dg.AssetsDefinition:
                           "\n".join(f"- {r}" for r in decision["reasons"]))},
             check_results=[dg.AssetCheckResult(
                 check_name="promotion_gate_check",
-                passed=decision["promote"],
+                passed=decision["promote"] or decision["same_as_champion"],
                 # Refusing a challenger while a champion keeps serving is the gate working, not an outage.
                 severity=dg.AssetCheckSeverity.ERROR if serving is None else dg.AssetCheckSeverity.WARN,
                 metadata={"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision["reasons"])),
@@ -133,9 +132,9 @@ def model_card_asset(domain: Domain) -> dg.AssetsDefinition:
         kinds={"markdown"},
     )
     def _card(lakehouse: LakehouseResource):
-        from lakehouse import registry
-
-        tag = registry.list_models(lakehouse.paths, domain.name)[0]["tag"]
+        tag = latest_candidate(lakehouse.paths, domain)
+        if tag is None:
+            raise dg.Failure(description="no model candidate yet: materialize model_candidate first")
         files = model_card(lakehouse.paths, domain, tag)
         return dg.MaterializeResult(metadata={
             "model": tag,

@@ -40,6 +40,12 @@ def model_dir(paths: LakePaths, domain: Domain, version: str) -> Path:
     return paths.root / "models" / domain.name / version
 
 
+def latest_candidate(paths: LakePaths, domain: Domain) -> str | None:
+    """The tag the last training run produced (what the gate and the model card work on)."""
+    pointer = paths.root / "models" / domain.name / "candidate.json"
+    return json.loads(pointer.read_text())["tag"] if pointer.exists() else None
+
+
 def schema_hash(domain: Domain) -> str:
     """A hash of the feature names and types: a model only serves data of the same shape."""
     spec = [(f.name, f.dtype) for v in domain.feature_views for f in v.features]
@@ -112,13 +118,19 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
         "library_versions": registry.library_versions(),
         "training_seconds": round(time.perf_counter() - started, 2),
     }
-    tag = registry.save_model(paths, domain.name, model.model_text, record,
-                              labels={"domain": domain.name, "stage": "candidate"})
+    # Retraining on the same inputs reproduces the same file byte for byte: keep one version of it.
+    same = [m["tag"] for m in sorted(registry.list_models(paths, domain.name), key=lambda m: not m["champion"])
+            if m["model_sha256"] == model.sha256]
+    tag = same[0] if same else registry.save_model(paths, domain.name, model.model_text, record,
+                                                   labels={"domain": domain.name, "stage": "candidate"})
     record["tag"] = tag
+    record["reused_existing_version"] = bool(same)
     record["model_sha256"] = model.sha256
     plots = evaluation.evaluation_plots(model_dir(paths, domain, tag.split(":")[-1]), y_test, scores, importance,
                                         record["calibration"])
     record["plots"] = {k: str(p) for k, p in plots.items()}
+    write_json_atomic({"tag": tag, "trained_at": record["trained_at"]},
+                      paths.root / "models" / domain.name / "candidate.json")
     return record
 
 
@@ -136,9 +148,9 @@ def gate_candidate(paths: LakePaths, domain: Domain, tag: str, options: Training
     champion_scores = None
     if current is not None:
         champion_text, champion_meta = registry.load_model_text(paths, current)
-        if champion_meta.get("model_sha256") == meta.get("model_sha256"):
-            decision = {"promote": False, "reasons": [f"identical to the champion {current} (same model file)"],
-                        "comparison": {}}
+        if champion_meta["model_sha256"] == meta["model_sha256"]:
+            decision = {"promote": False, "same_as_champion": True, "comparison": {},
+                        "reasons": [f"{tag} is the champion's model file ({current}): nothing to decide"]}
             return _record_decision(paths, domain, tag, meta, decision, current)
         champion = training.load_trained_model(champion_text, champion_meta["features"], champion_meta["categories"])
         champion_scores = champion.predict(split.test)
@@ -148,7 +160,7 @@ def gate_candidate(paths: LakePaths, domain: Domain, tag: str, options: Training
         y, scores, champion_scores, {name: fn(split.test) for name, fn in baselines.items()},
         _slices(split.test, domain), meta["threshold"]["threshold"],
         min_auc_gain=options.min_auc_gain, slice_tolerance=options.slice_tolerance, seed=options.seed)
-    decision = asdict(gate)
+    decision = {**asdict(gate), "same_as_champion": False}
     if gate.promote:
         registry.promote(paths, domain.name, tag, "; ".join(gate.reasons))
     return _record_decision(paths, domain, tag, meta, decision, current)
@@ -162,7 +174,9 @@ def _record_decision(paths: LakePaths, domain: Domain, tag: str, meta: dict, dec
     decision = {**decision, "tag": tag, "previous_champion": previous,
                 "champion": registry.champion(paths, domain.name),
                 "decided_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    write_json_atomic(decision, model_dir(paths, domain, tag.split(":")[-1]) / "decision.json")
+    decision_file = model_dir(paths, domain, tag.split(":")[-1]) / "decision.json"
+    if not (decision.get("same_as_champion") and decision_file.exists()):  # keep the decision that promoted it
+        write_json_atomic(decision, decision_file)
     registry.record_training_run(paths, {
         "run_id": tag, "domain": domain.name, "model_tag": tag, "params": meta["params"],
         "metrics": {"test": meta["metrics"]["test"], "baselines": {k: v["roc_auc"] for k, v in meta["baselines"].items()}},

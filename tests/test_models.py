@@ -1,0 +1,68 @@
+"""The model lifecycle on the small materialized lake: candidate, gate decision, card, reproducibility, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+from lakehouse import registry
+from lakehouse.domains.churn import CHURN
+from lakehouse.models import TrainingOptions, gate_candidate, latest_candidate, model_card, train_candidate
+from lakehouse.paths import LakePaths
+from lakehouse.training import TrainingDataError
+
+FAST = TrainingOptions(tune=False)
+
+
+@pytest.fixture
+def lake_copy(lake, tmp_path) -> LakePaths:
+    copy = LakePaths(tmp_path / "data")
+    shutil.copytree(lake.root, copy.root)
+    return copy
+
+
+def test_a_candidate_records_what_it_was_trained_on(lake_copy):
+    record = train_candidate(lake_copy, CHURN, FAST)
+    text, meta = registry.load_model_text(lake_copy, record["tag"])
+    assert text.startswith("tree") and meta["model_sha256"] == record["model_sha256"]
+    assert meta["feature_service"] == "churn_model_v1" and len(meta["features"]) == 21
+    assert meta["data_versions"]["batches"] and len(meta["data_versions"]["training_set_sha256"]) == 64
+    assert set(meta["baselines"]) == {"prior", "logistic"}
+    assert {"roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1"} <= set(meta["metrics"]["test"])
+    assert latest_candidate(lake_copy, CHURN) == record["tag"]
+    assert all(p.endswith(".png") for p in record["plots"].values())
+
+
+def test_retraining_on_the_same_inputs_reproduces_the_same_model_file(lake_copy):
+    first = train_candidate(lake_copy, CHURN, FAST)
+    second = train_candidate(lake_copy, CHURN, FAST)
+    assert second["model_sha256"] == first["model_sha256"]
+    assert second["tag"] == first["tag"] and second["reused_existing_version"]
+
+
+def test_the_gate_decision_is_recorded_either_way_and_the_card_shows_it(lake_copy):
+    record = train_candidate(lake_copy, CHURN, FAST)
+    decision = gate_candidate(lake_copy, CHURN, record["tag"])
+    assert decision["reasons"]
+    assert registry.champion(lake_copy, CHURN.name) == (record["tag"] if decision["promote"] else None)
+    runs = registry.training_runs(lake_copy, CHURN.name)
+    assert runs["decision"].to_list()[-1] == ("promoted" if decision["promote"] else "refused")
+    files = model_card(lake_copy, CHURN, record["tag"])
+    card = json.loads(files["json"].read_text())
+    assert card["risk_category"] == "minimal" and card["promotion"]["reasons"] == decision["reasons"]
+    markdown = files["markdown"].read_text()
+    for section in ("## Intended use", "## Training data", "## Hold-out metrics", "## Slices", "## Promotion decision",
+                    "## Limitations"):
+        assert section in markdown
+
+
+def test_a_single_class_training_set_stops_with_a_clear_message_and_promotes_nothing(lake_copy):
+    frame = pl.read_parquet(lake_copy.training_set).with_columns(pl.lit(0, dtype=pl.Int64).alias("churned_30d"))
+    frame.write_parquet(lake_copy.training_set)
+    before = registry.champion(lake_copy, CHURN.name)
+    with pytest.raises(TrainingDataError, match="single class|one class|only"):
+        train_candidate(lake_copy, CHURN, FAST)
+    assert registry.champion(lake_copy, CHURN.name) == before
