@@ -24,10 +24,10 @@ test: env
 dev: env
 	$(RUN)lakehouse dev
 
-bench: env
+bench: demo  # the training benchmark uses the demo's training set
 	$(RUN)python bench/run.py
 
-bench-quick: env
+bench-quick: demo
 	$(RUN)python bench/run.py --quick
 
 # Re-resolve dependencies after editing pyproject.toml (commit the new uv.lock).

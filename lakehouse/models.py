@@ -25,8 +25,9 @@ from lakehouse.validation import validation_reports
 
 @dataclass(frozen=True)
 class TrainingOptions:
-    """How hard to search: a fixed trial count keeps tuning reproducible; the timeout bounds it."""
+    """Starting hyperparameters and how hard to search (a fixed trial count keeps tuning reproducible)."""
 
+    params: dict[str, Any] = field(default_factory=dict)  # LgbParams fields; tuning starts from them
     tune: bool = True
     trials: int = 15
     timeout_seconds: float = 90.0
@@ -75,7 +76,7 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
     features, categorical = training.feature_columns(domain), training.categorical_columns(domain)
     split = training.time_split(frame)
     training.check_training_data(split, features, domain.label_name)
-    base = training.LgbParams(seed=options.seed)
+    base = training.LgbParams(**{**options.params, "seed": options.seed})
     trials: list[dict] = []
     if options.tune:
         base, trials = training.tune(split, features, categorical, domain.label_name, base, trials=options.trials,
