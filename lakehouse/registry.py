@@ -209,6 +209,7 @@ def _describe(model: Any, champions: dict[str, str | None], past: dict[str, set[
         "tag": tag,
         "version": model.tag.version,
         "domain": domain,
+        "dataset": domain,  # the name user datasets go by; the churn demo is one
         "created": model.creation_time.isoformat(timespec="seconds"),
         "champion": is_champion,
         "status": status,
