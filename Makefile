@@ -5,7 +5,7 @@ VENV := .venv
 UV := $(VENV)/bin/uv
 RUN := $(VENV)/bin/
 
-.PHONY: env demo test dev bench bench-quick lock clean-data
+.PHONY: env demo test dev serve bench bench-quick lock clean-data
 
 # The environment comes from uv.lock; uv itself is bootstrapped into .venv at the locked version.
 $(VENV)/.synced: uv.lock pyproject.toml
@@ -23,6 +23,10 @@ test: env
 
 dev: env
 	$(RUN)lakehouse dev
+
+# The churn champion behind HTTP on 127.0.0.1:3001 (after `make demo`); no telemetry to BentoML.
+serve: env
+	BENTOML_DO_NOT_TRACK=True $(RUN)bentoml serve bentos.churn_service:ChurnService --host 127.0.0.1 --port 3001
 
 bench: demo  # the training benchmark uses the demo's training set
 	$(RUN)python bench/run.py

@@ -1,0 +1,167 @@
+"""The churn champion behind HTTP: `bentoml serve bentos.churn_service:ChurnService` (from the repo root).
+
+Data root from LAKEHOUSE_DATA_ROOT (default <repo>/data). At startup the service loads the churn
+champion through lakehouse.scoring (SHA-256 checked: a modified model file stops startup) and opens
+the Feast store of the data root. Scoring logic lives in lakehouse.scoring; this file only does IO.
+
+Endpoints (POST, JSON): /predict_ids, /predict_features, /explain, /model_info; BentoML adds
+/healthz, /livez, /readyz, /metrics. At most 1000 ids or rows per request (MAX_BATCH).
+If LAKEHOUSE_API_KEY is set, every path except the health probes needs header x-api-key (else 401).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import threading
+from typing import Annotated, Any, Optional, Union
+
+import bentoml
+from bentoml.exceptions import InvalidArgument, NotFound
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from lakehouse import registry, scoring
+from lakehouse.domains.churn import CHURN
+from lakehouse.feast_defs import feature_store
+from lakehouse.paths import LakePaths
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+API_KEY_ENV = "LAKEHOUSE_API_KEY"
+API_KEY_HEADER = "x-api-key"
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+
+CustomerId = Annotated[StrictInt, Field(ge=1, description="customer account id (>= 1)")]
+FeatureValue = Optional[Union[StrictInt, StrictFloat, StrictStr]]
+
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+EXAMPLE_ROW = {
+    "plan": "premium", "monthly_price": 34.99, "region": "north", "age_band": "25-34", "channel": "organic",
+    "tenure_days": 849, "sessions_7d": 1, "minutes_7d": 11.35, "data_mb_7d": 38.37, "errors_7d": 0,
+    "active_days_7d": 1, "sessions_30d": 1, "minutes_30d": 11.35, "errors_30d": 0, "usage_trend": 4.29,
+    "failed_payments_90d": 0, "failed_payments_30d": 0, "payments_90d": 3, "amount_charged_90d": 104.97,
+    "open_tickets": 0, "tickets_30d": 0,
+}
+
+
+class PredictIdsRequest(BaseModel):
+    """Customers to score from the Feast online store (1 to 1000 ids per request)."""
+
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"customer_ids": [1, 2, 3]}]})
+    customer_ids: Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_BATCH,
+                                                    description=f"1 to {MAX_BATCH} customer ids")]
+
+
+class PredictFeaturesRequest(BaseModel):
+    """Rows of explicit feature values: every champion feature, no others (null = missing); 1 to 1000 rows."""
+
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"rows": [EXAMPLE_ROW]}]})
+    rows: Annotated[list[dict[str, FeatureValue]], Field(min_length=1, max_length=MAX_BATCH,
+                                                         description=f"1 to {MAX_BATCH} feature rows")]
+
+
+class ExplainRequest(BaseModel):
+    """One customer to explain with LightGBM's SHAP contributions (log-odds space)."""
+
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"customer_id": 1, "top": 5}]})
+    customer_id: CustomerId
+    top: Annotated[StrictInt, Field(ge=1, le=50, description="how many contributions to return")] = 5
+
+
+class ModelInfoRequest(BaseModel):
+    """No fields: POST {}."""
+
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{}]})
+
+
+class ApiKeyMiddleware:
+    """401 for any path but the health probes unless header x-api-key matches LAKEHOUSE_API_KEY (when set).
+
+    The key is read per request, so unsetting it disables the check; compared in constant time.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        key = os.environ.get(API_KEY_ENV)
+        if scope["type"] != "http" or not key or scope.get("path") in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        provided = dict(scope.get("headers") or []).get(API_KEY_HEADER.encode(), b"")
+        if hmac.compare_digest(provided, key.encode()):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": f"missing or wrong {API_KEY_HEADER} header"}).encode()
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"www-authenticate", API_KEY_HEADER.encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+@bentoml.service(
+    name="churn_service",
+    http={"host": "127.0.0.1", "port": 3001},  # 3000 is the Dagster UI
+    traffic={"timeout": 30},
+    workers=1,
+)
+class ChurnService:
+    """Churn scores from the registered champion model, with features from Feast's online store."""
+
+    def __init__(self) -> None:
+        self.paths = LakePaths.from_env()
+        registry.bentoml_home(self.paths)
+        # Raises NoChampionError / ModelIntegrityError: the service must not start on a bad model.
+        self.champion = scoring.load_champion(self.paths, CHURN.name)
+        self.store = feature_store(self.paths)
+        self._lock = threading.Lock()  # one Feast lookup at a time: the SQLite online store is shared
+        logger.info("serving %s (threshold %.4f, feature service %s) from %s", self.champion.tag,
+                    self.champion.threshold, self.champion.feature_service, self.paths.root)
+
+    @bentoml.api(input_spec=PredictIdsRequest)
+    def predict_ids(self, customer_ids: list[int]) -> dict[str, Any]:
+        """Score customers with online features; unknown customers get an error entry, never a default score."""
+        with self._lock:
+            results = scoring.score_online(self.store, self.champion, CHURN.entity_key, list(customer_ids))
+        return {"model_version": self.champion.tag, "threshold": self.champion.threshold, "predictions": results}
+
+    @bentoml.api(input_spec=PredictFeaturesRequest)
+    def predict_features(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Score rows of explicit feature values (every champion feature; unknown or missing names are a 400)."""
+        try:
+            frame = scoring.features_frame(self.champion, list(rows))
+        except scoring.FeatureInputError as exc:
+            raise InvalidArgument(str(exc)) from None
+        return {"model_version": self.champion.tag, "threshold": self.champion.threshold,
+                "predictions": scoring.score(self.champion, frame)}
+
+    @bentoml.api(input_spec=ExplainRequest)
+    def explain(self, customer_id: int, top: int = 5) -> dict[str, Any]:
+        """Top SHAP contributions (LightGBM pred_contrib, log-odds) for one customer's online features."""
+        with self._lock:
+            frame = scoring.online_frame(self.store, self.champion, CHURN.entity_key, customer_id)
+        if frame is None:
+            raise NotFound(f"unknown entity: no online features for customer_id {customer_id}")
+        return {CHURN.entity_key: customer_id, **scoring.explain(self.champion, frame, top=top)}
+
+    @bentoml.api(input_spec=ModelInfoRequest)
+    def model_info(self) -> dict[str, Any]:
+        """The served champion: tag, threshold, feature service, features and test metrics."""
+        meta = self.champion.metadata
+        return {
+            "model_version": self.champion.tag,
+            "threshold": self.champion.threshold,
+            "feature_service": self.champion.feature_service,
+            "features": self.champion.features,
+            "test_metrics": (meta.get("metrics") or {}).get("test"),
+            "trained_at": meta.get("trained_at"),
+            "code_version": meta.get("code_version"),
+            "model_sha256": meta.get("model_sha256"),
+        }
+
+
+ChurnService.add_asgi_middleware(ApiKeyMiddleware)

@@ -1,0 +1,173 @@
+"""Scoring with a domain's champion model: the library in-process callers use (model as a dependency).
+
+The BentoML service in bentos/ is a thin HTTP layer over these functions, so a batch job, a notebook
+and the service score the same frame identically. No BentoML or Dagster import here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from lakehouse import registry
+from lakehouse.paths import LakePaths
+from lakehouse.training import TrainedModel, load_trained_model, model_matrix
+
+
+class NoChampionError(registry.RegistryError):
+    """The domain has no champion model yet, so there is nothing to serve."""
+
+
+class FeatureInputError(ValueError):
+    """Caller-supplied feature rows that do not match the champion's features (a client error)."""
+
+
+@dataclass
+class ChampionModel:
+    """A domain's champion model, loaded and SHA-checked, with what scoring needs beside the booster."""
+
+    tag: str
+    model: TrainedModel
+    threshold: float
+    features: list[str]
+    feature_service: str
+    metadata: dict[str, Any] = field(repr=False)
+
+    @property
+    def categories(self) -> dict[str, list[str]]:
+        return self.model.categories
+
+
+def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
+    """The domain's champion, its model file checked against the recorded SHA-256 (ModelIntegrityError if not)."""
+    tag = registry.champion(paths, domain)
+    if tag is None:
+        raise NoChampionError(f"domain {domain!r} has no champion model under {paths.root}; "
+                              f"train and promote one first (the registry's promote/gate)")
+    text, meta = registry.load_model_text(paths, tag)
+    missing = [k for k in ("features", "categories", "threshold", "feature_service") if meta.get(k) is None]
+    if missing:
+        raise registry.RegistryError(f"{tag}: metadata lacks {missing}; cannot serve it")
+    threshold = meta["threshold"]
+    threshold = float(threshold["threshold"] if isinstance(threshold, dict) else threshold)
+    model = load_trained_model(text, meta["features"], meta["categories"], meta.get("params"))
+    return ChampionModel(tag=tag, model=model, threshold=threshold, features=list(meta["features"]),
+                         feature_service=str(meta["feature_service"]), metadata=meta)
+
+
+def features_frame(champion: ChampionModel, records: list[dict[str, Any]]) -> pl.DataFrame:
+    """A frame of the champion's features from row dicts: categoricals as strings, numerics as Float64.
+
+    Values must be given for every feature (None allowed: LightGBM treats it as missing); unknown
+    names, missing names, wrong kinds, unknown categories and NaN/inf raise FeatureInputError.
+    """
+    wanted = set(champion.features)
+    problems: list[str] = []
+    for i, row in enumerate(records):
+        unknown = sorted(set(row) - wanted)
+        missing = [f for f in champion.features if f not in row]
+        if unknown:
+            problems.append(f"row {i}: unknown features {unknown}")
+        if missing:
+            problems.append(f"row {i}: missing features {missing}")
+        for f in champion.features:
+            v = row.get(f)
+            if v is None:
+                continue
+            if f in champion.categories:
+                if not isinstance(v, str):
+                    problems.append(f"row {i}: {f} must be a string, got {type(v).__name__}")
+                elif v not in champion.categories[f]:
+                    problems.append(f"row {i}: {f}={v!r} is not one of {champion.categories[f]}")
+            elif isinstance(v, bool) or not isinstance(v, (int, float)):
+                problems.append(f"row {i}: {f} must be a number, got {type(v).__name__}")
+            elif not math.isfinite(v):
+                problems.append(f"row {i}: {f} must be finite, got {v}")
+    if problems:
+        raise FeatureInputError("; ".join(problems))
+    return _frame(champion, {f: [row.get(f) for row in records] for f in champion.features})
+
+
+def _frame(champion: ChampionModel, columns: dict[str, list[Any]]) -> pl.DataFrame:
+    series = []
+    for f in champion.features:
+        dtype = pl.String() if f in champion.categories else pl.Float64()
+        values = [None if v is None else (str(v) if f in champion.categories else float(v)) for v in columns[f]]
+        series.append(pl.Series(f, values, dtype=dtype))
+    return pl.DataFrame(series)
+
+
+def score(champion: ChampionModel, frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """One dict per row: score (churn probability), decision (score >= threshold) and model_version."""
+    scores = champion.model.predict(frame)
+    return [{"score": float(s), "decision": bool(s >= champion.threshold), "model_version": champion.tag}
+            for s in scores]
+
+
+def explain(champion: ChampionModel, frame_row: pl.DataFrame, top: int = 5) -> dict[str, Any]:
+    """LightGBM's own SHAP contributions (pred_contrib=True) for one row, in log-odds space.
+
+    contributions: the `top` features by absolute contribution, each with its value; bias: the
+    expected raw score. bias + the sum of all contributions equals the row's raw score (logit).
+    """
+    if frame_row.height != 1:
+        raise ValueError(f"explain takes exactly one row, got {frame_row.height}")
+    model = champion.model
+    matrix = model_matrix(frame_row, model.features, model.categories)
+    contrib = np.asarray(model.booster.predict(matrix, num_iteration=model.best_iteration, pred_contrib=True))[0]
+    names = model.booster.feature_name()
+    if list(names) != list(model.features):
+        raise ValueError(f"{champion.tag}: booster features {names} differ from metadata features {model.features}")
+    values = frame_row.row(0, named=True)
+    order = sorted(range(len(names)), key=lambda i: abs(contrib[i]), reverse=True)[:max(top, 0)]
+    result = score(champion, frame_row)[0]
+    return {
+        **result,
+        "space": "log-odds",
+        "bias": float(contrib[-1]),
+        "raw_score": float(contrib.sum()),
+        "contributions": [{"feature": names[i], "value": values[names[i]], "contribution": float(contrib[i])}
+                          for i in order],
+    }
+
+
+def online_rows(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[int]) -> list[dict[str, Any]]:
+    """Online feature values per entity through the champion's Feast feature service (None where absent)."""
+    service = store.get_feature_service(champion.feature_service)
+    data = store.get_online_features(features=service, entity_rows=[{entity_key: i} for i in entity_ids]).to_dict()
+    lacking = [f for f in champion.features if f not in data]
+    if lacking:
+        raise registry.RegistryError(f"feature service {champion.feature_service} does not serve {lacking}")
+    return [{f: data[f][n] for f in champion.features} for n in range(len(entity_ids))]
+
+
+def score_online(store: Any, champion: ChampionModel, entity_key: str,
+                 entity_ids: list[int]) -> list[dict[str, Any]]:
+    """Score entities from the online store; an entity with no online features gets an error, not a default."""
+    rows = online_rows(store, champion, entity_key, entity_ids)
+    known = [n for n, row in enumerate(rows) if any(v is not None for v in row.values())]
+    scored: dict[int, dict[str, Any]] = {}
+    if known:
+        frame = _frame(champion, {f: [rows[n][f] for n in known] for f in champion.features})
+        for n, result in zip(known, score(champion, frame)):
+            scored[n] = result
+    out = []
+    for n, entity_id in enumerate(entity_ids):
+        if n in scored:
+            missing = [f for f in champion.features if rows[n][f] is None]
+            out.append({entity_key: entity_id, **scored[n], "missing_features": missing})
+        else:
+            out.append({entity_key: entity_id, "error": "unknown entity: no online features"})
+    return out
+
+
+def online_frame(store: Any, champion: ChampionModel, entity_key: str, entity_id: int) -> pl.DataFrame | None:
+    """One entity's online features as a one-row frame, or None if the online store knows nothing of it."""
+    row = online_rows(store, champion, entity_key, [entity_id])[0]
+    if all(v is None for v in row.values()):
+        return None
+    return _frame(champion, {f: [row[f]] for f in champion.features})

@@ -1,0 +1,276 @@
+"""The churn service: scoring library, service class in-process, its ASGI app, and one real `bentoml serve`."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from lakehouse import registry, scoring
+from lakehouse.domains.churn import CHURN
+from lakehouse.feast_defs import feature_store
+from lakehouse.models import latest_candidate
+from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
+
+UNKNOWN_ID = 10**9
+
+
+@pytest.fixture(scope="module")
+def served(lake: LakePaths):
+    """The session lake with a churn champion, set as this process's data root for the module."""
+    if registry.champion(lake, CHURN.name) is None:
+        tag = latest_candidate(lake, CHURN)
+        assert tag, "the test lake has no trained candidate"
+        registry.promote(lake, CHURN.name, tag, "test", action="manual")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(DATA_ROOT_ENV, str(lake.root))
+        mp.setenv("BENTOML_HOME", str(lake.root / "bentoml"))
+        mp.delenv("LAKEHOUSE_API_KEY", raising=False)
+        yield lake
+
+
+@pytest.fixture(scope="module")
+def champion(served: LakePaths) -> scoring.ChampionModel:
+    return scoring.load_champion(served, CHURN.name)
+
+
+@pytest.fixture(scope="module")
+def known_ids(served: LakePaths, champion: scoring.ChampionModel) -> list[int]:
+    """A few customers that do have online features."""
+    store = feature_store(served)
+    rows = scoring.online_rows(store, champion, CHURN.entity_key, list(range(1, 41)))
+    ids = [i for i, row in zip(range(1, 41), rows) if any(v is not None for v in row.values())]
+    assert len(ids) >= 5
+    return ids[:10]
+
+
+@pytest.fixture(scope="module")
+def service(served: LakePaths):
+    from bentos.churn_service import ChurnService
+
+    return ChurnService()
+
+
+@pytest.fixture(scope="module")
+def client(served: LakePaths):
+    from starlette.testclient import TestClient
+
+    from bentos.churn_service import ChurnService
+
+    with TestClient(ChurnService.to_asgi()) as c:
+        yield c
+
+
+def full_row(champion: scoring.ChampionModel) -> dict:
+    return {f: (champion.categories[f][0] if f in champion.categories else 1.0) for f in champion.features}
+
+
+# --- the scoring library ---------------------------------------------------------------------------
+
+
+def test_load_champion_without_champion_is_a_clear_error(paths: LakePaths) -> None:
+    with pytest.raises(scoring.NoChampionError, match="no champion"):
+        scoring.load_champion(paths, CHURN.name)
+
+
+def test_tampered_model_stops_loading_and_service_startup(served: LakePaths, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = LakePaths(tmp_path / "data")
+    for part in ("bentoml", "registry"):
+        shutil.copytree(served.root / part, copy.root / part)
+    tag = registry.champion(copy, CHURN.name)
+    version = tag.split(":")[1]
+    model_file = copy.root / "bentoml" / "models" / f"{CHURN.name}_model" / version / registry.MODEL_FILE
+    model_file.write_text(model_file.read_text() + "\n")
+    with pytest.raises(registry.ModelIntegrityError):
+        scoring.load_champion(copy, CHURN.name)
+    from bentos.churn_service import ChurnService
+
+    monkeypatch.setenv(DATA_ROOT_ENV, str(copy.root))
+    with pytest.raises(registry.ModelIntegrityError):
+        ChurnService()
+
+
+def test_score_and_explain(champion: scoring.ChampionModel) -> None:
+    frame = scoring.features_frame(champion, [full_row(champion), {**full_row(champion), "usage_trend": None}])
+    results = scoring.score(champion, frame)
+    assert len(results) == 2
+    for r in results:
+        assert 0.0 <= r["score"] <= 1.0
+        assert r["decision"] == (r["score"] >= champion.threshold)
+        assert r["model_version"] == champion.tag
+    explained = scoring.explain(champion, frame[:1], top=3)
+    assert len(explained["contributions"]) == 3
+    magnitudes = [abs(c["contribution"]) for c in explained["contributions"]]
+    assert magnitudes == sorted(magnitudes, reverse=True)
+    assert {c["feature"] for c in explained["contributions"]} <= set(champion.features)
+    # SHAP values add up to the raw score: the logit of the probability.
+    assert math.isclose(1 / (1 + math.exp(-explained["raw_score"])), results[0]["score"], rel_tol=1e-6)
+
+
+def test_features_frame_names_bad_input(champion: scoring.ChampionModel) -> None:
+    row = full_row(champion)
+    del row[champion.features[0]]
+    with pytest.raises(scoring.FeatureInputError, match=champion.features[0]):
+        scoring.features_frame(champion, [{**row, "bogus": 1}])
+    with pytest.raises(scoring.FeatureInputError, match="bogus"):
+        scoring.features_frame(champion, [{**full_row(champion), "bogus": 1}])
+    cat = next(iter(champion.categories))
+    with pytest.raises(scoring.FeatureInputError, match=cat):
+        scoring.features_frame(champion, [{**full_row(champion), cat: "no-such-value"}])
+
+
+# --- the service class, in-process ---------------------------------------------------------------
+
+
+def test_service_methods_in_process(service, champion: scoring.ChampionModel, known_ids: list[int]) -> None:
+    out = service.predict_ids(customer_ids=[known_ids[0], UNKNOWN_ID])
+    first, unknown = out["predictions"]
+    assert first["customer_id"] == known_ids[0] and first["model_version"] == champion.tag
+    assert isinstance(first["missing_features"], list) and 0 <= first["score"] <= 1
+    assert unknown == {"customer_id": UNKNOWN_ID, "error": "unknown entity: no online features"}
+
+    scored = service.predict_features(rows=[full_row(champion)])["predictions"][0]
+    assert scored["score"] == scoring.score(champion, scoring.features_frame(champion, [full_row(champion)]))[0]["score"]
+
+    explained = service.explain(customer_id=known_ids[0], top=4)
+    assert len(explained["contributions"]) == 4 and "bias" in explained
+
+    info = service.model_info()
+    assert info["model_version"] == champion.tag and info["threshold"] == champion.threshold
+    assert info["feature_service"] == champion.feature_service
+
+
+# --- HTTP through the ASGI app --------------------------------------------------------------------
+
+
+def test_http_endpoints(client, champion: scoring.ChampionModel, known_ids: list[int]) -> None:
+    r = client.post("/predict_ids", json={"customer_ids": [*known_ids[:3], UNKNOWN_ID]})
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    assert [p["customer_id"] for p in preds] == [*known_ids[:3], UNKNOWN_ID]
+    assert "error" in preds[-1] and "score" not in preds[-1]
+
+    r = client.post("/predict_features", json={"rows": [full_row(champion)]})
+    assert r.status_code == 200 and r.json()["predictions"][0]["model_version"] == champion.tag
+
+    r = client.post("/explain", json={"customer_id": known_ids[0]})
+    assert r.status_code == 200 and len(r.json()["contributions"]) == 5
+    assert client.post("/explain", json={"customer_id": UNKNOWN_ID}).status_code == 404
+
+    r = client.post("/model_info", json={})
+    assert r.status_code == 200 and r.json()["model_version"] == champion.tag
+    assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/predict_ids", {"customer_ids": []}),
+    ("/predict_ids", {"customer_ids": list(range(1, 1002))}),
+    ("/predict_ids", {"customer_ids": ["1"]}),
+    ("/predict_ids", {"customer_ids": [0]}),
+    ("/predict_ids", {"customer_ids": [1], "extra": True}),
+    ("/predict_ids", {}),
+    ("/predict_ids", b"{not json"),
+    ("/predict_ids", b"[1, 2]"),
+    ("/predict_features", {"rows": []}),
+    ("/predict_features", {"rows": [{"monthly_price": [1]}]}),
+    ("/predict_features", b'{"rows": [{"monthly_price": NaN}]}'),
+    ("/predict_features", b'{"rows": [{"monthly_price": Infinity}]}'),
+    ("/explain", {"customer_id": 1.5}),
+    ("/explain", {"customer_id": 1, "top": 0}),
+    ("/model_info", {"anything": 1}),
+])
+def test_malformed_requests_are_4xx(client, path: str, body) -> None:
+    if isinstance(body, bytes):
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+    else:
+        r = client.post(path, json=body)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+
+
+def test_feature_rows_name_unknown_and_missing_features(client, champion: scoring.ChampionModel) -> None:
+    row = full_row(champion)
+    dropped = champion.features[-1]
+    del row[dropped]
+    r = client.post("/predict_features", json={"rows": [{**row, "not_a_feature": 1}]})
+    assert r.status_code == 400
+    assert "not_a_feature" in r.text and dropped in r.text
+
+
+def test_api_key(client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LAKEHOUSE_API_KEY", "s3cret")
+    assert client.post("/model_info", json={}).status_code == 401
+    assert client.post("/model_info", json={}, headers={"x-api-key": "wrong"}).status_code == 401
+    assert client.post("/predict_ids", json={"customer_ids": [1]}).status_code == 401
+    assert client.post("/model_info", json={}, headers={"x-api-key": "s3cret"}).status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+
+# --- a real `bentoml serve` -------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bentoml_serve_matches_in_process_scores(served: LakePaths, champion: scoring.ChampionModel,
+                                                 known_ids: list[int]) -> None:
+    import json
+
+    port = free_port()
+    env = {**os.environ, DATA_ROOT_ENV: str(served.root), "BENTOML_HOME": str(served.root / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "True"}
+    env.pop("LAKEHOUSE_API_KEY", None)
+    bentoml_cli = str(Path(sys.executable).parent / "bentoml")
+    log = open(served.root.parent / f"bentoml_serve_{port}.log", "wb")
+    proc = subprocess.Popen([bentoml_cli, "serve", "bentos.churn_service:ChurnService", "--port", str(port),
+                             "--host", "127.0.0.1"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, f"bentoml serve exited early: {log.name}"
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"bentoml serve not ready within 90 s: {log.name}"
+            time.sleep(0.5)
+
+        ids = [*known_ids, UNKNOWN_ID]
+        request = urllib.request.Request(f"{base}/predict_ids", data=json.dumps({"customer_ids": ids}).encode(),
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            served_preds = json.loads(r.read())["predictions"]
+
+        rows = scoring.online_rows(feature_store(served), champion, CHURN.entity_key, known_ids)
+        local = scoring.score(champion, scoring.features_frame(champion, rows))
+        assert [p["customer_id"] for p in served_preds] == ids
+        for p, want in zip(served_preds, local):
+            assert p["model_version"] == champion.tag
+            assert p["score"] == pytest.approx(want["score"], rel=1e-9, abs=1e-12)
+            assert p["decision"] == want["decision"]
+        assert served_preds[-1]["error"] == "unknown entity: no online features"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        log.close()
