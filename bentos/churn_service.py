@@ -7,15 +7,23 @@ the Feast store of the data root. Scoring logic lives in lakehouse.scoring; this
 Endpoints (POST, JSON): /predict_ids, /predict_features, /explain, /model_info; BentoML adds
 /healthz, /livez, /readyz, /metrics. At most 1000 ids or rows per request (MAX_BATCH).
 If LAKEHOUSE_API_KEY is set, every path except the health probes needs header x-api-key (else 401).
+
+Every prediction of /predict_ids and /predict_features is logged (one record per id or row, one request
+id per call, the call's latency) through lakehouse.prediction_log into <data root>/prediction_log; the
+buffer is flushed by a background thread and on shutdown (the on_shutdown hook, atexit as a fallback).
+A failure to log never fails a prediction.
 """
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import json
 import logging
 import os
 import threading
+import time
+import uuid
 from typing import Annotated, Any, Optional, Union
 
 import bentoml
@@ -26,6 +34,7 @@ from lakehouse import registry, scoring
 from lakehouse.domains.churn import CHURN
 from lakehouse.feast_defs import feature_store
 from lakehouse.paths import LakePaths
+from lakehouse.prediction_log import PredictionLogger, features_json
 
 logger = logging.getLogger(__name__)
 
@@ -119,25 +128,60 @@ class ChurnService:
         self.champion = scoring.load_champion(self.paths, CHURN.name)
         self.store = feature_store(self.paths)
         self._lock = threading.Lock()  # one Feast lookup at a time: the SQLite online store is shared
+        self.prediction_log = PredictionLogger(self.paths.prediction_log)
+        atexit.register(self.prediction_log.close)  # fallback if the shutdown hook does not run
         logger.info("serving %s (threshold %.4f, feature service %s) from %s", self.champion.tag,
                     self.champion.threshold, self.champion.feature_service, self.paths.root)
 
     @bentoml.api(input_spec=PredictIdsRequest)
     def predict_ids(self, customer_ids: list[int]) -> dict[str, Any]:
         """Score customers with online features; unknown customers get an error entry, never a default score."""
+        started = time.perf_counter()
+        ids = list(customer_ids)
         with self._lock:
-            results = scoring.score_online(self.store, self.champion, CHURN.entity_key, list(customer_ids))
+            rows = scoring.online_rows(self.store, self.champion, CHURN.entity_key, ids)
+        results = scoring.score_rows(self.champion, CHURN.entity_key, ids, rows)
+        self._log_predictions("predict_ids", started, results, rows, ids)
         return {"model_version": self.champion.tag, "threshold": self.champion.threshold, "predictions": results}
 
     @bentoml.api(input_spec=PredictFeaturesRequest)
     def predict_features(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Score rows of explicit feature values (every champion feature; unknown or missing names are a 400)."""
+        started = time.perf_counter()
+        rows = list(rows)
         try:
-            frame = scoring.features_frame(self.champion, list(rows))
+            frame = scoring.features_frame(self.champion, rows)
         except scoring.FeatureInputError as exc:
             raise InvalidArgument(str(exc)) from None
-        return {"model_version": self.champion.tag, "threshold": self.champion.threshold,
-                "predictions": scoring.score(self.champion, frame)}
+        results = scoring.score(self.champion, frame)
+        self._log_predictions("predict_features", started, results, rows, None)
+        return {"model_version": self.champion.tag, "threshold": self.champion.threshold, "predictions": results}
+
+    def _log_predictions(self, endpoint: str, started: float, results: list[dict[str, Any]],
+                         rows: list[dict[str, Any]], ids: Optional[list[int]]) -> None:
+        """One log record per result (never raises: logging must not fail a prediction)."""
+        try:
+            latency_ms = (time.perf_counter() - started) * 1000.0
+            request_id = uuid.uuid4().hex
+            self.prediction_log.log({
+                "request_id": request_id,
+                "row_index": n,
+                "endpoint": endpoint,
+                "customer_id": ids[n] if ids is not None else None,
+                "features": features_json({f: row.get(f) for f in self.champion.features}),
+                "model_version": result.get("model_version", self.champion.tag),
+                "score": result.get("score"),
+                "decision": result.get("decision"),
+                "latency_ms": latency_ms,
+                "error": result.get("error"),
+            } for n, (result, row) in enumerate(zip(results, rows)))
+        except Exception:
+            logger.exception("could not log %d predictions of %s", len(results), endpoint)
+
+    @bentoml.on_shutdown
+    def close_prediction_log(self) -> None:
+        """Write the buffered prediction log records (runs on a clean `bentoml serve` shutdown)."""
+        self.prediction_log.close()
 
     @bentoml.api(input_spec=ExplainRequest)
     def explain(self, customer_id: int, top: int = 5) -> dict[str, Any]:

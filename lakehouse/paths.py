@@ -84,5 +84,10 @@ class LakePaths:
         return self.root / "feast"
 
     @property
+    def prediction_log(self) -> Path:
+        """Small Parquet files of served predictions, written by the BentoML service."""
+        return self.root / "prediction_log"
+
+    @property
     def dagster_home(self) -> Path:
         return Path(os.environ.get("DAGSTER_HOME") or self.root / "dagster")
