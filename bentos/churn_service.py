@@ -125,40 +125,47 @@ class ChurnService:
         self.paths = LakePaths.from_env()
         registry.bentoml_home(self.paths)
         # Raises NoChampionError / ModelIntegrityError: the service must not start on a bad model.
-        self.champion = scoring.load_champion(self.paths, CHURN.name)
+        self.champions = scoring.ChampionWatcher(self.paths, CHURN.name, on_switch=self._switched)
+        champion = self.champions.current()
         self.store = feature_store(self.paths)
         self._lock = threading.Lock()  # one Feast lookup at a time: the SQLite online store is shared
         self.prediction_log = PredictionLogger(self.paths.prediction_log)
         atexit.register(self.prediction_log.close)  # fallback if the shutdown hook does not run
-        logger.info("serving %s (threshold %.4f, feature service %s) from %s", self.champion.tag,
-                    self.champion.threshold, self.champion.feature_service, self.paths.root)
+        logger.info("serving %s (threshold %.4f, feature service %s) from %s", champion.tag,
+                    champion.threshold, champion.feature_service, self.paths.root)
+
+    @staticmethod
+    def _switched(old: scoring.ChampionModel, new: scoring.ChampionModel) -> None:
+        logger.warning("champion changed: now serving %s (was %s)", new.tag, old.tag)
 
     @bentoml.api(input_spec=PredictIdsRequest)
     def predict_ids(self, customer_ids: list[int]) -> dict[str, Any]:
         """Score customers with online features; unknown customers get an error entry, never a default score."""
         started = time.perf_counter()
+        champion = self.champions.current()  # one model for the whole request, even across a switch
         ids = list(customer_ids)
         with self._lock:
-            rows = scoring.online_rows(self.store, self.champion, CHURN.entity_key, ids)
-        results = scoring.score_rows(self.champion, CHURN.entity_key, ids, rows)
-        self._log_predictions("predict_ids", started, results, rows, ids)
-        return {"model_version": self.champion.tag, "threshold": self.champion.threshold, "predictions": results}
+            rows = scoring.online_rows(self.store, champion, CHURN.entity_key, ids)
+        results = scoring.score_rows(champion, CHURN.entity_key, ids, rows)
+        self._log_predictions("predict_ids", started, champion, results, rows, ids)
+        return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 
     @bentoml.api(input_spec=PredictFeaturesRequest)
     def predict_features(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Score rows of explicit feature values (every champion feature; unknown or missing names are a 400)."""
         started = time.perf_counter()
+        champion = self.champions.current()
         rows = list(rows)
         try:
-            frame = scoring.features_frame(self.champion, rows)
+            frame = scoring.features_frame(champion, rows)
         except scoring.FeatureInputError as exc:
             raise InvalidArgument(str(exc)) from None
-        results = scoring.score(self.champion, frame)
-        self._log_predictions("predict_features", started, results, rows, None)
-        return {"model_version": self.champion.tag, "threshold": self.champion.threshold, "predictions": results}
+        results = scoring.score(champion, frame)
+        self._log_predictions("predict_features", started, champion, results, rows, None)
+        return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 
-    def _log_predictions(self, endpoint: str, started: float, results: list[dict[str, Any]],
-                         rows: list[dict[str, Any]], ids: Optional[list[int]]) -> None:
+    def _log_predictions(self, endpoint: str, started: float, champion: scoring.ChampionModel,
+                         results: list[dict[str, Any]], rows: list[dict[str, Any]], ids: Optional[list[int]]) -> None:
         """One log record per result (never raises: logging must not fail a prediction)."""
         try:
             latency_ms = (time.perf_counter() - started) * 1000.0
@@ -168,8 +175,8 @@ class ChurnService:
                 "row_index": n,
                 "endpoint": endpoint,
                 "customer_id": ids[n] if ids is not None else None,
-                "features": features_json({f: row.get(f) for f in self.champion.features}),
-                "model_version": result.get("model_version", self.champion.tag),
+                "features": features_json({f: row.get(f) for f in champion.features}),
+                "model_version": result.get("model_version", champion.tag),
                 "score": result.get("score"),
                 "decision": result.get("decision"),
                 "latency_ms": latency_ms,
@@ -186,21 +193,23 @@ class ChurnService:
     @bentoml.api(input_spec=ExplainRequest)
     def explain(self, customer_id: int, top: int = 5) -> dict[str, Any]:
         """Top SHAP contributions (LightGBM pred_contrib, log-odds) for one customer's online features."""
+        champion = self.champions.current()
         with self._lock:
-            frame = scoring.online_frame(self.store, self.champion, CHURN.entity_key, customer_id)
+            frame = scoring.online_frame(self.store, champion, CHURN.entity_key, customer_id)
         if frame is None:
             raise NotFound(f"unknown entity: no online features for customer_id {customer_id}")
-        return {CHURN.entity_key: customer_id, **scoring.explain(self.champion, frame, top=top)}
+        return {CHURN.entity_key: customer_id, **scoring.explain(champion, frame, top=top)}
 
     @bentoml.api(input_spec=ModelInfoRequest)
     def model_info(self) -> dict[str, Any]:
         """The served champion: tag, threshold, feature service, features and test metrics."""
-        meta = self.champion.metadata
+        champion = self.champions.current()
+        meta = champion.metadata
         return {
-            "model_version": self.champion.tag,
-            "threshold": self.champion.threshold,
-            "feature_service": self.champion.feature_service,
-            "features": self.champion.features,
+            "model_version": champion.tag,
+            "threshold": champion.threshold,
+            "feature_service": champion.feature_service,
+            "features": champion.features,
             "test_metrics": (meta.get("metrics") or {}).get("test"),
             "trained_at": meta.get("trained_at"),
             "code_version": meta.get("code_version"),

@@ -6,7 +6,10 @@ and the service score the same frame identically. No BentoML or Dagster import h
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +60,45 @@ def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
     model = load_trained_model(text, meta["features"], meta["categories"], meta.get("params"))
     return ChampionModel(tag=tag, model=model, threshold=threshold, features=list(meta["features"]),
                          feature_service=str(meta["feature_service"]), metadata=meta)
+
+
+class ChampionWatcher:
+    """The current champion, reloaded when the champion pointer changes; callers keep the model they took."""
+
+    def __init__(self, paths: LakePaths, domain: str,
+                 on_switch: Callable[[ChampionModel, ChampionModel], None] | None = None) -> None:
+        self.paths, self.domain, self.on_switch = paths, domain, on_switch
+        self._pointer = paths.root / "registry" / f"{domain}.json"
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self._champion = load_champion(paths, domain)
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self._pointer.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def current(self) -> ChampionModel:
+        """The champion to score this request with (a stat() per call; a reload only after a change)."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self._champion
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    new = load_champion(self.paths, self.domain)
+                except Exception:
+                    # A broken new champion must not take a serving model down: keep the loaded one.
+                    logging.getLogger(__name__).exception("keeping %s: the new champion failed to load",
+                                                          self._champion.tag)
+                    self._stamp = stamp
+                    return self._champion
+                old, self._champion, self._stamp = self._champion, new, stamp
+                if self.on_switch and new.tag != old.tag:
+                    self.on_switch(old, new)
+            return self._champion
 
 
 def features_frame(champion: ChampionModel, records: list[dict[str, Any]]) -> pl.DataFrame:

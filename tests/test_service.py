@@ -274,3 +274,23 @@ def test_bentoml_serve_matches_in_process_scores(served: LakePaths, champion: sc
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
         log.close()
+
+
+def test_a_running_service_switches_to_a_new_champion_without_a_restart(served: LakePaths, tmp_path: Path) -> None:
+    """Promote another model while the service holds the first: the next request uses the new one."""
+    from lakehouse.models import TrainingOptions, train_candidate
+
+    copy = LakePaths(tmp_path / "data")
+    shutil.copytree(served.root, copy.root)
+    switches = []
+    watcher = scoring.ChampionWatcher(copy, "churn", on_switch=lambda old, new: switches.append((old.tag, new.tag)))
+    first = watcher.current()
+    other = train_candidate(copy, CHURN, TrainingOptions(tune=False, params={"num_leaves": 7}))
+    assert other["tag"] != first.tag
+    registry.promote(copy, "churn", other["tag"], "test: a different model", action="manual")
+    held = first  # a request in flight keeps the model it took
+    assert watcher.current().tag == other["tag"]
+    assert switches == [(first.tag, other["tag"])]
+    assert held.tag == first.tag
+    registry.rollback(copy, "churn", "test: back")
+    assert watcher.current().tag == first.tag
