@@ -1,4 +1,4 @@
-"""Serving: the BentoML service's prediction log, ingested into the lake."""
+"""Serving: the BentoML service's prediction log, ingested into the lake, and precomputed batch scores."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import dagster as dg
 import polars as pl
 
 from assets.resources import LakehouseResource
+from lakehouse import scoring
+from lakehouse.batch_scores import batch_score
 from lakehouse.domain import Domain
 from lakehouse.io import write_parquet_atomic
 from lakehouse.paths import LakePaths
@@ -94,3 +96,43 @@ def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=metadata)
 
     return _prediction_log
+
+
+def batch_scores_key(domain: Domain) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, "batch_scores"])
+
+
+def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
+    """Every active entity scored by the champion on its latest features (the precompute serving pattern)."""
+
+    @dg.asset(
+        key=batch_scores_key(domain),
+        deps=[dg.AssetKey([domain.name, "champion_model"]), dg.AssetKey([domain.name, "online_features"])],
+        group_name=f"{domain.name}_serving",
+        description=f"The champion's score and decision for every {domain.entity} active on the newest day, "
+                    "from the latest feature values (the ones the online store holds); looked up, not recomputed.",
+        kinds={"lightgbm", "duckdb", "parquet"},
+    )
+    def _batch_scores(context, lakehouse: LakehouseResource):  # context unannotated: this module defers annotations
+        try:
+            stats = batch_score(lakehouse.paths, domain)
+        except scoring.NoChampionError as e:
+            raise dg.Failure(description=f"cannot batch-score {domain.name}: no champion model to score with. "
+                                         f"Train and promote one first (the {domain.name}/champion_model asset). "
+                                         f"{e}") from e
+        context.log.info(f"scored {stats['rows']:,} {domain.entity}s with {stats['model_version']}: "
+                         f"{stats['positives']:,} at or above the threshold {stats['threshold']:.4f}")
+        metadata: dict[str, Any] = {
+            "dagster/row_count": stats["rows"],
+            "positives": stats["positives"],
+            "positive_rate": stats["positive_rate"] or 0.0,
+            "threshold": stats["threshold"],
+            "model_version": stats["model_version"],
+            "path": dg.MetadataValue.path(str(stats["path"])),
+            "features_as_of": str(stats["features_as_of"]),
+            "scored_at": str(stats["scored_at"]),
+        }
+        metadata.update({k: stats[k] for k in ("score_mean", "score_p50", "score_p90") if stats[k] is not None})
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _batch_scores

@@ -105,7 +105,7 @@ def test_the_definitions_load_with_the_expected_asset_graph():
     expected |= {f"churn/{v.name}_features" for v in CHURN.feature_views}
     expected |= {"churn/customer_spine", "churn/lake_catalog", "churn/feast_registry", "churn/online_features", "churn/label_events",
                  "churn/training_set", "churn/model_candidate", "churn/champion_model", "churn/model_card",
-                 "churn/prediction_log"}
+                 "churn/prediction_log", "churn/batch_scores"}
     assert keys == expected
 
 

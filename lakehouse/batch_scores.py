@@ -1,0 +1,132 @@
+"""Batch scoring (the precompute serving pattern): score every active entity once, look scores up later.
+
+latest_features reads, for every entity active on the spine's newest day, the newest row of each
+feature view (the values the online store holds after materialization); batch_score scores them with
+the champion through lakehouse.scoring, exactly as the service does, and writes one Parquet table;
+precomputed_score looks one entity up in it without loading or running the model.
+No BentoML or Dagster import here.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from lakehouse import scoring
+from lakehouse.domain import Domain
+from lakehouse.io import write_parquet_atomic
+from lakehouse.paths import LakePaths
+
+SCORE_COLUMNS = ("event_timestamp", "score", "decision", "model_version", "scored_at")
+
+
+def batch_scores_path(paths: LakePaths) -> Path:
+    return paths.lake / "serving" / "batch_scores.parquet"
+
+
+def _sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def latest_features(paths: LakePaths, domain: Domain) -> pl.DataFrame:
+    """One row per entity present on the spine's newest day: the latest row of every feature view.
+
+    Columns: the entity key, event_timestamp (the newest of the views' event times for the entity)
+    and every feature of every view. An entity a view has no row for gets nulls for that view.
+    """
+    key = domain.entity_key
+    missing = [p for p in (paths.spine, *(paths.features(v.name) for v in domain.feature_views)) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"batch scoring needs the spine and feature tables; missing {[str(p) for p in missing]}")
+    ctes = [f"""active AS (
+        SELECT DISTINCT {key} FROM read_parquet({_sql_path(paths.spine)})
+        WHERE day = (SELECT max(day) FROM read_parquet({_sql_path(paths.spine)}))
+    )"""]
+    selects, joins, stamps = [], [], []
+    for n, view in enumerate(domain.feature_views):
+        alias = f"v{n}"
+        cols = ", ".join(f.name for f in view.features)
+        ctes.append(f"""{alias} AS (
+        SELECT {key}, event_timestamp, {cols} FROM read_parquet({_sql_path(paths.features(view.name))})
+        WHERE {key} IN (SELECT {key} FROM active)
+        QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY event_timestamp DESC) = 1
+    )""")
+        selects.extend(f"{alias}.{f.name}" for f in view.features)
+        joins.append(f"LEFT JOIN {alias} USING ({key})")
+        stamps.append(f"{alias}.event_timestamp")
+    stamp = f"greatest({', '.join(stamps)})" if len(stamps) > 1 else stamps[0]
+    query = (f"WITH {', '.join(ctes)}\n"
+             f"SELECT a.{key}, {stamp} AS event_timestamp, {', '.join(selects)}\n"
+             f"FROM active a {' '.join(joins)}\nORDER BY a.{key}")
+    with duckdb.connect() as con:
+        return con.sql(query).pl()
+
+
+def _stats(frame: pl.DataFrame) -> dict[str, Any]:
+    if frame.is_empty():
+        return {"score_mean": None, "score_min": None, "score_p50": None, "score_p90": None, "score_max": None}
+    s = frame["score"]
+    return {"score_mean": float(s.mean()), "score_min": float(s.min()), "score_p50": float(s.quantile(0.5)),
+            "score_p90": float(s.quantile(0.9)), "score_max": float(s.max())}
+
+
+def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
+    """Score every active entity with the domain's champion; write batch_scores.parquet atomically.
+
+    Raises scoring.NoChampionError when the domain has no champion. Returns the path, row and
+    positive counts, the model version and threshold, score statistics and timings.
+    """
+    key = domain.entity_key
+    champion = scoring.load_champion(paths, domain.name)
+    started = time.perf_counter()
+    features = latest_features(paths, domain)
+    read_seconds = time.perf_counter() - started
+    scored_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, like the lake's other timestamps
+    started = time.perf_counter()
+    results = scoring.score(champion, features)
+    score_seconds = time.perf_counter() - started
+    out = pl.DataFrame({
+        key: features[key],
+        "event_timestamp": features["event_timestamp"],
+        "score": pl.Series([r["score"] for r in results], dtype=pl.Float64),
+        "decision": pl.Series([r["decision"] for r in results], dtype=pl.Boolean),
+        "model_version": pl.Series([r["model_version"] for r in results], dtype=pl.String),
+    }).with_columns(scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")))
+    path = write_parquet_atomic(out, batch_scores_path(paths))
+    return {
+        "path": path,
+        "rows": out.height,
+        "positives": int(out["decision"].sum()) if out.height else 0,
+        "positive_rate": float(out["decision"].cast(pl.Float64).mean()) if out.height else None,
+        "threshold": champion.threshold,
+        "model_version": champion.tag,
+        "features_as_of": None if out.is_empty() else out["event_timestamp"].max(),
+        "scored_at": scored_at,
+        "read_seconds": read_seconds,
+        "score_seconds": score_seconds,
+        **_stats(out),
+    }
+
+
+def precomputed_score(paths: LakePaths, customer_id: int, domain: Domain | None = None) -> dict[str, Any] | None:
+    """The stored batch score of one entity (a lookup: no model is loaded or run); None if not scored.
+
+    Raises FileNotFoundError when no batch scores have been written yet.
+    """
+    key = domain.entity_key if domain is not None else "customer_id"
+    path = batch_scores_path(paths)
+    if not path.exists():
+        raise FileNotFoundError(f"no batch scores at {path}; run batch_score first")
+    with duckdb.connect() as con:
+        cur = con.execute(f"SELECT {key}, {', '.join(SCORE_COLUMNS)} FROM read_parquet({_sql_path(path)}) "
+                          f"WHERE {key} = ? LIMIT 1", [int(customer_id)])
+        row = cur.fetchone()
+        if row is None:
+            return None
+        names = [d[0] for d in cur.description]
+    return dict(zip(names, row))

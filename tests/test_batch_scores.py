@@ -1,0 +1,129 @@
+"""Batch scoring: the precomputed scores equal live scoring, one per active entity, looked up without the model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from assets.resources import LakehouseResource
+from assets.serving import batch_scores_asset
+from lakehouse import registry, scoring
+from lakehouse.batch_scores import batch_score, batch_scores_path, latest_features, precomputed_score
+from lakehouse.domains.churn import CHURN
+from lakehouse.models import latest_candidate
+from lakehouse.paths import LakePaths
+
+
+def _copy(lake: LakePaths, dest: Path) -> LakePaths:
+    shutil.copytree(lake.root, dest / "data")
+    return LakePaths(dest / "data")
+
+
+@pytest.fixture(scope="module")
+def scored(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory) -> tuple[LakePaths, dict]:
+    """A copy of the session lake with a churn champion, batch-scored once."""
+    copy = _copy(lake, tmp_path_factory.mktemp("batch"))
+    if registry.champion(copy, CHURN.name) is None:
+        tag = latest_candidate(copy, CHURN)
+        assert tag, "the test lake has no trained candidate"
+        registry.promote(copy, CHURN.name, tag, "test", action="manual")
+    return copy, batch_score(copy, CHURN)
+
+
+def test_batch_scores_equal_live_scoring(scored: tuple[LakePaths, dict]) -> None:
+    paths, stats = scored
+    stored = pl.read_parquet(batch_scores_path(paths))
+    assert stored.columns == ["customer_id", "event_timestamp", "score", "decision", "model_version", "scored_at"]
+    features = latest_features(paths, CHURN)
+    champion = scoring.load_champion(paths, CHURN.name)
+    live = scoring.score(champion, features)
+    assert stored["customer_id"].to_list() == features["customer_id"].to_list()
+    assert stored["score"].to_list() == [r["score"] for r in live]  # exact, not approximate
+    assert stored["decision"].to_list() == [r["decision"] for r in live]
+    assert set(stored["model_version"]) == {champion.tag} == {stats["model_version"]}
+    assert stored["event_timestamp"].to_list() == features["event_timestamp"].to_list()
+    assert stats["rows"] == stored.height
+    assert stats["positives"] == int(stored["decision"].sum())
+    assert stats["score_p50"] == pytest.approx(float(stored["score"].quantile(0.5)))
+
+
+def test_latest_features_are_the_online_values(scored: tuple[LakePaths, dict]) -> None:
+    """The batch reads what the online store holds: same feature values, so the same scores as score_online."""
+    from lakehouse.feast_defs import feature_store
+
+    paths, _ = scored
+    champion = scoring.load_champion(paths, CHURN.name)
+    features = latest_features(paths, CHURN)
+    ids = features["customer_id"].to_list()[:100]
+    online = scoring.online_rows(feature_store(paths), champion, CHURN.entity_key, ids)
+    assert [{f: row[f] for f in champion.features} for row in features.head(100).iter_rows(named=True)] == online
+    stored = pl.read_parquet(batch_scores_path(paths)).head(100)
+    live = scoring.score_rows(champion, CHURN.entity_key, ids, online)
+    assert stored["score"].to_list() == [r["score"] for r in live]
+
+
+def test_one_row_per_active_customer_and_none_for_cancelled(scored: tuple[LakePaths, dict]) -> None:
+    paths, _ = scored
+    stored = pl.read_parquet(batch_scores_path(paths))
+    spine = pl.read_parquet(paths.spine)
+    last_day = spine["day"].max()
+    active = set(spine.filter(pl.col("day") == last_day)["customer_id"])
+    assert stored["customer_id"].n_unique() == stored.height
+    assert set(stored["customer_id"]) == active
+    cancelled = (pl.read_parquet(paths.silver("cancellations"))
+                 .filter(pl.col("cancelled_at").cast(pl.Date) < last_day)["customer_id"])
+    assert cancelled.len() > 0, "the test lake should have cancelled customers"
+    assert not set(cancelled) & set(stored["customer_id"])
+    # Customers who never appeared on the newest day get no score either.
+    assert set(spine["customer_id"]) - active
+    assert stored["score"].is_not_null().all() and stored["score"].is_between(0, 1).all()
+
+
+def test_precomputed_score_is_the_stored_row(scored: tuple[LakePaths, dict]) -> None:
+    paths, _ = scored
+    stored = pl.read_parquet(batch_scores_path(paths))
+    row = stored.row(stored.height // 2, named=True)
+    assert precomputed_score(paths, row["customer_id"]) == row
+    assert precomputed_score(paths, -1) is None
+
+
+def test_precomputed_score_without_batch_scores(paths: LakePaths) -> None:
+    with pytest.raises(FileNotFoundError, match="batch_score"):
+        precomputed_score(paths, 1)
+
+
+def test_batch_score_without_champion_is_a_clear_error(lake: LakePaths, tmp_path: Path) -> None:
+    copy = _copy(lake, tmp_path)
+    shutil.rmtree(copy.root / "registry", ignore_errors=True)
+    with pytest.raises(scoring.NoChampionError):
+        batch_score(copy, CHURN)
+    with pytest.raises(dg.Failure, match="no champion"):
+        dg.materialize([batch_scores_asset(CHURN)],
+                       resources={"lakehouse": LakehouseResource(data_root=str(copy.root))},
+                       instance=dg.DagsterInstance.ephemeral())
+    assert not batch_scores_path(copy).exists()
+
+
+def test_batch_scores_asset(scored: tuple[LakePaths, dict]) -> None:
+    paths, _ = scored
+    result = dg.materialize([batch_scores_asset(CHURN)],
+                            resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    [mat] = result.asset_materializations_for_node("churn__batch_scores")
+    assert mat.asset_key == dg.AssetKey(["churn", "batch_scores"])
+    md = {k: v.value for k, v in mat.metadata.items()}
+    stored = pl.read_parquet(batch_scores_path(paths))
+    assert md["dagster/row_count"] == stored.height
+    assert md["positives"] == int(stored["decision"].sum())
+    assert md["model_version"] == registry.champion(paths, CHURN.name)
+    for k in ("score_mean", "score_p50", "score_p90"):
+        assert isinstance(md[k], float)
+    # The lookup reads the file the asset wrote.
+    [(n,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{batch_scores_path(paths)}')").fetchall()
+    assert n == stored.height
