@@ -24,6 +24,7 @@ import os
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any, Optional, Union
 
 import bentoml
@@ -37,6 +38,7 @@ from lakehouse.paths import LakePaths
 from lakehouse.prediction_log import PredictionLogger, features_json
 
 logger = logging.getLogger(__name__)
+TTL_BY_FEATURE = {f.name: view.ttl for view in CHURN.feature_views for f in view.features}
 
 MAX_BATCH = 1000
 API_KEY_ENV = "LAKEHOUSE_API_KEY"
@@ -145,8 +147,13 @@ class ChurnService:
         champion = self.champions.current()  # one model for the whole request, even across a switch
         ids = list(customer_ids)
         with self._lock:
-            rows = scoring.online_rows(self.store, champion, CHURN.entity_key, ids)
+            rows, times = scoring.online_lookup(self.store, champion, CHURN.entity_key, ids)
         results = scoring.score_rows(champion, CHURN.entity_key, ids, rows)
+        now = datetime.now(UTC)
+        for result, entity_times in zip(results, times):
+            if "error" not in result:
+                # A stale feature is flagged, never silently used as if fresh.
+                result.update(scoring.freshness(entity_times, TTL_BY_FEATURE, now))
         self._log_predictions("predict_ids", started, champion, results, rows, ids)
         return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 

@@ -11,6 +11,7 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -177,14 +178,34 @@ def explain(champion: ChampionModel, frame_row: pl.DataFrame, top: int = 5) -> d
     }
 
 
-def online_rows(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[int]) -> list[dict[str, Any]]:
-    """Online feature values per entity through the champion's Feast feature service (None where absent)."""
+def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[int]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, datetime | None]]]:
+    """One Feast online lookup through the champion's feature service: values and their event times per entity."""
     service = store.get_feature_service(champion.feature_service)
-    data = store.get_online_features(features=service, entity_rows=[{entity_key: i} for i in entity_ids]).to_dict()
+    data = store.get_online_features(features=service, entity_rows=[{entity_key: i} for i in entity_ids]
+                                     ).to_dict(include_event_timestamps=True)
     lacking = [f for f in champion.features if f not in data]
     if lacking:
         raise registry.RegistryError(f"feature service {champion.feature_service} does not serve {lacking}")
-    return [{f: data[f][n] for f in champion.features} for n in range(len(entity_ids))]
+    rows = [{f: data[f][n] for f in champion.features} for n in range(len(entity_ids))]
+    times = [{f: (datetime.fromtimestamp(data[f + "__ts"][n], UTC) if data[f][n] is not None else None)
+              for f in champion.features} for n in range(len(entity_ids))]
+    return rows, times
+
+
+def online_rows(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[int]) -> list[dict[str, Any]]:
+    """Online feature values per entity through the champion's Feast feature service (None where absent)."""
+    return online_lookup(store, champion, entity_key, entity_ids)[0]
+
+
+def freshness(times: dict[str, datetime | None], ttl: dict[str, timedelta], now: datetime) -> dict[str, Any]:
+    """The oldest feature time of one entity and the features older than their view's ttl (stale)."""
+    present = [t for t in times.values() if t is not None]
+    stale = sorted(f for f, t in times.items() if t is not None and now - t > ttl[f])
+    oldest = min(present) if present else None
+    return {"features_as_of": oldest.isoformat() if oldest else None,
+            "feature_age_hours": round((now - oldest).total_seconds() / 3600, 1) if oldest else None,
+            "stale": bool(stale), "stale_features": stale}
 
 
 def score_online(store: Any, champion: ChampionModel, entity_key: str,

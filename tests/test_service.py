@@ -138,6 +138,9 @@ def test_service_methods_in_process(service, champion: scoring.ChampionModel, kn
     assert first["customer_id"] == known_ids[0] and first["model_version"] == champion.tag
     assert isinstance(first["missing_features"], list) and 0 <= first["score"] <= 1
     assert unknown == {"customer_id": UNKNOWN_ID, "error": "unknown entity: no online features"}
+    # The test lake's features are from 2025: older than every view's ttl, so they are flagged stale.
+    assert first["stale"] is True and first["stale_features"] and first["feature_age_hours"] > 48
+    assert first["features_as_of"].startswith("2025-")
 
     scored = service.predict_features(rows=[full_row(champion)])["predictions"][0]
     assert scored["score"] == scoring.score(champion, scoring.features_frame(champion, [full_row(champion)]))[0]["score"]
@@ -294,3 +297,15 @@ def test_a_running_service_switches_to_a_new_champion_without_a_restart(served: 
     assert held.tag == first.tag
     registry.rollback(copy, "churn", "test: back")
     assert watcher.current().tag == first.tag
+
+
+def test_freshness_flags_features_older_than_their_ttl() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2025, 5, 1, tzinfo=UTC)
+    times = {"a": now - timedelta(hours=30), "b": now - timedelta(days=3), "c": None}
+    ttl = {"a": timedelta(days=2), "b": timedelta(days=2), "c": timedelta(days=2)}
+    result = scoring.freshness(times, ttl, now)
+    assert result == {"features_as_of": (now - timedelta(days=3)).isoformat(), "feature_age_hours": 72.0,
+                      "stale": True, "stale_features": ["b"]}
+    assert scoring.freshness({"a": now}, {"a": timedelta(days=2)}, now)["stale"] is False
