@@ -45,7 +45,8 @@ API_KEY_ENV = "LAKEHOUSE_API_KEY"
 API_KEY_HEADER = "x-api-key"
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
 
-CustomerId = Annotated[StrictInt, Field(ge=1, description="customer account id (>= 1)")]
+# Ids are Int64 in Feast and the lake: a larger number is a client error, not a server one.
+CustomerId = Annotated[StrictInt, Field(ge=1, le=2**63 - 1, description="customer account id (1 to 2^63-1)")]
 FeatureValue = Optional[Union[StrictInt, StrictFloat, StrictStr]]
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -228,8 +229,53 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_bentoml_serve_matches_in_process_scores(served: LakePaths, champion: scoring.ChampionModel,
-                                                 known_ids: list[int]) -> None:
+def malformed_requests(n: int, seed: int = 7) -> list[tuple[str, bytes, str]]:
+    """n deterministic malformed requests: bad JSON, wrong types, missing/extra fields, NaN, huge, pickle."""
+    import json
+    import pickle
+    import random
+
+    rng = random.Random(seed)
+    wrong_values = ["1", 1.5, None, True, [], {}, "NaN", -1e309, 2**70, [1, "x"], {"a": 1}]
+    makers = [
+        lambda: ("/predict_ids", json.dumps({"customer_ids": [rng.choice(wrong_values)]}).encode()),
+        lambda: ("/predict_ids", json.dumps({"customer_ids": rng.choice(wrong_values)}).encode()),
+        lambda: ("/predict_ids", json.dumps({"customer_ids": [1], "extra": rng.random()}).encode()),
+        lambda: ("/predict_ids", json.dumps({"ids": [1]}).encode()),
+        lambda: ("/predict_ids", json.dumps({"customer_ids": []}).encode()),
+        lambda: ("/predict_ids", json.dumps({"customer_ids": list(range(1, 1002 + rng.randrange(50)))}).encode()),
+        lambda: ("/predict_ids", b'{"customer_ids": [NaN]}'),
+        lambda: ("/predict_ids", bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))),
+        lambda: ("/predict_features", json.dumps({"rows": [{"no_such_feature": rng.random()}]}).encode()),
+        lambda: ("/predict_features", json.dumps({"rows": rng.choice(wrong_values)}).encode()),
+        lambda: ("/predict_features", b'{"rows": [{"plan": Infinity}]}'),
+        lambda: ("/explain", json.dumps({"customer_id": rng.choice(wrong_values)}).encode()),
+        lambda: ("/explain", json.dumps({"customer_id": -rng.randrange(1, 10**6)}).encode()),
+        lambda: ("/model_info", json.dumps({"unexpected": rng.random()}).encode()),
+        lambda: (rng.choice(["/predict_ids", "/predict_features", "/explain"]), b"[1, 2, 3]"),
+    ]
+    requests = []
+    for i in range(n):
+        path, body = rng.choice(makers)()
+        ctype = "application/json"
+        if i % 25 == 0:  # pickle must never be accepted, whatever the endpoint
+            body, ctype = pickle.dumps({"customer_ids": [1]}), "application/python-pickle"
+        requests.append((path, body, ctype))
+    return requests
+
+
+def post_status(base: str, path: str, body: bytes, content_type: str) -> int:
+    """The HTTP status of one POST (errors included)."""
+    request = urllib.request.Request(base + path, data=body, headers={"content-type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_bentoml_serve_matches_in_process_scores_and_answers_500_malformed_requests_with_4xx(
+        served: LakePaths, champion: scoring.ChampionModel, known_ids: list[int]) -> None:
     import json
 
     port = free_port()
@@ -269,6 +315,12 @@ def test_bentoml_serve_matches_in_process_scores(served: LakePaths, champion: sc
             assert p["score"] == pytest.approx(want["score"], rel=1e-9, abs=1e-12)
             assert p["decision"] == want["decision"]
         assert served_preds[-1]["error"] == "unknown entity: no online features"
+
+        statuses = [post_status(base, path, body, ctype) for path, body, ctype in malformed_requests(500)]
+        assert len(statuses) == 500
+        failures = [(p, b[:80], c, s) for (p, b, c), s in zip(malformed_requests(500), statuses) if s >= 500]
+        assert failures == [], "a malformed request got a 5xx"
+        assert all(400 <= s < 500 for s in statuses), sorted(set(statuses))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
