@@ -8,9 +8,6 @@ from lakehouse.domain import Domain, FeatureView
 from lakehouse.catalog import refresh_catalog
 from lakehouse.features import build_feature_view, build_spine
 
-FEAST_TO_DAGSTER = {"int64": "int64", "float64": "float64", "string": "string"}
-
-
 def spine_key(domain: Domain) -> dg.AssetKey:
     return dg.AssetKey([domain.name, f"{domain.entity}_spine"])
 
@@ -57,7 +54,7 @@ def feature_asset(domain: Domain, view: FeatureView) -> dg.AssetsDefinition:
         schema = dg.TableSchema(columns=[
             dg.TableColumn(domain.entity_key, "int64", description=f"{domain.entity} key"),
             dg.TableColumn("event_timestamp", "timestamp", description="when the values became known (end of day)"),
-            *(dg.TableColumn(f.name, FEAST_TO_DAGSTER[f.dtype], description=f.description) for f in view.features),
+            *(dg.TableColumn(f.name, f.dtype, description=f.description) for f in view.features),
         ])
         stats_md = "| feature | min | max | mean | null % |\n|---|---|---|---|---|\n" + "\n".join(
             f"| {name} | {s['min']} | {s['max']} | {s['mean']} | {s['null_pct']:.1f} |"

@@ -6,22 +6,24 @@ from assets.resources import LakehouseResource
 from assets.training import training_set_key
 from lakehouse.domain import Domain
 from lakehouse.models import TrainingOptions, gate_candidate, latest_candidate, model_card, train_candidate
+from lakehouse.training import LgbParams
 
 
 class TrainingConfig(dg.Config):
     """LightGBM hyperparameters (tuning starts from them), the tuning budget and the gate's settings."""
 
-    num_leaves: int = 31
-    learning_rate: float = 0.05
-    min_data_in_leaf: int = 50
-    feature_fraction: float = 0.9
-    lambda_l2: float = 1.0
-    num_boost_round: int = 1000
-    early_stopping_rounds: int = 50
+    # Defaults come from LgbParams, the one place they are declared.
+    num_leaves: int = LgbParams.num_leaves
+    learning_rate: float = LgbParams.learning_rate
+    min_data_in_leaf: int = LgbParams.min_data_in_leaf
+    feature_fraction: float = LgbParams.feature_fraction
+    lambda_l2: float = LgbParams.lambda_l2
+    num_boost_round: int = LgbParams.num_boost_round
+    early_stopping_rounds: int = LgbParams.early_stopping_rounds
     tune: bool = True  # seeded Optuna search; off = train once with the values above
     trials: int = 15
     timeout_seconds: float = 90.0
-    seed: int = 42
+    seed: int = LgbParams.seed
     min_auc_gain: float = 0.0  # the AUC gain over the champion whose 95% interval must lie above this
     slice_tolerance: float = 0.03  # the largest AUC drop allowed in any slice
 

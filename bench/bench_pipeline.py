@@ -41,9 +41,7 @@ def generate_once(root: Path, customers: int, days: int) -> None:
 
 def run_pipeline(root: Path) -> dict[str, float]:
     """Ingest, validate, build silver and features under `root`; seconds per stage."""
-    from lakehouse.features import build_feature_view, build_spine
     from lakehouse.ingestion import ingest_source
-    from lakehouse.silver import build_silver
     from lakehouse.validation import validate_new_batches
 
     paths = LakePaths(root)

@@ -6,7 +6,6 @@ Feast is imported inside this module only; callers import it where Feast is need
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +76,19 @@ def feast_objects(domain: Domain, paths: LakePaths) -> FeastObjects:
     return FeastObjects(entity, sources, views, service)
 
 
-def repo_config(paths: LakePaths, repo_path: Path = FEATURE_REPO) -> Any:
+def resolved_yaml(paths: LakePaths) -> dict[str, Any]:
     """feature_repo/feature_store.yaml with its registry and online store moved under the data root."""
+    raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
+    raw["registry"]["path"] = str(paths.feast / "registry.db")
+    raw["online_store"]["path"] = str(paths.feast / "online_store.db")
+    return raw
+
+
+def repo_config(paths: LakePaths) -> Any:
+    """Feast's RepoConfig for this data root."""
     from feast.repo_config import RepoConfig
 
-    raw = yaml.safe_load((repo_path / "feature_store.yaml").read_text())
-    raw["registry"] = {**raw["registry"], "path": str(paths.feast / "registry.db")}
-    raw["online_store"] = {**raw["online_store"], "path": str(paths.feast / "online_store.db")}
-    return RepoConfig(repo_path=repo_path, **raw)
+    return RepoConfig(repo_path=FEATURE_REPO, **resolved_yaml(paths))
 
 
 def feature_store(paths: LakePaths) -> Any:
@@ -122,17 +126,7 @@ def online_features(store: Any, domain: Domain, entity_ids: list[int]) -> dict[s
 
 def write_resolved_yaml(paths: LakePaths) -> Path:
     """Write a feature_store.yaml for this data root, for `feast -c feature_repo -f <it>` on a moved root."""
-    raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
-    raw["registry"]["path"] = str(paths.feast / "registry.db")
-    raw["online_store"]["path"] = str(paths.feast / "online_store.db")
     out = paths.feast / "feature_store.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    out.write_text(yaml.safe_dump(resolved_yaml(paths), sort_keys=False))
     return out
-
-
-def utc_naive(ts: datetime) -> datetime:
-    """Feature tables hold naive UTC timestamps; Feast wants them timezone-aware."""
-    from datetime import UTC
-
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -14,14 +16,12 @@ from lakehouse.paths import LakePaths
 ONE_TICK = timedelta(microseconds=1)
 
 
-def _state_file(paths: LakePaths):
+def _state_file(paths: LakePaths) -> Path:
     return paths.feast / "materialized_windows.json"
 
 
 def materialization_state(paths: LakePaths) -> dict[str, str]:
     """The end of the last materialized window per feature view (naive UTC ISO strings)."""
-    import json
-
     f = _state_file(paths)
     return json.loads(f.read_text()) if f.exists() else {}
 

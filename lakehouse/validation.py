@@ -16,7 +16,7 @@ import polars as pl
 
 from lakehouse.domain import Column, Source
 from lakehouse.ingestion import BATCH_COLUMNS, manifest
-from lakehouse.io import parquet_glob, read_json_records, write_json_atomic, write_parquet_atomic
+from lakehouse.io import read_json_records, write_json_atomic, write_parquet_atomic
 from lakehouse.paths import LakePaths
 
 POLARS_TYPES: dict[str, pl.DataType] = {
@@ -179,8 +179,3 @@ def release_batches(paths: LakePaths, source: str, batch_ids: list[str]) -> list
         write_json_atomic(report, report_path)
         released.append(report)
     return released
-
-
-def quarantine_glob(paths: LakePaths, source: str) -> str:
-    """A glob of a source's quarantine files."""
-    return parquet_glob(paths.quarantine(source))

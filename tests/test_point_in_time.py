@@ -40,9 +40,7 @@ def test_no_feature_comes_from_after_the_label_time(lake):
     """Shifting every label one day earlier must change usage features: they move daily, so a leak would show."""
     training = pl.read_parquet(lake.training_set)
     usage = pl.read_parquet(lake.features("customer_usage"))
-    later = training.join(
-        usage.with_columns(pl.col("event_timestamp")), on=["customer_id", "event_timestamp"], how="inner", suffix="_f"
-    )
+    later = training.join(usage, on=["customer_id", "event_timestamp"], how="inner", suffix="_f")
     # At an as-of time T the row stamped T (the day before T, completed) is the one used, never T + 1 day.
     assert (later["sessions_7d"] == later["sessions_7d_f"]).all()
     next_day = usage.with_columns(pl.col("event_timestamp") - pl.duration(days=1))
