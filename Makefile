@@ -34,9 +34,10 @@ bench: demo  # the training benchmark uses the demo's training set
 bench-quick: demo
 	$(RUN)python bench/run.py --quick
 
-# Re-resolve dependencies after editing pyproject.toml (commit the new uv.lock).
+# Re-resolve dependencies after editing pyproject.toml (commit the new uv.lock and bentos/requirements.txt).
 lock:
 	$(UV) lock
+	$(UV) export --frozen --no-dev --no-hashes --no-emit-project --no-header -o bentos/requirements.txt
 
 clean-data:
 	rm -rf data/landing data/lake data/feast data/dagster data/lakehouse.duckdb

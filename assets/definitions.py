@@ -7,7 +7,7 @@ from assets.features import catalog_asset, feature_asset, spine_asset
 from assets.ingestion import bronze_asset
 from assets.models import candidate_asset, champion_asset, model_card_asset
 from assets.resources import LakehouseResource
-from assets.serving import batch_scores_asset, prediction_log_asset
+from assets.serving import batch_scores_asset, bento_asset, prediction_log_asset
 from assets.sensors import landing_jobs, landing_sensor
 from assets.training import labels_asset, training_set_asset, training_set_check
 from assets.validation import silver_asset, validated_asset
@@ -33,6 +33,7 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
         model_card_asset(domain),
         prediction_log_asset(domain),
         batch_scores_asset(domain),
+        bento_asset(domain),
     ]
     jobs = landing_jobs(domain)
     return dg.Definitions(

@@ -10,8 +10,9 @@ import polars as pl
 
 from assets.resources import LakehouseResource
 from lakehouse import scoring
-from lakehouse.batch_scores import batch_score
+from lakehouse.batch_scores import batch_score, publish_online
 from lakehouse.domain import Domain
+from lakehouse.feast_defs import scores_view_name
 from lakehouse.io import write_parquet_atomic
 from lakehouse.paths import LakePaths
 from lakehouse.prediction_log import SCHEMA, log_files
@@ -110,8 +111,9 @@ def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
         deps=[dg.AssetKey([domain.name, "champion_model"]), dg.AssetKey([domain.name, "online_features"])],
         group_name=f"{domain.name}_serving",
         description=f"The champion's score and decision for every {domain.entity} active on the newest day, "
-                    "from the latest feature values (the ones the online store holds); looked up, not recomputed.",
-        kinds={"lightgbm", "duckdb", "parquet"},
+                    "from the latest feature values (the ones the online store holds), written to Parquet and to "
+                    f"the online store's {scores_view_name(domain)} view: served by lookup, not recomputed.",
+        kinds={"lightgbm", "feast", "parquet"},
     )
     def _batch_scores(context, lakehouse: LakehouseResource):  # context unannotated: this module defers annotations
         try:
@@ -122,8 +124,12 @@ def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
                                          f"{e}") from e
         context.log.info(f"scored {stats['rows']:,} {domain.entity}s with {stats['model_version']}: "
                          f"{stats['positives']:,} at or above the threshold {stats['threshold']:.4f}")
+        online_rows = publish_online(lakehouse.feature_store(), domain, lakehouse.paths)
+        context.log.info(f"wrote {online_rows:,} scores to the online store ({scores_view_name(domain)})")
         metadata: dict[str, Any] = {
             "dagster/row_count": stats["rows"],
+            "online_rows": online_rows,
+            "online_view": scores_view_name(domain),
             "positives": stats["positives"],
             "positive_rate": stats["positive_rate"] or 0.0,
             "threshold": stats["threshold"],
@@ -136,3 +142,43 @@ def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
         return dg.MaterializeResult(metadata=metadata)
 
     return _batch_scores
+
+
+def bento_key(domain: Domain) -> dg.AssetKey:
+    return dg.AssetKey([domain.name, "bento"])
+
+
+def bento_asset(domain: Domain) -> dg.AssetsDefinition:
+    """`bentoml build` of the domain's service pinned to the champion: every champion gets a deployable bento."""
+
+    @dg.asset(
+        key=bento_key(domain),
+        deps=[dg.AssetKey([domain.name, "champion_model"])],
+        group_name=f"{domain.name}_serving",
+        description=f"The {domain.name} BentoML service packaged by `bentoml build`, pinned to the champion "
+                    "(bento version = model version; rebuilt only when the champion changes).",
+        kinds={"bentoml"},
+    )
+    def _bento(context, lakehouse: LakehouseResource):  # context unannotated: this module defers annotations
+        from lakehouse import registry
+        from lakehouse.packaging import build_bento
+
+        champion = registry.champion(lakehouse.paths, domain.name)
+        if champion is None:
+            raise dg.Failure(description=f"no {domain.name} champion to package: train and promote one first "
+                                         f"(the {domain.name}/champion_model asset)")
+        bento = build_bento(lakehouse.paths, domain, champion)
+        context.log.info(f"{'reused' if bento['reused'] else 'built'} bento {bento['tag']} for {champion}"
+                         + ("" if bento["reused"] else f" in {bento['build_seconds']:.1f}s"))
+        return dg.MaterializeResult(metadata={
+            "bento": bento["tag"],
+            "model": champion,
+            "reused": bento["reused"],
+            "build_seconds": bento["build_seconds"],
+            "files": bento["files"],
+            "size_bytes": bento["bytes"],
+            "path": dg.MetadataValue.path(str(bento["path"])),
+            "serve": dg.MetadataValue.md(f"```\n{bento['serve_command']}\n```"),
+        })
+
+    return _bento

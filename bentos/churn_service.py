@@ -1,11 +1,14 @@
 """The churn champion behind HTTP: `bentoml serve bentos.churn_service:ChurnService` (from the repo root).
 
-Data root from LAKEHOUSE_DATA_ROOT (default <repo>/data). At startup the service loads the churn
-champion through lakehouse.scoring (SHA-256 checked: a modified model file stops startup) and opens
-the Feast store of the data root. Scoring logic lives in lakehouse.scoring; this file only does IO.
+Data root from LAKEHOUSE_DATA_ROOT (default <repo>/data). The model is referenced at class scope
+(`model`), so `bentoml build --arg model_tag=churn:<version>` packages it into a bento pinned to
+that version (the churn/bento asset does this for every champion). Started without model_tag the
+service follows the champion pointer and switches to a new champion without a restart. Either way
+the model file's SHA-256 is checked at load: a modified file stops startup. Scoring logic lives in
+lakehouse.scoring; this file only does IO.
 
-Endpoints (POST, JSON): /predict_ids, /predict_features, /explain, /model_info; BentoML adds
-/healthz, /livez, /readyz, /metrics. At most 1000 ids or rows per request (MAX_BATCH).
+Endpoints (POST, JSON): /predict_ids, /predict_features, /precomputed, /explain, /model_info;
+BentoML adds /healthz, /livez, /readyz, /metrics. At most 1000 ids or rows per request (MAX_BATCH).
 If LAKEHOUSE_API_KEY is set, every path except the health probes needs header x-api-key (else 401).
 
 Every prediction of /predict_ids and /predict_features is logged (one record per id or row, one request
@@ -28,16 +31,20 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Optional, Union
 
 import bentoml
-from bentoml.exceptions import InvalidArgument, NotFound
+from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
+from feast.errors import FeatureViewNotFoundException
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from lakehouse import registry, scoring
+from lakehouse.batch_scores import precomputed_scores
 from lakehouse.domains.churn import CHURN
 from lakehouse.feast_defs import feature_store
 from lakehouse.paths import LakePaths
 from lakehouse.prediction_log import PredictionLogger, features_json
 
 logger = logging.getLogger(__name__)
+# `bentoml build/serve --arg model_tag=churn:<version>` pins the service to that model version.
+PINNED_TAG = getattr(bentoml.use_arguments(), "model_tag", None)
 TTL_BY_FEATURE = {f.name: view.ttl for view in CHURN.feature_views for f in view.features}
 
 MAX_BATCH = 1000
@@ -63,7 +70,7 @@ EXAMPLE_ROW = {
 class PredictIdsRequest(BaseModel):
     """Customers to score from the Feast online store (1 to 1000 ids per request)."""
 
-    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"customer_ids": [1, 2, 3]}]})
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"example": {"customer_ids": [1, 2, 3]}})
     customer_ids: Annotated[list[CustomerId], Field(min_length=1, max_length=MAX_BATCH,
                                                     description=f"1 to {MAX_BATCH} customer ids")]
 
@@ -71,7 +78,7 @@ class PredictIdsRequest(BaseModel):
 class PredictFeaturesRequest(BaseModel):
     """Rows of explicit feature values: every champion feature, no others (null = missing); 1 to 1000 rows."""
 
-    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"rows": [EXAMPLE_ROW]}]})
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"example": {"rows": [EXAMPLE_ROW]}})
     rows: Annotated[list[dict[str, FeatureValue]], Field(min_length=1, max_length=MAX_BATCH,
                                                          description=f"1 to {MAX_BATCH} feature rows")]
 
@@ -79,7 +86,7 @@ class PredictFeaturesRequest(BaseModel):
 class ExplainRequest(BaseModel):
     """One customer to explain with LightGBM's SHAP contributions (log-odds space)."""
 
-    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"customer_id": 1, "top": 5}]})
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"example": {"customer_id": 1, "top": 5}})
     customer_id: CustomerId
     top: Annotated[StrictInt, Field(ge=1, le=50, description="how many contributions to return")] = 5
 
@@ -87,7 +94,17 @@ class ExplainRequest(BaseModel):
 class ModelInfoRequest(BaseModel):
     """No fields: POST {}."""
 
-    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{}]})
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"example": {}})
+
+
+def packaged_model() -> bentoml.models.BentoModel | None:
+    """The class-scope model reference: the pinned tag, else the data root's current churn champion (if any)."""
+    if PINNED_TAG:
+        return bentoml.models.BentoModel(PINNED_TAG)
+    paths = LakePaths.from_env()
+    registry.bentoml_home(paths)  # BentoML's model store is the data root's registry
+    tag = registry.champion(paths, CHURN.name)
+    return bentoml.models.BentoModel(tag) if tag else None
 
 
 class ApiKeyMiddleware:
@@ -124,11 +141,17 @@ class ApiKeyMiddleware:
 class ChurnService:
     """Churn scores from the registered champion model, with features from Feast's online store."""
 
+    # What `bentoml build` packages: the pinned version, else the champion when this module is imported.
+    model = packaged_model()
+
     def __init__(self) -> None:
         self.paths = LakePaths.from_env()
-        registry.bentoml_home(self.paths)
         # Raises NoChampionError / ModelIntegrityError: the service must not start on a bad model.
-        self.champions = scoring.ChampionWatcher(self.paths, CHURN.name, on_switch=self._switched)
+        if PINNED_TAG:
+            stored = self.model  # resolved from the bento's own model store when served from a bento
+            self.champions = scoring.PinnedChampion(scoring.champion_model(str(stored.tag), *registry.read_model(stored)))
+        else:
+            self.champions = scoring.ChampionWatcher(self.paths, CHURN.name, on_switch=self._switched)
         champion = self.champions.current()
         self.store = feature_store(self.paths)
         self._lock = threading.Lock()  # one Feast lookup at a time: the SQLite online store is shared
@@ -158,6 +181,24 @@ class ChurnService:
         self._log_predictions("predict_ids", started, champion, results, rows, ids)
         return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 
+    @bentoml.api(input_spec=PredictIdsRequest)
+    def precomputed(self, customer_ids: list[int]) -> dict[str, Any]:
+        """Batch scores from the online store (no model run); a customer never batch-scored gets an error entry."""
+        started = time.perf_counter()
+        champion = self.champions.current()
+        ids = list(customer_ids)
+        try:
+            with self._lock:
+                found = precomputed_scores(self.store, CHURN, ids)
+        except FeatureViewNotFoundException:
+            raise ServiceUnavailable(f"no precomputed scores yet: materialize the {CHURN.name}/batch_scores "
+                                     "asset first") from None
+        results = [{**hit, "by_current_model": hit["model_version"] == champion.tag} if hit else
+                   {CHURN.entity_key: i, "error": "no precomputed score: not active at the last batch scoring"}
+                   for i, hit in zip(ids, found)]
+        self._log_predictions("precomputed", started, champion, results, [{}] * len(ids), ids)
+        return {"model_version": champion.tag, "predictions": results}
+
     @bentoml.api(input_spec=PredictFeaturesRequest)
     def predict_features(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         """Score rows of explicit feature values (every champion feature; unknown or missing names are a 400)."""
@@ -183,7 +224,7 @@ class ChurnService:
                 "row_index": n,
                 "endpoint": endpoint,
                 "customer_id": ids[n] if ids is not None else None,
-                "features": features_json({f: row.get(f) for f in champion.features}),
+                "features": features_json({f: row.get(f) for f in champion.features}) if row else None,
                 "model_version": result.get("model_version", champion.tag),
                 "score": result.get("score"),
                 "decision": result.get("decision"),

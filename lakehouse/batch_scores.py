@@ -3,7 +3,8 @@
 latest_features reads, for every entity active on the spine's newest day, the newest row of each
 feature view (the values the online store holds after materialization); batch_score scores them with
 the champion through lakehouse.scoring, exactly as the service does, and writes one Parquet table;
-precomputed_score looks one entity up in it without loading or running the model.
+publish_online writes them into the online store's scores view, where precomputed_scores looks
+entities up without loading or running the model.
 No BentoML or Dagster import here.
 """
 
@@ -22,11 +23,6 @@ from lakehouse.domain import Domain
 from lakehouse.io import write_parquet_atomic
 from lakehouse.paths import LakePaths
 
-SCORE_COLUMNS = ("event_timestamp", "score", "decision", "model_version", "scored_at")
-
-
-def batch_scores_path(paths: LakePaths) -> Path:
-    return paths.lake / "serving" / "batch_scores.parquet"
 
 
 def _sql_path(path: Path) -> str:
@@ -97,7 +93,7 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         "decision": pl.Series([r["decision"] for r in results], dtype=pl.Boolean),
         "model_version": pl.Series([r["model_version"] for r in results], dtype=pl.String),
     }).with_columns(scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")))
-    path = write_parquet_atomic(out, batch_scores_path(paths))
+    path = write_parquet_atomic(out, paths.batch_scores)
     return {
         "path": path,
         "rows": out.height,
@@ -113,20 +109,31 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     }
 
 
-def precomputed_score(paths: LakePaths, customer_id: int, domain: Domain | None = None) -> dict[str, Any] | None:
-    """The stored batch score of one entity (a lookup: no model is loaded or run); None if not scored.
+def publish_online(store: Any, domain: Domain, paths: LakePaths) -> int:
+    """Write the batch scores into the online store's scores view (Feast's write_to_online_store); return rows."""
+    from lakehouse.feast_defs import scores_view_name
 
-    Raises FileNotFoundError when no batch scores have been written yet.
-    """
-    key = domain.entity_key if domain is not None else "customer_id"
-    path = batch_scores_path(paths)
-    if not path.exists():
-        raise FileNotFoundError(f"no batch scores at {path}; run batch_score first")
-    with duckdb.connect() as con:
-        cur = con.execute(f"SELECT {key}, {', '.join(SCORE_COLUMNS)} FROM read_parquet({_sql_path(path)}) "
-                          f"WHERE {key} = ? LIMIT 1", [int(customer_id)])
-        row = cur.fetchone()
-        if row is None:
-            return None
-        names = [d[0] for d in cur.description]
-    return dict(zip(names, row))
+    frame = pl.read_parquet(paths.batch_scores, columns=[domain.entity_key, "event_timestamp", "score", "decision",
+                                                         "model_version"])
+    if frame.height:
+        store.write_to_online_store(scores_view_name(domain), frame.to_pandas())
+    return frame.height
+
+
+def precomputed_scores(store: Any, domain: Domain, entity_ids: list[int]) -> list[dict[str, Any] | None]:
+    """The precomputed score of each entity from the online store (no model is loaded or run); None if none."""
+    from lakehouse.feast_defs import scores_view_name
+
+    view = scores_view_name(domain)
+    data = store.get_online_features(features=[f"{view}:{f}" for f in ("score", "decision", "model_version")],
+                                     entity_rows=[{domain.entity_key: i} for i in entity_ids]
+                                     ).to_dict(include_event_timestamps=True)
+    out: list[dict[str, Any] | None] = []
+    for n, entity_id in enumerate(entity_ids):
+        if data["score"][n] is None:
+            out.append(None)
+            continue
+        as_of = datetime.fromtimestamp(data["score__ts"][n], UTC)
+        out.append({domain.entity_key: entity_id, "score": data["score"][n], "decision": data["decision"][n],
+                    "model_version": data["model_version"][n], "features_as_of": as_of.isoformat()})
+    return out

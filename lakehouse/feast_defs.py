@@ -6,6 +6,7 @@ Feast is imported inside this module only; callers import it where Feast is need
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from lakehouse.domain import Domain
 from lakehouse.paths import FEATURE_REPO, LakePaths
 
 FEAST_TYPES = {"int64": "Int64", "float64": "Float64", "string": "String"}
+SCORES_TTL = timedelta(days=2)  # a precomputed score older than this is not served: batch scoring runs daily
 
 
 @dataclass
@@ -25,15 +27,17 @@ class FeastObjects:
     sources: dict[str, Any]
     views: dict[str, Any]
     service: Any
+    scores: Any  # the champion's precomputed scores (written by batch scoring, not part of the service)
 
     def all(self) -> list[Any]:
-        return [self.entity, *self.sources.values(), *self.views.values(), self.service]
+        return [self.entity, *self.sources.values(), *self.views.values(), self.service, self.scores]
 
     def by_name(self) -> dict[str, Any]:
         """Module-level names for a Feast repository file (Feast collects objects from module attributes)."""
         names = {self.entity.name: self.entity, self.service.name: self.service}
         names |= {f"{n}_source": s for n, s in self.sources.items()}
         names |= {f"{n}_view": v for n, v in self.views.items()}
+        names[f"{self.scores.name}_view"] = self.scores
         return names
 
 
@@ -73,7 +77,25 @@ def feast_objects(domain: Domain, paths: LakePaths) -> FeastObjects:
         description=f"Every feature the {domain.name} model uses: {domain.prediction}",
         tags={"domain": domain.name},
     )
-    return FeastObjects(entity, sources, views, service)
+    scores = FeatureView(
+        name=scores_view_name(domain),
+        entities=[entity],
+        ttl=SCORES_TTL,
+        schema=[Field(name="score", dtype=feast.types.Float64, description="the champion's probability"),
+                Field(name="decision", dtype=feast.types.Bool, description="score >= the champion's threshold"),
+                Field(name="model_version", dtype=feast.types.String, description="the model that scored")],
+        source=FileSource(name=f"{scores_view_name(domain)}_source", path=str(paths.batch_scores),
+                          timestamp_field="event_timestamp",
+                          description="Batch scores, written by the batch_scores asset."),
+        online=True,
+        description=f"Precomputed {domain.name} scores of every active {domain.entity}: a lookup, no model run.",
+        tags={"domain": domain.name},
+    )
+    return FeastObjects(entity, sources, views, service, scores)
+
+
+def scores_view_name(domain: Domain) -> str:
+    return f"{domain.name}_scores"
 
 
 def resolved_yaml(paths: LakePaths) -> dict[str, Any]:

@@ -75,6 +75,11 @@ class LakePaths:
         return self.lake / "training" / "training_set.parquet"
 
     @property
+    def batch_scores(self) -> Path:
+        """The champion's score of every active entity (the precompute serving pattern)."""
+        return self.lake / "serving" / "batch_scores.parquet"
+
+    @property
     def duckdb_file(self) -> Path:
         """A DuckDB catalog of views over the lake's Parquet files, for ad-hoc queries."""
         return self.root / "lakehouse.duckdb"

@@ -182,7 +182,11 @@ def _domain_of(model: Any) -> str:
 
 def load_model_text(paths: LakePaths, tag_or_version: str) -> tuple[str, dict[str, Any]]:
     """The model's LightGBM text and metadata, after checking the file against its recorded SHA-256."""
-    model = _get_model(paths, tag_or_version)
+    return read_model(_get_model(paths, tag_or_version))
+
+
+def read_model(model: Any) -> tuple[str, dict[str, Any]]:
+    """load_model_text for a BentoML stored model already in hand (e.g. the one packaged in a bento)."""
     data = Path(model.path_of(MODEL_FILE)).read_bytes()
     meta = _full_metadata(model)
     recorded, actual = meta.get("model_sha256"), _sha256(data)

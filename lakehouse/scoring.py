@@ -52,7 +52,11 @@ def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
     if tag is None:
         raise NoChampionError(f"domain {domain!r} has no champion model under {paths.root}; "
                               f"train and promote one first (the registry's promote/gate)")
-    text, meta = registry.load_model_text(paths, tag)
+    return champion_model(tag, *registry.load_model_text(paths, tag))
+
+
+def champion_model(tag: str, text: str, meta: dict[str, Any]) -> ChampionModel:
+    """A ChampionModel from a model's LightGBM text and metadata (already SHA-checked by the registry)."""
     missing = [k for k in ("features", "categories", "threshold", "feature_service") if meta.get(k) is None]
     if missing:
         raise registry.RegistryError(f"{tag}: metadata lacks {missing}; cannot serve it")
@@ -61,6 +65,16 @@ def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
     model = load_trained_model(text, meta["features"], meta["categories"], meta.get("params"))
     return ChampionModel(tag=tag, model=model, threshold=threshold, features=list(meta["features"]),
                          feature_service=str(meta["feature_service"]), metadata=meta)
+
+
+class PinnedChampion:
+    """One model version for the service's whole life (a bento pinned to a version)."""
+
+    def __init__(self, champion: ChampionModel) -> None:
+        self._champion = champion
+
+    def current(self) -> ChampionModel:
+        return self._champion
 
 
 class ChampionWatcher:

@@ -13,7 +13,7 @@ import pytest
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_asset
 from lakehouse import registry, scoring
-from lakehouse.batch_scores import batch_score, batch_scores_path, latest_features, precomputed_score
+from lakehouse.batch_scores import batch_score, latest_features, precomputed_scores, publish_online
 from lakehouse.domains.churn import CHURN
 from lakehouse.models import latest_candidate
 from lakehouse.paths import LakePaths
@@ -37,7 +37,7 @@ def scored(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory) -> tuple[L
 
 def test_batch_scores_equal_live_scoring(scored: tuple[LakePaths, dict]) -> None:
     paths, stats = scored
-    stored = pl.read_parquet(batch_scores_path(paths))
+    stored = pl.read_parquet(paths.batch_scores)
     assert stored.columns == ["customer_id", "event_timestamp", "score", "decision", "model_version", "scored_at"]
     features = latest_features(paths, CHURN)
     champion = scoring.load_champion(paths, CHURN.name)
@@ -62,14 +62,14 @@ def test_latest_features_are_the_online_values(scored: tuple[LakePaths, dict]) -
     ids = features["customer_id"].to_list()[:100]
     online = scoring.online_rows(feature_store(paths), champion, CHURN.entity_key, ids)
     assert [{f: row[f] for f in champion.features} for row in features.head(100).iter_rows(named=True)] == online
-    stored = pl.read_parquet(batch_scores_path(paths)).head(100)
+    stored = pl.read_parquet(paths.batch_scores).head(100)
     live = scoring.score_rows(champion, CHURN.entity_key, ids, online)
     assert stored["score"].to_list() == [r["score"] for r in live]
 
 
 def test_one_row_per_active_customer_and_none_for_cancelled(scored: tuple[LakePaths, dict]) -> None:
     paths, _ = scored
-    stored = pl.read_parquet(batch_scores_path(paths))
+    stored = pl.read_parquet(paths.batch_scores)
     spine = pl.read_parquet(paths.spine)
     last_day = spine["day"].max()
     active = set(spine.filter(pl.col("day") == last_day)["customer_id"])
@@ -84,17 +84,20 @@ def test_one_row_per_active_customer_and_none_for_cancelled(scored: tuple[LakePa
     assert stored["score"].is_not_null().all() and stored["score"].is_between(0, 1).all()
 
 
-def test_precomputed_score_is_the_stored_row(scored: tuple[LakePaths, dict]) -> None:
+def test_precomputed_scores_are_the_stored_rows_from_the_online_store(scored: tuple[LakePaths, dict]) -> None:
+    from lakehouse.feast_defs import feature_store
+
     paths, _ = scored
-    stored = pl.read_parquet(batch_scores_path(paths))
-    row = stored.row(stored.height // 2, named=True)
-    assert precomputed_score(paths, row["customer_id"]) == row
-    assert precomputed_score(paths, -1) is None
-
-
-def test_precomputed_score_without_batch_scores(paths: LakePaths) -> None:
-    with pytest.raises(FileNotFoundError, match="batch_score"):
-        precomputed_score(paths, 1)
+    store = feature_store(paths)
+    stored = pl.read_parquet(paths.batch_scores)
+    assert publish_online(store, CHURN, paths) == stored.height
+    rows = [stored.row(n, named=True) for n in (0, stored.height // 2, stored.height - 1)]
+    found = precomputed_scores(store, CHURN, [r["customer_id"] for r in rows] + [10**12])
+    assert found[-1] is None  # never scored: no default
+    for row, hit in zip(rows, found):
+        assert hit["score"] == row["score"] and hit["decision"] == row["decision"]
+        assert hit["model_version"] == row["model_version"]
+        assert hit["features_as_of"].startswith(row["event_timestamp"].isoformat())
 
 
 def test_batch_score_without_champion_is_a_clear_error(lake: LakePaths, tmp_path: Path) -> None:
@@ -106,7 +109,7 @@ def test_batch_score_without_champion_is_a_clear_error(lake: LakePaths, tmp_path
         dg.materialize([batch_scores_asset(CHURN)],
                        resources={"lakehouse": LakehouseResource(data_root=str(copy.root))},
                        instance=dg.DagsterInstance.ephemeral())
-    assert not batch_scores_path(copy).exists()
+    assert not copy.batch_scores.exists()
 
 
 def test_batch_scores_asset(scored: tuple[LakePaths, dict]) -> None:
@@ -118,12 +121,12 @@ def test_batch_scores_asset(scored: tuple[LakePaths, dict]) -> None:
     [mat] = result.asset_materializations_for_node("churn__batch_scores")
     assert mat.asset_key == dg.AssetKey(["churn", "batch_scores"])
     md = {k: v.value for k, v in mat.metadata.items()}
-    stored = pl.read_parquet(batch_scores_path(paths))
+    stored = pl.read_parquet(paths.batch_scores)
     assert md["dagster/row_count"] == stored.height
     assert md["positives"] == int(stored["decision"].sum())
     assert md["model_version"] == registry.champion(paths, CHURN.name)
     for k in ("score_mean", "score_p50", "score_p90"):
         assert isinstance(md[k], float)
     # The lookup reads the file the asset wrote.
-    [(n,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{batch_scores_path(paths)}')").fetchall()
+    [(n,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{paths.batch_scores}')").fetchall()
     assert n == stored.height

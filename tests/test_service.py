@@ -20,7 +20,9 @@ from lakehouse import registry, scoring
 from lakehouse.domains.churn import CHURN
 from lakehouse.feast_defs import feature_store
 from lakehouse.models import latest_candidate
-from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
+from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+
+from bento_process import bentoml_serve, post_json
 
 UNKNOWN_ID = 10**9
 
@@ -223,12 +225,6 @@ def test_api_key(client, monkeypatch: pytest.MonkeyPatch) -> None:
 # --- a real `bentoml serve` -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def malformed_requests(n: int, seed: int = 7) -> list[tuple[str, bytes, str]]:
     """n deterministic malformed requests: bad JSON, wrong types, missing/extra fields, NaN, huge, pickle."""
     import json
@@ -252,6 +248,7 @@ def malformed_requests(n: int, seed: int = 7) -> list[tuple[str, bytes, str]]:
         lambda: ("/explain", json.dumps({"customer_id": rng.choice(wrong_values)}).encode()),
         lambda: ("/explain", json.dumps({"customer_id": -rng.randrange(1, 10**6)}).encode()),
         lambda: ("/model_info", json.dumps({"unexpected": rng.random()}).encode()),
+        lambda: ("/precomputed", json.dumps({"customer_ids": [rng.choice(wrong_values)]}).encode()),
         lambda: (rng.choice(["/predict_ids", "/predict_features", "/explain"]), b"[1, 2, 3]"),
     ]
     requests = []
@@ -276,36 +273,11 @@ def post_status(base: str, path: str, body: bytes, content_type: str) -> int:
 
 def test_bentoml_serve_matches_in_process_scores_and_answers_500_malformed_requests_with_4xx(
         served: LakePaths, champion: scoring.ChampionModel, known_ids: list[int]) -> None:
-    import json
-
-    port = free_port()
-    env = {**os.environ, DATA_ROOT_ENV: str(served.root), "BENTOML_HOME": str(served.root / "bentoml"),
-           "BENTOML_DO_NOT_TRACK": "True"}
-    env.pop("LAKEHOUSE_API_KEY", None)
-    bentoml_cli = str(Path(sys.executable).parent / "bentoml")
-    log = open(served.root.parent / f"bentoml_serve_{port}.log", "wb")
-    proc = subprocess.Popen([bentoml_cli, "serve", "bentos.churn_service:ChurnService", "--port", str(port),
-                             "--host", "127.0.0.1"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"bentoml serve exited early: {log.name}"
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"bentoml serve not ready within 90 s: {log.name}"
-            time.sleep(0.5)
-
+    with bentoml_serve(served) as base:
         ids = [*known_ids, UNKNOWN_ID]
-        request = urllib.request.Request(f"{base}/predict_ids", data=json.dumps({"customer_ids": ids}).encode(),
-                                         headers={"content-type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as r:
-            served_preds = json.loads(r.read())["predictions"]
+        status, body = post_json(base, "/predict_ids", {"customer_ids": ids})
+        assert status == 200, body
+        served_preds = body["predictions"]
 
         rows = scoring.online_rows(feature_store(served), champion, CHURN.entity_key, known_ids)
         local = scoring.score(champion, scoring.features_frame(champion, rows))
@@ -321,14 +293,6 @@ def test_bentoml_serve_matches_in_process_scores_and_answers_500_malformed_reque
         failures = [(p, b[:80], c, s) for (p, b, c), s in zip(malformed_requests(500), statuses) if s >= 500]
         assert failures == [], "a malformed request got a 5xx"
         assert all(400 <= s < 500 for s in statuses), sorted(set(statuses))
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        log.close()
 
 
 def test_a_running_service_switches_to_a_new_champion_without_a_restart(served: LakePaths, tmp_path: Path) -> None:

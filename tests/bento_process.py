@@ -1,0 +1,71 @@
+"""A real `bentoml serve` subprocess for tests: started on a free port, ready-checked, always stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def bentoml_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnService",
+                  extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """`bentoml serve TARGET` (a service path or a bento tag) on the data root; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, DATA_ROOT_ENV: str(paths.root), "BENTOML_HOME": str(paths.root / "bentoml"),
+           "BENTOML_DO_NOT_TRACK": "True", **(extra_env or {})}
+    env.pop("LAKEHOUSE_API_KEY", None) if "LAKEHOUSE_API_KEY" not in (extra_env or {}) else None
+    bentoml_cli = str(Path(sys.executable).parent / "bentoml")
+    log = open(paths.root.parent / f"bentoml_serve_{port}.log", "wb")
+    proc = subprocess.Popen([bentoml_cli, "serve", target, "--port", str(port), "--host", "127.0.0.1"],
+                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, f"bentoml serve exited early: {log.name}"
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"bentoml serve not ready within 90 s: {log.name}"
+            time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        log.close()
+
+
+def post_json(base: str, path: str, payload: object, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    """POST JSON; the status and the decoded body (errors included)."""
+    request = urllib.request.Request(base + path, data=json.dumps(payload).encode(),
+                                     headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")

@@ -1,0 +1,108 @@
+"""The bento: `bentoml build` pinned to the champion, served from the store; precomputed scores by lookup."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+
+from assets.resources import LakehouseResource
+from assets.serving import bento_asset
+from lakehouse import registry
+from lakehouse.batch_scores import batch_score, publish_online
+from lakehouse.domains.churn import CHURN
+from lakehouse.feast_defs import feature_store
+from lakehouse.models import TrainingOptions, latest_candidate, train_candidate
+from lakehouse.packaging import build_bento, pinned_model
+from lakehouse.paths import LakePaths
+
+from bento_process import bentoml_serve, post_json
+
+
+@pytest.fixture(scope="module")
+def packaged(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory) -> tuple[LakePaths, dict]:
+    """A copy of the session lake with a champion, batch-scored into the online store, and its bento built."""
+    copy = LakePaths(tmp_path_factory.mktemp("bento") / "data")
+    shutil.copytree(lake.root, copy.root)
+    if registry.champion(copy, CHURN.name) is None:
+        registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
+    batch_score(copy, CHURN)
+    publish_online(feature_store(copy), CHURN, copy)
+    return copy, build_bento(copy, CHURN, registry.champion(copy, CHURN.name))
+
+
+def test_bento_is_pinned_to_the_champion_and_rebuilt_only_for_a_new_one(packaged: tuple[LakePaths, dict]) -> None:
+    paths, bento = packaged
+    champion = registry.champion(paths, CHURN.name)
+    version = champion.split(":")[-1]
+    assert bento["tag"] == f"churn_service:{version}" and not bento["reused"]
+    info = yaml.safe_load((bento["path"] / "bento.yaml").read_text())
+    assert info["args"] == {"model_tag": champion}
+    assert [m["tag"] for m in info["services"][0]["models"]] == [champion]  # the class-scope reference
+    assert (bento["path"] / "src" / "lakehouse" / "scoring.py").exists()
+    assert not (bento["path"] / "src" / "data").exists()  # code and the model reference only, no lake
+    assert pinned_model(paths, CHURN, version) == champion
+    again = build_bento(paths, CHURN, champion)
+    assert again["reused"] and again["tag"] == bento["tag"]
+
+
+def test_bento_asset_reports_the_bento(packaged: tuple[LakePaths, dict]) -> None:
+    paths, bento = packaged
+    result = dg.materialize([bento_asset(CHURN)], resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
+                            instance=dg.DagsterInstance.ephemeral())
+    [mat] = result.asset_materializations_for_node("churn__bento")
+    md = {k: v.value for k, v in mat.metadata.items()}
+    assert md["bento"] == bento["tag"] and md["model"] == registry.champion(paths, CHURN.name)
+    assert md["reused"] is True and md["size_bytes"] > 0
+
+
+def test_bento_asset_without_champion_is_a_clear_failure(paths: LakePaths) -> None:
+    with pytest.raises(dg.Failure, match="no churn champion to package"):
+        dg.materialize([bento_asset(CHURN)], resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
+                       instance=dg.DagsterInstance.ephemeral())
+
+
+def test_served_bento_keeps_its_model_while_the_repo_service_switches(packaged: tuple[LakePaths, dict]) -> None:
+    """Two real `bentoml serve`s: the bento stays on its version, the repo service follows the champion."""
+    paths, bento = packaged
+    first = registry.champion(paths, CHURN.name)
+    stored = pl.read_parquet(paths.batch_scores)
+    ids = stored["customer_id"].head(3).to_list()
+    with bentoml_serve(paths, bento["tag"]) as pinned, bentoml_serve(paths) as live:
+        for base in (pinned, live):
+            status, info = post_json(base, "/model_info", {})
+            assert status == 200 and info["model_version"] == first
+        status, body = post_json(live, "/precomputed", {"customer_ids": [*ids, 10**12]})
+        assert status == 200, body
+        by_id = {r["customer_id"]: r for r in stored.iter_rows(named=True)}
+        for hit in body["predictions"][:3]:
+            assert hit["score"] == by_id[hit["customer_id"]]["score"] and hit["by_current_model"] is True
+        assert "no precomputed score" in body["predictions"][3]["error"]
+
+        other = train_candidate(paths, CHURN, TrainingOptions(tune=False, params={"num_leaves": 5}))
+        assert other["tag"] != first
+        registry.promote(paths, CHURN.name, other["tag"], "test: a new champion", action="manual")
+        _, pinned_info = post_json(pinned, "/model_info", {})
+        _, live_info = post_json(live, "/model_info", {})
+        assert pinned_info["model_version"] == first
+        assert live_info["model_version"] == other["tag"]
+        status, body = post_json(live, "/predict_ids", {"customer_ids": ids})
+        assert status == 200 and {p["model_version"] for p in body["predictions"]} == {other["tag"]}
+        _, body = post_json(live, "/precomputed", {"customer_ids": ids[:1]})
+        assert body["predictions"][0]["by_current_model"] is False  # scored by the previous champion
+
+
+def test_requirements_match_the_lock() -> None:
+    """bentos/requirements.txt (what a bento installs) is uv.lock's export: `make lock` keeps them in step."""
+    import subprocess
+    import sys
+
+    uv = Path(sys.executable).parent / "uv"
+    exported = subprocess.run([str(uv), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
+                               "--no-header"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent.parent).stdout
+    assert (Path(__file__).resolve().parent.parent / "bentos" / "requirements.txt").read_text() == exported
