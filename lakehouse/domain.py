@@ -79,6 +79,15 @@ class Costs:
 
 
 @dataclass(frozen=True)
+class RetrainPolicy:
+    """When the retraining sensor asks for a new model, and the guardrails around it."""
+
+    min_new_batches: int = 15  # published batches the last trained model has not seen (3 days of 5 sources)
+    cooldown_seconds: float = 180.0  # after a retraining run is requested, wait this long before the next
+    retrain_on_failed_checks: tuple[str, ...] = ("drift_check", "performance_check")
+
+
+@dataclass(frozen=True)
 class Domain:
     """A prediction problem: its sources, entity, features, label and business context."""
 
@@ -102,6 +111,7 @@ class Domain:
     feature_service_version: int = 1
     max_quarantine_rate: float = 0.05  # a batch with a larger share of bad rows is held back...
     min_held_rows: int = 5  # ...if it has at least this many (one bad row in a tiny file is not a broken feed)
+    retraining: RetrainPolicy = RetrainPolicy()
     tags: dict[str, str] = field(default_factory=dict)
 
     @property

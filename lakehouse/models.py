@@ -17,10 +17,9 @@ import numpy as np
 import polars as pl
 
 from lakehouse.domain import Domain
-from lakehouse.ingestion import manifest
 from lakehouse.io import write_json_atomic
 from lakehouse.paths import LakePaths
-from lakehouse.validation import validation_reports
+from lakehouse.validation import published_batches
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,23 @@ def model_dir(paths: LakePaths, domain: Domain, version: str) -> Path:
 
 def latest_candidate(paths: LakePaths, domain: Domain) -> str | None:
     """The tag the last training run produced (what the gate and the model card work on)."""
+    record = latest_training(paths, domain)
+    return record["tag"] if record else None
+
+
+def latest_training(paths: LakePaths, domain: Domain) -> dict[str, str] | None:
+    """The last training run: {"tag", "trained_at" (ISO, UTC)}, or None before the first."""
     pointer = paths.root / "models" / domain.name / "candidate.json"
-    return json.loads(pointer.read_text())["tag"] if pointer.exists() else None
+    return json.loads(pointer.read_text()) if pointer.exists() else None
+
+
+def trained_batches(paths: LakePaths, tag: str | None) -> set[str]:
+    """The batch ids a model was trained on (empty for None)."""
+    from lakehouse import registry
+
+    if tag is None:
+        return set()
+    return {b["batch_id"] for b in registry.model_metadata(paths, tag)["data_versions"]["batches"]}
 
 
 def schema_hash(domain: Domain) -> str:
@@ -55,9 +69,7 @@ def schema_hash(domain: Domain) -> str:
 
 def data_versions(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """The exact inputs of a training run: every published batch (id, sha256) and the training set's hash."""
-    published = {r["batch_id"] for s in domain.sources for r in validation_reports(paths, s.name)
-                 if r["status"] == "published"}
-    batches = sorted((b["batch_id"], b["sha256"]) for b in manifest(paths) if b["batch_id"] in published)
+    batches = sorted((b["batch_id"], b["sha256"]) for b in published_batches(paths, [s.name for s in domain.sources]))
     training_sha = hashlib.sha256(paths.training_set.read_bytes()).hexdigest()
     return {"training_set_sha256": training_sha, "batches": [{"batch_id": b, "sha256": s} for b, s in batches]}
 

@@ -185,6 +185,11 @@ def load_model_text(paths: LakePaths, tag_or_version: str) -> tuple[str, dict[st
     return read_model(_get_model(paths, tag_or_version))
 
 
+def model_metadata(paths: LakePaths, tag_or_version: str) -> dict[str, Any]:
+    """A stored model's full metadata record (no SHA check: the model file is not read)."""
+    return _full_metadata(_get_model(paths, tag_or_version))
+
+
 def read_model(model: Any) -> tuple[str, dict[str, Any]]:
     """load_model_text for a BentoML stored model already in hand (e.g. the one packaged in a bento)."""
     data = Path(model.path_of(MODEL_FILE)).read_bytes()

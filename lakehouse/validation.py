@@ -154,6 +154,13 @@ def validation_reports(paths: LakePaths, source: str) -> list[dict[str, Any]]:
     return read_json_records(paths.validation_reports(source))
 
 
+def published_batches(paths: LakePaths, source_names: list[str]) -> list[dict[str, Any]]:
+    """Manifest records of the batches whose validation published them (held or failed batches excluded)."""
+    published = {r["batch_id"] for s in source_names for r in validation_reports(paths, s)
+                 if r["status"] == "published"}
+    return [b for b in manifest(paths) if b["batch_id"] in published]
+
+
 def validate_new_batches(paths: LakePaths, source: Source, max_quarantine_rate: float,
                          min_held_rows: int = 1) -> list[dict]:
     """Validate every batch of a source that has no validation report yet; return their reports."""
