@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse.domains.churn_generator import SOURCES, Drift, GeneratorConfig, day_of, generate
+from lakehouse.domains.churn_generator import SOURCES, Drift, GeneratorConfig, day_of, generate, parse_drift
 
 SMALL = GeneratorConfig(customers=300, days=40, seed=3)
 COLUMNS = {
@@ -286,3 +286,40 @@ def test_a_longer_run_writes_the_same_bytes_for_the_days_both_cover(tmp_path: Pa
     short, long = files(tmp_path / "short"), files(tmp_path / "long")
     assert short and all(long[k] == v for k, v in short.items())
     assert len(long) > len(short)
+
+
+def cancellation_rows(root: Path) -> dict[str, date]:
+    """Every cancellation row (as its CSV line) and the day of the file it landed in."""
+    return {line: day_of(p) for p in sorted((root / "cancellations").iterdir())
+            for line in p.read_text().splitlines()[1:]}
+
+
+def test_a_label_delay_moves_every_cancellation_k_days_later_and_loses_none(tmp_path: Path) -> None:
+    """Labels arrive late: a cancellation lands in the file K days after it happened; nothing else moves."""
+    k = 4
+    generate(tmp_path / "now", GeneratorConfig(customers=500, days=40, seed=3))
+    generate(tmp_path / "late", GeneratorConfig(customers=500, days=40 + k, seed=3, label_delay_days=k))
+    now, late = cancellation_rows(tmp_path / "now"), cancellation_rows(tmp_path / "late")
+    assert len(now) > 10 and late.keys() == now.keys()  # the same rows, none lost or doubled
+    assert all(late[row] == day + timedelta(k) for row, day in now.items())
+    assert all(date.fromisoformat(row.split(",")[1][:10]) == day for row, day in now.items())
+    for source in set(SOURCES) - {"cancellations"}:  # every other source is untouched
+        assert files(tmp_path / "late" / source).items() >= files(tmp_path / "now" / source).items()
+
+
+def test_a_label_delay_from_a_day_leaves_earlier_cancellations_on_their_day(tmp_path: Path) -> None:
+    generate(tmp_path / "now", GeneratorConfig(customers=500, days=40, seed=3))
+    generate(tmp_path / "late", GeneratorConfig(customers=500, days=43, seed=3, label_delay_days=3,
+                                                label_delay_from=20))
+    now, late = cancellation_rows(tmp_path / "now"), cancellation_rows(tmp_path / "late")
+    switch = date(2025, 1, 21)
+    assert late.keys() == now.keys()
+    assert all(late[row] == (day if day < switch else day + timedelta(3)) for row, day in now.items())
+
+
+def test_drift_specs_parse_and_bad_ones_say_what_is_expected() -> None:
+    assert parse_drift("price_rise:60:basic:") == Drift("price_rise", start_day=60, plan="basic")
+    assert parse_drift("usage_drop:7::south:0.4") == Drift("usage_drop", start_day=7, region="south", magnitude=0.4)
+    for bad in ("price_rise:60", "tax_rise:60:basic:", "price_rise:x:basic:", "price_rise:60:gold:"):
+        with pytest.raises(ValueError, match="KIND:DAY|needs a plan"):
+            parse_drift(bad)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal
@@ -105,6 +105,48 @@ class GeneratorConfig:
     first_day: int = 0  # only write files for simulated days in [first_day, last_day]; the simulation
     # itself always runs from day 0 so output is identical whatever the window
     last_day: int | None = None
+    label_delay_days: int = 0  # cancellations of day d land in the file of day d + this (labels arrive late)
+    label_delay_from: int = 0  # ... for cancellations on days >= this; earlier ones land on their own day
+
+
+# The fields that define the simulated world (what a continuation must reuse); the rest is an output window.
+WORLD_FIELDS = ("customers", "start", "seed", "drifts", "bad_row_rate", "bad_file_rate", "label_delay_days",
+                "label_delay_from")
+
+
+def config_record(config: GeneratorConfig) -> dict:
+    """The world-defining fields of a config as JSON-ready values."""
+    record = {k: v for k, v in asdict(config).items() if k in WORLD_FIELDS}
+    record["start"] = config.start.isoformat()
+    return record
+
+
+def config_from_record(record: dict) -> GeneratorConfig:
+    """The config a record (from config_record) describes, with the default output window."""
+    values = {k: v for k, v in record.items() if k in WORLD_FIELDS}
+    values["start"] = date.fromisoformat(values["start"])
+    values["drifts"] = tuple(Drift(**d) for d in values.get("drifts", ()))
+    return GeneratorConfig(**values)
+
+
+def parse_drift(spec: str) -> Drift:
+    """A drift from KIND:DAY:PLAN:REGION[:MAGNITUDE], e.g. price_rise:60:basic: or usage_drop:60::south:0.3."""
+    parts = spec.split(":")
+    if len(parts) not in (4, 5) or parts[0] not in ("price_rise", "usage_drop") or not parts[1].isdigit():
+        raise ValueError(f"drift {spec!r} is not KIND:DAY:PLAN:REGION[:MAGNITUDE] with KIND price_rise or "
+                         "usage_drop and DAY a simulated day index")
+    magnitude = {"magnitude": float(parts[4])} if len(parts) == 5 and parts[4] else {}
+    drift = Drift(kind="price_rise" if parts[0] == "price_rise" else "usage_drop", start_day=int(parts[1]),
+                  plan=parts[2] or None, region=parts[3] or None, **magnitude)
+    check_drift(drift)
+    return drift
+
+
+def check_drift(drift: Drift) -> None:
+    """Raise ValueError unless the drift names a known plan (price_rise) or region (usage_drop)."""
+    if (drift.kind == "price_rise" and drift.plan not in PLANS) or (
+            drift.kind == "usage_drop" and drift.region not in REGIONS):
+        raise ValueError(f"drift {drift} needs a plan in {PLANS} or a region in {REGIONS}")
 
 
 def day_of(path: Path) -> date:
@@ -503,37 +545,87 @@ def _file_bytes(source: str, events: dict, sim: _Simulation, today: date, day: i
     return data, rows
 
 
-def generate(landing_dir: Path, config: GeneratorConfig = GeneratorConfig(),
-             progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Simulate the churn demo and write one landing file per source per day with events; return rows per source."""
+@dataclass
+class LandingDay:
+    """One simulated day: its landing files (source: bytes and data rows) and the customers active that day."""
+
+    day: int
+    date: date
+    active: int
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # empty outside the output window
+
+
+def _label_day(day: int, config: GeneratorConfig) -> int:
+    """The day whose landing file carries the cancellations of `day`."""
+    return day + (config.label_delay_days if day >= config.label_delay_from else 0)
+
+
+def simulate_days(config: GeneratorConfig) -> Iterator[LandingDay]:
+    """Step one simulation from day 0 to the window's last day, lazily; each day's files only inside the window.
+
+    The simulation always starts at day 0, so a day's files are the same whatever the window, and a consumer
+    that pauses between days (a live producer) pays for each day once. The config is checked on the call.
+    """
     last_day = config.days - 1 if config.last_day is None else config.last_day
     if not 0 <= config.first_day <= last_day < config.days:
         raise ValueError(f"need 0 <= first_day <= last_day < days, got {config.first_day}, {last_day}, {config.days}")
+    if config.label_delay_days < 0 or config.label_delay_from < 0:
+        raise ValueError("label_delay_days and label_delay_from must be >= 0")
     for drift in config.drifts:
-        if (drift.kind == "price_rise" and drift.plan not in PLANS) or (
-                drift.kind == "usage_drop" and drift.region not in REGIONS):
-            raise ValueError(f"drift {drift} needs a plan in {PLANS} or a region in {REGIONS}")
-    landing_dir = Path(landing_dir)
-    for source in SOURCES:
-        (landing_dir / source).mkdir(parents=True, exist_ok=True)
+        check_drift(drift)
+    return _landing_days(config, last_day)
+
+
+def _landing_days(config: GeneratorConfig, last_day: int) -> Iterator[LandingDay]:
+    """The days of simulate_days."""
     sim = _Simulation(config)
-    written = dict.fromkeys(SOURCES, 0)
-    every = max(1, config.days // 10)
+    labels: dict[int, list[dict[str, np.ndarray]]] = {}  # cancellations waiting for the file of their day
     for day in range(last_day + 1):  # the future never changes the past: stop at the window's end
         events = sim.step(day)
         today = config.start + timedelta(day)
+        labels.setdefault(_label_day(day, config), []).append(events["cancellations"])
+        due = labels.pop(day, [])
+        events["cancellations"] = {k: np.concatenate([e[k] for e in due]) for k in due[0]} if due else {
+            k: v[:0] for k, v in events["cancellations"].items()}
+        landing = LandingDay(day, today, sim.active_count)
         if day >= config.first_day:
             for source in SOURCES:
                 data, rows = _file_bytes(source, events[source], sim, today, day, config)
-                if data is None:
-                    continue
-                suffix = "parquet" if source == "usage" else "csv"
-                target = landing_dir / source / f"{source}_{today.isoformat()}.{suffix}"
-                # Written under a hidden name, then renamed: the landing sensor never sees half a file.
-                tmp = target.with_name(f".{target.name}.tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, target)
-                written[source] += rows
-        if progress and ((day + 1) % every == 0 or day == last_day):
-            progress(f"day {day + 1}/{config.days}: {sim.active_count:,} active customers")
+                if data is not None:
+                    landing.files[source] = (data, rows)
+        yield landing
+
+
+def landing_path(landing_dir: Path, source: str, day: date) -> Path:
+    """Where the landing file of a source and day goes."""
+    suffix = "parquet" if source == "usage" else "csv"
+    return Path(landing_dir) / source / f"{source}_{day.isoformat()}.{suffix}"
+
+
+def write_landing_day(landing_dir: Path, landing: LandingDay) -> None:
+    """Write a day's files, each under a hidden name then renamed: the landing sensor never sees half a file."""
+    for source, (data, _) in landing.files.items():
+        target = landing_path(landing_dir, source, landing.date)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+
+def generate(landing_dir: Path, config: GeneratorConfig = GeneratorConfig(),
+             progress: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Simulate the churn demo and write one landing file per source per day with events; return rows per source."""
+    days = simulate_days(config)  # checks the config before anything is written
+    last_day = config.days - 1 if config.last_day is None else config.last_day
+    landing_dir = Path(landing_dir)
+    for source in SOURCES:
+        (landing_dir / source).mkdir(parents=True, exist_ok=True)
+    written = dict.fromkeys(SOURCES, 0)
+    every = max(1, config.days // 10)
+    for landing in days:
+        write_landing_day(landing_dir, landing)
+        for source, (_, rows) in landing.files.items():
+            written[source] += rows
+        if progress and ((landing.day + 1) % every == 0 or landing.day == last_day):
+            progress(f"day {landing.day + 1}/{config.days}: {landing.active:,} active customers")
     return written
