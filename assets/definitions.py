@@ -6,9 +6,11 @@ from assets.feature_store import online_asset, online_freshness_check, registry_
 from assets.features import catalog_asset, feature_asset, spine_asset
 from assets.ingestion import bronze_asset
 from assets.models import candidate_asset, champion_asset, model_card_asset
+from assets.monitoring import drift_asset, performance_asset, skew_asset
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_asset, bento_asset, prediction_log_asset
-from assets.sensors import landing_jobs, landing_sensor
+from assets.sensors import (landing_jobs, landing_sensor, monitoring_job, monitoring_sensor, retrain_job,
+                            retraining_sensor)
 from assets.training import labels_asset, training_set_asset, training_set_check
 from assets.validation import silver_asset, validated_asset
 from lakehouse.domain import Domain
@@ -34,13 +36,16 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
         prediction_log_asset(domain),
         batch_scores_asset(domain),
         bento_asset(domain),
+        drift_asset(domain),
+        performance_asset(domain),
+        skew_asset(domain),
     ]
-    jobs = landing_jobs(domain)
+    landing = landing_jobs(domain)
     return dg.Definitions(
         assets=assets,
         asset_checks=[online_freshness_check(domain), training_set_check(domain)],
-        jobs=jobs,
-        sensors=[landing_sensor(domain, jobs)],
+        jobs=[*landing, monitoring_job(domain), retrain_job(domain)],
+        sensors=[landing_sensor(domain, landing), monitoring_sensor(domain), retraining_sensor(domain)],
     )
 
 

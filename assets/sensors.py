@@ -1,13 +1,27 @@
-"""Sensors: the landing sensor requests one run per new landing file, keyed by its content hash."""
+"""Sensors and jobs: landing (one run per new file), monitoring after new data, and retraining.
+
+The landing sensor keys each run by the file's content hash. The monitoring sensor runs the
+monitoring job after online_features changes. The retraining sensor fires on new data or a failed
+drift/performance check, within a cooldown and never beside a retraining run in flight.
+"""
 
 import json
+import time
+from datetime import datetime
 
 import dagster as dg
 
+from assets.feature_store import online_key
 from assets.ingestion import bronze_key
+from assets.models import candidate_key, champion_key
+from assets.monitoring import monitoring_check_keys
 from assets.resources import LakehouseResource
+from assets.serving import batch_scores_key, bento_key, prediction_log_key
+from assets.training import labels_key, training_set_key
 from lakehouse.domain import Domain
 from lakehouse.ingestion import landing_files, manifest, rejected_files, sha256_file
+from lakehouse.paths import LakePaths
+from lakehouse.retraining import FailedCheck, RetrainState, decide, new_batches, record_decision
 
 
 def landing_job_name(domain: Domain, source: str) -> str:
@@ -69,3 +83,108 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
         return requests
 
     return _sensor
+
+
+def retrain_job_name(domain: Domain) -> str:
+    return f"{domain.name}_retrain_job"
+
+
+def monitoring_job_name(domain: Domain) -> str:
+    return f"{domain.name}_monitoring_job"
+
+
+def retrain_job(domain: Domain):
+    """Labels -> training set -> candidate -> gate -> model card, bento and refreshed batch scores."""
+    keys = [labels_key(domain), training_set_key(domain), candidate_key(domain), champion_key(domain),
+            dg.AssetKey([domain.name, "model_card"]), batch_scores_key(domain), bento_key(domain)]
+    return dg.define_asset_job(retrain_job_name(domain), selection=dg.AssetSelection.assets(*keys),
+                               description="Retrain, gate against the champion; on promotion the bento and the "
+                                           "precomputed scores follow (the running service switches by itself).")
+
+
+def monitoring_job(domain: Domain):
+    """The prediction log, the day's batch scores, and every monitoring asset with its checks."""
+    return dg.define_asset_job(
+        monitoring_job_name(domain),
+        selection=dg.AssetSelection.assets(prediction_log_key(domain), batch_scores_key(domain))
+        | dg.AssetSelection.groups(f"{domain.name}_monitoring"),
+        description="Ingest the prediction log and score the newest day (precomputed scores, kept per day for "
+                    "live performance); then drift, live performance and training/serving skew with their checks.",
+    )
+
+
+def _in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
+    runs = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=5)
+    return [r.dagster_run.run_id[:8] for r in runs]
+
+
+IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
+
+
+def monitoring_sensor(domain: Domain) -> dg.SensorDefinition:
+    """After the online store is refreshed by new data, run monitoring once (skipped while one is in flight)."""
+    job_name = monitoring_job_name(domain)
+
+    @dg.sensor(name=f"{domain.name}_monitoring_sensor", job_name=job_name, minimum_interval_seconds=20,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Requests a monitoring run when online_features has a newer materialization.")
+    def _sensor(context: dg.SensorEvaluationContext):
+        records = context.instance.fetch_materializations(online_key(domain), limit=1).records
+        if not records:
+            return dg.SkipReason("online_features has never been materialized")
+        newest = records[0].storage_id
+        if context.cursor and int(context.cursor) >= newest:
+            return dg.SkipReason(f"no online_features materialization since {context.cursor}")
+        busy = _in_flight(context.instance, job_name)
+        if busy:
+            return dg.SkipReason(f"monitoring run {', '.join(busy)} in flight; the next tick catches up")
+        context.update_cursor(str(newest))
+        return dg.RunRequest(run_key=f"monitor:{newest}", tags={"lakehouse/trigger": f"online_features:{newest}"})
+
+    return _sensor
+
+
+def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
+    """Request retraining on new data or a failed drift/performance check, with cooldown and in-flight guards."""
+    job_name = retrain_job_name(domain)
+    checks = {name: dg.AssetCheckKey(key, name) for key, name in monitoring_check_keys(domain)}
+
+    @dg.sensor(name=f"{domain.name}_retraining_sensor", job_name=job_name, minimum_interval_seconds=30,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Fires on enough new published batches or a failed drift/performance check; every "
+                           "decision and its reason is on the tick and in data/monitoring/<domain>/.")
+    def _sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+        state = retrain_state(context.instance, lakehouse.paths, domain, checks)
+        decision = decide(state, domain.retraining)
+        record_decision(lakehouse.paths, domain, decision, state)
+        if not decision.fire:
+            return dg.SkipReason(decision.reason)
+        return dg.RunRequest(run_key=decision.run_key, tags={"lakehouse/retrain_trigger": decision.trigger,
+                                                             "lakehouse/retrain_reason": decision.reason[:200]})
+
+    return _sensor
+
+
+def retrain_state(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain,
+                  checks: dict[str, dg.AssetCheckKey]) -> RetrainState:
+    """What the retraining decision needs, from the Dagster instance and the lake."""
+    from lakehouse.models import latest_training, trained_batches
+
+    training = latest_training(paths, domain)
+    last = training["tag"] if training else None
+    trained_at = datetime.fromisoformat(training["trained_at"]).timestamp() if training else None
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(checks.values()))
+    failed = []
+    for name, key in checks.items():
+        record = latest.get(key)
+        evaluation = record.event.asset_check_evaluation if record and record.event else None
+        # Only a failure evaluated after the last training counts: older ones were already acted on.
+        if evaluation is not None and not evaluation.passed and (
+                trained_at is None or record.create_timestamp > trained_at):
+            failed.append(FailedCheck(name, record.id, evaluation.description or ""))
+    runs = instance.get_run_records(dg.RunsFilter(job_name=retrain_job_name(domain)), limit=1)
+    since = time.time() - runs[0].create_timestamp.timestamp() if runs else None
+    return RetrainState(last_trained=last, new_batches=new_batches(paths, domain, trained_batches(paths, last)),
+                        failed_checks=failed, in_flight=_in_flight(instance, retrain_job_name(domain)),
+                        seconds_since_last_request=since)

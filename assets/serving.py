@@ -2,76 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
 from assets.resources import LakehouseResource
 from lakehouse import scoring
 from lakehouse.batch_scores import batch_score, publish_online
 from lakehouse.domain import Domain
 from lakehouse.feast_defs import scores_view_name
-from lakehouse.io import write_parquet_atomic
-from lakehouse.paths import LakePaths
-from lakehouse.prediction_log import SCHEMA, log_files
-
-DEDUP_KEY = ["request_id", "customer_id", "row_index"]
-
+from lakehouse.prediction_log import ingest_prediction_log
 
 def prediction_log_key(domain: Domain) -> dg.AssetKey:
     return dg.AssetKey([domain.name, "prediction_log"])
-
-
-def prediction_log_table(paths: LakePaths) -> Path:
-    return paths.lake / "serving" / "prediction_log.parquet"
-
-
-def ingest_prediction_log(paths: LakePaths) -> dict[str, Any]:
-    """Append the log files not yet in the lake table to it (dedup on request_id+customer_id+row_index).
-
-    The table keeps a source_file column, so a file already ingested is not read again. The log files
-    are left in place (their retention is not handled here).
-    """
-    table = prediction_log_table(paths)
-    existing = pl.read_parquet(table) if table.exists() else pl.DataFrame(schema={**SCHEMA, "source_file": pl.String()})
-    seen = set(existing["source_file"].unique().to_list())
-    new_files = [f for f in log_files(paths.prediction_log) if f.name not in seen]
-    frames = [pl.read_parquet(f).with_columns(source_file=pl.lit(f.name)) for f in new_files]
-    new = (pl.concat(frames, how="diagonal_relaxed") if frames else existing.clear())
-    new = new.select([pl.col(c).cast(t) if c in new.columns else pl.lit(None, dtype=t).alias(c)
-                      for c, t in {**SCHEMA, "source_file": pl.String()}.items()])
-    combined = pl.concat([existing, new], how="vertical_relaxed")
-    out = combined.unique(subset=DEDUP_KEY, keep="first", maintain_order=True).sort("logged_at", maintain_order=True)
-    if new_files or not table.exists():
-        write_parquet_atomic(out, table)
-    scored = out.filter(pl.col("score").is_not_null())
-    new_scored = new.filter(pl.col("score").is_not_null())
-
-    def stats(frame: pl.DataFrame, prefix: str) -> dict[str, float]:
-        if frame.is_empty():
-            return {}
-        s = frame["score"]
-        return {f"{prefix}score_mean": float(s.mean()), f"{prefix}score_min": float(s.min()),
-                f"{prefix}score_p50": float(s.quantile(0.5)), f"{prefix}score_p90": float(s.quantile(0.9)),
-                f"{prefix}score_max": float(s.max()),
-                f"{prefix}positive_rate": float(frame["decision"].cast(pl.Float64).mean())}
-
-    return {
-        "path": table,
-        "new_files": len(new_files),
-        "rows_in": new.height,
-        "rows_before": existing.height,
-        "rows_out": out.height,
-        "duplicates_dropped": combined.height - out.height,
-        "errors": int(out["error"].is_not_null().sum()),
-        "requests": out["request_id"].n_unique(),
-        "model_versions": sorted(v for v in out["model_version"].unique().to_list() if v is not None),
-        "endpoints": {str(k): int(v) for k, v in out.group_by("endpoint").len().rows()},
-        **stats(scored, ""),
-        **stats(new_scored, "new_"),
-    }
 
 
 def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:

@@ -178,7 +178,9 @@ class ChurnService:
             if "error" not in result:
                 # A stale feature is flagged, never silently used as if fresh.
                 result.update(scoring.freshness(entity_times, TTL_BY_FEATURE, now))
-        self._log_predictions("predict_ids", started, champion, results, rows, ids)
+        # The time the online values were written: a point-in-time recompute at it must give the same values.
+        features_at = [max((t for t in entity_times.values() if t is not None), default=None) for entity_times in times]
+        self._log_predictions("predict_ids", started, champion, results, rows, ids, features_at)
         return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 
     @bentoml.api(input_spec=PredictIdsRequest)
@@ -214,7 +216,8 @@ class ChurnService:
         return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 
     def _log_predictions(self, endpoint: str, started: float, champion: scoring.ChampionModel,
-                         results: list[dict[str, Any]], rows: list[dict[str, Any]], ids: Optional[list[int]]) -> None:
+                         results: list[dict[str, Any]], rows: list[dict[str, Any]], ids: Optional[list[int]],
+                         features_at: Optional[list[Optional[datetime]]] = None) -> None:
         """One log record per result (never raises: logging must not fail a prediction)."""
         try:
             latency_ms = (time.perf_counter() - started) * 1000.0
@@ -225,6 +228,7 @@ class ChurnService:
                 "endpoint": endpoint,
                 "customer_id": ids[n] if ids is not None else None,
                 "features": features_json({f: row.get(f) for f in champion.features}) if row else None,
+                "features_at": features_at[n] if features_at else None,
                 "model_version": result.get("model_version", champion.tag),
                 "score": result.get("score"),
                 "decision": result.get("decision"),

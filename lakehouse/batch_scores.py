@@ -2,7 +2,8 @@
 
 latest_features reads, for every entity active on the spine's newest day, the newest row of each
 feature view (the values the online store holds after materialization); batch_score scores them with
-the champion through lakehouse.scoring, exactly as the service does, and writes one Parquet table;
+the champion through lakehouse.scoring, exactly as the service does, and writes one Parquet table
+(plus a copy per feature day under score_history, for live performance once labels arrive);
 publish_online writes them into the online store's scores view, where precomputed_scores looks
 entities up without loading or running the model.
 No BentoML or Dagster import here.
@@ -94,6 +95,10 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         "model_version": pl.Series([r["model_version"] for r in results], dtype=pl.String),
     }).with_columns(scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")))
     path = write_parquet_atomic(out, paths.batch_scores)
+    if out.height:
+        # One file per feature day, rewritten when that day is scored again (by a new champion, say).
+        day = out["event_timestamp"].max().date()
+        write_parquet_atomic(out, paths.score_history / f"{day.isoformat()}.parquet")
     return {
         "path": path,
         "rows": out.height,
@@ -111,8 +116,10 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
 
 def publish_online(store: Any, domain: Domain, paths: LakePaths) -> int:
     """Write the batch scores into the online store's scores view (Feast's write_to_online_store); return rows."""
-    from lakehouse.feast_defs import scores_view_name
+    from lakehouse.feast_defs import apply_definitions, scores_view_name
 
+    if scores_view_name(domain) not in {v.name for v in store.list_feature_views()}:
+        apply_definitions(store, domain, paths)  # a registry applied before the scores view existed
     frame = pl.read_parquet(paths.batch_scores, columns=[domain.entity_key, "event_timestamp", "score", "decision",
                                                          "model_version"])
     if frame.height:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
+from lakehouse.monitoring import DriftConfig
+
 DType = Literal["int64", "float64", "string", "bool", "date", "datetime"]
 RiskCategory = Literal["unacceptable", "high", "limited", "minimal"]
 
@@ -112,6 +114,8 @@ class Domain:
     max_quarantine_rate: float = 0.05  # a batch with a larger share of bad rows is held back...
     min_held_rows: int = 5  # ...if it has at least this many (one bad row in a tiny file is not a broken feed)
     retraining: RetrainPolicy = RetrainPolicy()
+    drift: DriftConfig = DriftConfig()  # methods and thresholds of the drift check (lakehouse/monitoring.py)
+    performance_margin: float = 0.05  # live ROC AUC may fall this far below the hold-out AUC
     tags: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -70,3 +70,29 @@ def build_labels(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         ).fetchall()[0]
     return {"rows": rows, "positives": int(positives), "as_of_dates": as_of_dates,
             "positive_rate": round(positives / rows, 4) if rows else None}
+
+
+def recent_features(paths: LakePaths, domain: Domain, days: int = 7, max_rows: int | None = None,
+                    seed: int = 0) -> Any:
+    """Every view's feature rows of the newest `days` days, joined on (entity, event time): a polars frame.
+
+    The current window for drift. Views without a row for an (entity, time) give nulls; max_rows
+    samples rows reproducibly (seeded), so the drift cost stays bounded on a large lake.
+    """
+    key = domain.entity_key
+    first, *rest = domain.feature_views
+
+    def cols(view: FeatureView, alias: str) -> str:
+        return ", ".join(f"{alias}.{f.name}" for f in view.features)
+
+    joins = " ".join(f"LEFT JOIN read_parquet('{paths.features(v.name)}') v{n} USING ({key}, event_timestamp)"
+                     for n, v in enumerate(rest, start=1))
+    selects = ", ".join([cols(first, "v0"), *(cols(v, f"v{n}") for n, v in enumerate(rest, start=1))])
+    query = (f"SELECT {key}, event_timestamp, {selects} FROM read_parquet('{paths.features(first.name)}') v0 {joins} "
+             f"WHERE v0.event_timestamp > (SELECT max(event_timestamp) FROM read_parquet('{paths.features(first.name)}'))"
+             f" - INTERVAL {int(days)} DAY ORDER BY event_timestamp, {key}")
+    with duckdb.connect() as con:
+        frame = con.sql(query).pl()
+    if max_rows is not None and frame.height > max_rows:
+        frame = frame.sample(n=max_rows, seed=seed).sort("event_timestamp", key)
+    return frame

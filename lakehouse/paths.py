@@ -80,6 +80,11 @@ class LakePaths:
         return self.lake / "serving" / "batch_scores.parquet"
 
     @property
+    def score_history(self) -> Path:
+        """One Parquet file of batch scores per feature day: the predictions live performance is measured on."""
+        return self.lake / "serving" / "score_history"
+
+    @property
     def duckdb_file(self) -> Path:
         """A DuckDB catalog of views over the lake's Parquet files, for ad-hoc queries."""
         return self.root / "lakehouse.duckdb"

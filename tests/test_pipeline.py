@@ -105,8 +105,12 @@ def test_the_definitions_load_with_the_expected_asset_graph():
     expected |= {f"churn/{v.name}_features" for v in CHURN.feature_views}
     expected |= {"churn/customer_spine", "churn/lake_catalog", "churn/feast_registry", "churn/online_features", "churn/label_events",
                  "churn/training_set", "churn/model_candidate", "churn/champion_model", "churn/model_card",
-                 "churn/prediction_log", "churn/batch_scores"}
+                 "churn/prediction_log", "churn/batch_scores", "churn/bento", "churn/feature_drift",
+                 "churn/live_performance", "churn/serving_skew"}
     assert keys == expected
+    assert {j.name for j in defs.jobs} >= {"churn_monitoring_job", "churn_retrain_job"}
+    assert {s.name for s in defs.sensors} == {"churn_landing_sensor", "churn_monitoring_sensor",
+                                               "churn_retraining_sensor"}
 
 
 def test_the_duckdb_catalog_has_a_view_per_lake_table(lake):

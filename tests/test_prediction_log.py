@@ -173,7 +173,8 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
 
 def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     from assets.resources import LakehouseResource
-    from assets.serving import prediction_log_asset, prediction_log_key, prediction_log_table
+    from assets.serving import prediction_log_asset, prediction_log_key
+    from lakehouse.prediction_log import prediction_log_table
     from lakehouse.domains.churn import CHURN
 
     paths = LakePaths(tmp_path / "data")

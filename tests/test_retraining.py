@@ -1,0 +1,114 @@
+"""Retraining: the decision rules, and the monitoring and retraining sensors against a real Dagster instance."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets.definitions import build_definitions
+from assets.resources import LakehouseResource
+from lakehouse.domain import RetrainPolicy
+from lakehouse.domains.churn import CHURN
+from lakehouse.models import latest_training
+from lakehouse.paths import LakePaths
+from lakehouse.retraining import Decision, FailedCheck, RetrainState, decide, last_decision
+
+POLICY = RetrainPolicy(min_new_batches=10, cooldown_seconds=600)
+
+
+def state(**changes) -> RetrainState:
+    base = dict(last_trained="churn_model:abc", new_batches=[f"b{i}" for i in range(3)], failed_checks=[],
+                in_flight=[], seconds_since_last_request=None)
+    return RetrainState(**{**base, **changes})
+
+
+def test_decisions_fire_on_failed_checks_and_new_data_within_guardrails() -> None:
+    drift = FailedCheck("drift_check", 41, "2 of 21 features drifted")
+    fired = decide(state(failed_checks=[drift]), POLICY)
+    assert fired == Decision(True, "drift_check failed (evaluation 41): 2 of 21 features drifted", "drift_check",
+                             "retrain:drift_check:41")
+    # The same evaluation gives the same run key: Dagster drops the duplicate request.
+    assert decide(state(failed_checks=[drift]), POLICY).run_key == fired.run_key
+
+    busy = decide(state(failed_checks=[drift], in_flight=["1234abcd"]), POLICY)
+    assert not busy.fire and "in flight (1234abcd)" in busy.reason
+    cooling = decide(state(failed_checks=[drift], seconds_since_last_request=60), POLICY)
+    assert not cooling.fire and cooling.reason.startswith("cooldown: ") and "600s" in cooling.reason
+
+    quiet = decide(state(), POLICY)
+    assert not quiet.fire and "3 new published batches" in quiet.reason and "need 10" in quiet.reason
+    data = decide(state(new_batches=[f"b{i}" for i in range(12)]), POLICY)
+    assert data.fire and data.trigger == "new_data" and data.run_key.startswith("retrain:new_data:")
+    first = decide(state(last_trained=None), POLICY)
+    assert first.fire and first.trigger == "first_model"
+    ignored = decide(state(failed_checks=[FailedCheck("skew_check", 5)]), POLICY)
+    assert not ignored.fire  # skew is reported, but retraining does not fix a serving bug
+
+
+@pytest.fixture
+def trained(lake: LakePaths, tmp_path: Path) -> LakePaths:
+    copy = LakePaths(tmp_path / "data")
+    shutil.copytree(lake.root, copy.root)
+    assert latest_training(copy, CHURN) is not None
+    return copy
+
+
+def evaluate(paths: LakePaths, instance: dg.DagsterInstance, sensor: str, cursor: str | None = None):
+    sensor_def = build_definitions(str(paths.root)).resolve_sensor_def(sensor)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor,
+                                      resources={"lakehouse": LakehouseResource(data_root=str(paths.root))})
+    return sensor_def.evaluate_tick(context)
+
+
+def record_check(instance: dg.DagsterInstance, key: dg.AssetKey, check: str, passed: bool) -> None:
+    """A real check evaluation in the instance, as the monitoring asset would leave it."""
+
+    @dg.asset(key=key, check_specs=[dg.AssetCheckSpec(check, asset=key)])
+    def stand_in():
+        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name=check, passed=passed,
+                                                                       description="test evaluation")])
+
+    assert dg.materialize([stand_in], instance=instance).success
+
+
+def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_cooldown(trained: LakePaths) -> None:
+    drift_key = dg.AssetKey(["churn", "feature_drift"])
+    with dg.instance_for_test() as instance:
+        quiet = evaluate(trained, instance, "churn_retraining_sensor")
+        assert quiet.run_requests == [] and "new published batches" in quiet.skip_message
+        assert last_decision(trained, CHURN)["fire"] is False
+
+        record_check(instance, drift_key, "drift_check", passed=False)
+        result = evaluate(trained, instance, "churn_retraining_sensor")
+        [request] = result.run_requests
+        assert request.job_name is None or request.job_name == "churn_retrain_job"
+        assert request.run_key.startswith("retrain:drift_check:")
+        assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
+        assert last_decision(trained, CHURN)["trigger"] == "drift_check"
+
+        # The daemon launches the requested run: while it is in flight, and then during the cooldown,
+        # even a new drift failure does not fire again.
+        job = build_definitions(str(trained.root)).resolve_job_def("churn_retrain_job")
+        run = instance.create_run_for_job(job, run_config={}, tags=request.tags)
+        assert "in flight" in evaluate(trained, instance, "churn_retraining_sensor").skip_message
+        instance.report_run_failed(run)  # finished (how does not matter to the guardrail)
+        record_check(instance, drift_key, "drift_check", passed=False)
+        cooling = evaluate(trained, instance, "churn_retraining_sensor")
+        assert cooling.run_requests == [] and cooling.skip_message.startswith("cooldown: ")
+
+
+def test_monitoring_sensor_runs_once_per_online_store_refresh(trained: LakePaths) -> None:
+    online = dg.AssetKey(["churn", "online_features"])
+    with dg.instance_for_test() as instance:
+        assert "never been materialized" in evaluate(trained, instance, "churn_monitoring_sensor").skip_message
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=online))
+        first = evaluate(trained, instance, "churn_monitoring_sensor")
+        [request] = first.run_requests
+        assert request.run_key.startswith("monitor:")
+        again = evaluate(trained, instance, "churn_monitoring_sensor", cursor=first.cursor)
+        assert again.run_requests == [] and "no online_features materialization since" in again.skip_message
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=online))
+        assert len(evaluate(trained, instance, "churn_monitoring_sensor", cursor=first.cursor).run_requests) == 1
