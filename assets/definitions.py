@@ -14,7 +14,11 @@ from assets.sensors import (landing_jobs, landing_sensor, monitoring_job, monito
 from assets.training import labels_asset, training_set_asset, training_set_check
 from assets.validation import silver_asset, validated_asset
 from lakehouse.domain import Domain
-from lakehouse.domains.registry import DOMAINS
+from lakehouse.domains.registry import load_domains
+
+
+def all_job_name(domain: str) -> str:
+    return f"{domain}_all_job"
 
 
 def domain_definitions(domain: Domain) -> dg.Definitions:
@@ -44,7 +48,9 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=[online_freshness_check(domain), training_set_check(domain)],
-        jobs=[*landing, monitoring_job(domain), retrain_job(domain)],
+        jobs=[*landing, monitoring_job(domain), retrain_job(domain),
+              dg.define_asset_job(all_job_name(domain.name), selection=dg.AssetSelection.key_prefixes([domain.name]),
+                                  description=f"Every asset and check of {domain.name}: `lakehouse run {domain.name}`.")],
         sensors=[landing_sensor(domain, landing), monitoring_sensor(domain), retraining_sensor(domain)],
     )
 
@@ -52,7 +58,7 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
 def build_definitions(data_root: str = "") -> dg.Definitions:
     """All domains, sharing one lakehouse resource (empty data_root: $LAKEHOUSE_DATA_ROOT or data/)."""
     return dg.Definitions.merge(
-        *(domain_definitions(d) for d in DOMAINS.values()),
+        *(domain_definitions(d) for d in load_domains().values()),
         # One process per run, not per step: on a laptop a step's process start-up (imports of
         # Dagster, Feast, pandera) costs more than the step, and the lake has one writer at a time anyway.
         dg.Definitions(resources={"lakehouse": LakehouseResource(data_root=data_root)},

@@ -83,12 +83,18 @@ def catalog_asset(domain: Domain) -> dg.AssetsDefinition:
         kinds={"duckdb"},
     )
     def _catalog(lakehouse: LakehouseResource):
-        tables = refresh_catalog(lakehouse.paths, domain)
+        from lakehouse.domains.registry import load_domains
+
+        # One file for every domain: rebuilding it for this one keeps the others' schemas.
+        others = [d for d in load_domains().values() if d.name != domain.name]
+        tables = refresh_catalog(lakehouse.paths, [domain, *others])
+        first = next(iter(tables[domain.name]), "training_set")
         return dg.MaterializeResult(metadata={
-            "views": dg.MetadataValue.json(sorted(tables)),
+            "views": dg.MetadataValue.json(sorted(tables[domain.name])),
+            "schemas": dg.MetadataValue.json(sorted(tables)),
             "path": dg.MetadataValue.path(str(lakehouse.paths.duckdb_file)),
             "try": dg.MetadataValue.md(f"`duckdb -readonly {lakehouse.paths.duckdb_file} "
-                                       f"\"SELECT * FROM {domain.name}.usage_silver LIMIT 5\"`"),
+                                       f"\"SELECT * FROM {domain.name}.{first} LIMIT 5\"`"),
         })
 
     return _catalog

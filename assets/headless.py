@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.definitions import build_definitions
+from assets.definitions import all_job_name, build_definitions
 from lakehouse.paths import LakePaths
 
 
@@ -19,6 +19,15 @@ def materialize_all(paths: LakePaths, instance: dg.DagsterInstance | None = None
     defs = build_definitions(str(paths.root))
     job = defs.resolve_implicit_global_asset_job_def()
     # Step events are DEBUG; INFO keeps the assets' own progress lines (files skipped, rows written).
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    return job.execute_in_process(run_config=run_config, instance=instance or dagster_instance(paths),
+                                  raise_on_error=False)
+
+
+def materialize_domain(paths: LakePaths, domain: str, instance: dg.DagsterInstance | None = None,
+                       log_level: str = "INFO") -> dg.ExecuteInProcessResult:
+    """Run every asset and check of one domain (its `<domain>_all_job`), in dependency order."""
+    job = build_definitions(str(paths.root)).resolve_job_def(all_job_name(domain))
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(run_config=run_config, instance=instance or dagster_instance(paths),
                                   raise_on_error=False)

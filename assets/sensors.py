@@ -59,7 +59,7 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
         requests, skipped = [], 0
         for source in domain.sources:
             known = {r["sha256"] for r in manifest(paths, source.name) + rejected_files(paths, source.name)}
-            for path in landing_files(paths, source.name):
+            for path in landing_files(paths, source.landing_folder):
                 stat = path.stat()
                 cached = seen.get(str(path))
                 if cached and cached[:2] == [stat.st_size, stat.st_mtime_ns]:

@@ -28,7 +28,7 @@ def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:
         kinds={"bentoml", "parquet"},
     )
     def _prediction_log(lakehouse: LakehouseResource):
-        stats = ingest_prediction_log(lakehouse.paths)
+        stats = ingest_prediction_log(lakehouse.paths, domain.name)
         metadata: dict[str, Any] = {
             "dagster/row_count": stats["rows_out"],
             "path": dg.MetadataValue.path(str(stats["path"])),

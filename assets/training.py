@@ -61,7 +61,7 @@ def training_set_asset(domain: Domain) -> dg.AssetsDefinition:
             "first_as_of": stats["first_as_of"],
             "last_as_of": stats["last_as_of"],
             "null_counts": dg.MetadataValue.md(null_md),
-            "path": dg.MetadataValue.path(str(lakehouse.paths.training_set)),
+            "path": dg.MetadataValue.path(str(lakehouse.paths.training_set(domain.name))),
         })
 
     return _training_set

@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)
     args = parser.parse_args()
-    path = LakePaths.from_env().training_set
+    path = LakePaths.from_env().training_set("churn")
     if not path.exists():
         sys.exit(f"no training set at {path}: run `make demo` first")
     split = training.time_split(pl.read_parquet(path))

@@ -37,12 +37,12 @@ def latest_features(paths: LakePaths, domain: Domain) -> pl.DataFrame:
     and every feature of every view. An entity a view has no row for gets nulls for that view.
     """
     key = domain.entity_key
-    missing = [p for p in (paths.spine, *(paths.features(v.name) for v in domain.feature_views)) if not p.exists()]
+    missing = [p for p in (paths.spine(domain.name), *(paths.features(v.name) for v in domain.feature_views)) if not p.exists()]
     if missing:
         raise FileNotFoundError(f"batch scoring needs the spine and feature tables; missing {[str(p) for p in missing]}")
     ctes = [f"""active AS (
-        SELECT DISTINCT {key} FROM read_parquet({_sql_path(paths.spine)})
-        WHERE day = (SELECT max(day) FROM read_parquet({_sql_path(paths.spine)}))
+        SELECT DISTINCT {key} FROM read_parquet({_sql_path(paths.spine(domain.name))})
+        WHERE day = (SELECT max(day) FROM read_parquet({_sql_path(paths.spine(domain.name))}))
     )"""]
     selects, joins, stamps = [], [], []
     for n, view in enumerate(domain.feature_views):
@@ -94,11 +94,11 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         "decision": pl.Series([r["decision"] for r in results], dtype=pl.Boolean),
         "model_version": pl.Series([r["model_version"] for r in results], dtype=pl.String),
     }).with_columns(scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")))
-    path = write_parquet_atomic(out, paths.batch_scores)
+    path = write_parquet_atomic(out, paths.batch_scores(domain.name))
     if out.height:
         # One file per feature day, rewritten when that day is scored again (by a new champion, say).
         day = out["event_timestamp"].max().date()
-        write_parquet_atomic(out, paths.score_history / f"{day.isoformat()}.parquet")
+        write_parquet_atomic(out, paths.score_history(domain.name) / f"{day.isoformat()}.parquet")
     return {
         "path": path,
         "rows": out.height,
@@ -120,7 +120,7 @@ def publish_online(store: Any, domain: Domain, paths: LakePaths) -> int:
 
     if scores_view_name(domain) not in {v.name for v in store.list_feature_views()}:
         apply_definitions(store, domain, paths)  # a registry applied before the scores view existed
-    frame = pl.read_parquet(paths.batch_scores, columns=[domain.entity_key, "event_timestamp", "score", "decision",
+    frame = pl.read_parquet(paths.batch_scores(domain.name), columns=[domain.entity_key, "event_timestamp", "score", "decision",
                                                          "model_version"])
     if frame.height:
         store.write_to_online_store(scores_view_name(domain), frame.to_pandas())

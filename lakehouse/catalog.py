@@ -21,21 +21,22 @@ def catalog_tables(paths: LakePaths, domain: Domain) -> dict[str, str]:
         tables[f"{s.name}_silver"] = str(paths.silver(s.name))
     for v in domain.feature_views:
         tables[f"{v.name}_features"] = str(paths.features(v.name))
-    tables["label_events"] = str(paths.labels)
-    tables["training_set"] = str(paths.training_set)
+    tables["label_events"] = str(paths.labels(domain.name))
+    tables["training_set"] = str(paths.training_set(domain.name))
     tables["training_runs"] = parquet_glob(paths.lake / "experiments")  # one row per training run
     return {name: p for name, p in tables.items() if any(Path(p).parent.glob(Path(p).name))}
 
 
-def refresh_catalog(paths: LakePaths, domain: Domain) -> dict[str, str]:
-    """Rebuild data/lakehouse.duckdb beside the old one and swap it in (readers never see it half-built)."""
-    tables = catalog_tables(paths, domain)
+def refresh_catalog(paths: LakePaths, domains: list[Domain]) -> dict[str, dict[str, str]]:
+    """Rebuild data/lakehouse.duckdb (one schema per domain) beside the old one and swap it in atomically."""
+    tables = {domain.name: catalog_tables(paths, domain) for domain in domains}
     target = paths.duckdb_file
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
     with duckdb.connect(str(tmp)) as con:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {domain.name}")
-        for name, path in tables.items():
-            con.execute(f"CREATE VIEW {domain.name}.{name} AS SELECT * FROM read_parquet('{path}', union_by_name = true)")
+        for schema, views in tables.items():
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            for name, path in views.items():
+                con.execute(f"CREATE VIEW {schema}.{name} AS SELECT * FROM read_parquet('{path}', union_by_name = true)")
     os.replace(tmp, target)
     return tables

@@ -27,11 +27,12 @@ class Column:
     isin: tuple[str, ...] | None = None
     not_in_future: bool = False
     description: str = ""
+    unit: str = ""  # a suffix numbers are written with in text files ("%", " kg"): stripped before parsing
 
 
 @dataclass(frozen=True)
 class Source:
-    """A raw source: producers drop one file per period into data/landing/<name>/."""
+    """A raw source: producers drop one file per period into data/landing/<landing folder>/."""
 
     name: str
     description: str
@@ -40,6 +41,11 @@ class Source:
     silver_key: tuple[str, ...]  # one silver row per key; the newest version wins
     version_column: str | None = None  # orders versions of a key; ties go to the latest batch
     formats: tuple[str, ...] = ("csv", "parquet")
+    landing: str = ""  # its folder under data/landing/ ("" = the source's name)
+
+    @property
+    def landing_folder(self) -> str:
+        return self.landing or self.name
 
     @property
     def column_names(self) -> list[str]:
@@ -114,6 +120,8 @@ class Domain:
     max_quarantine_rate: float = 0.05  # a batch with a larger share of bad rows is held back...
     min_held_rows: int = 5  # ...if it has at least this many (one bad row in a tiny file is not a broken feed)
     retraining: RetrainPolicy = RetrainPolicy()
+    entity_dtype: Literal["int64", "string"] = "int64"  # the entity key's type (Feast join key)
+    label_horizon: timedelta = timedelta(days=30)  # how long after its as-of time a label is final
     drift: DriftConfig = DriftConfig()  # methods and thresholds of the drift check (lakehouse/monitoring.py)
     performance_margin: float = 0.05  # live ROC AUC may fall this far below the hold-out AUC
     tags: dict[str, str] = field(default_factory=dict)

@@ -49,7 +49,7 @@ def feast_objects(domain: Domain, paths: LakePaths) -> FeastObjects:
     entity = Entity(
         name=domain.entity,
         join_keys=[domain.entity_key],
-        value_type=ValueType.INT64,
+        value_type=ValueType.STRING if domain.entity_dtype == "string" else ValueType.INT64,
         description=domain.entity_description,
     )
     sources, views = {}, {}
@@ -84,7 +84,7 @@ def feast_objects(domain: Domain, paths: LakePaths) -> FeastObjects:
         schema=[Field(name="score", dtype=feast.types.Float64, description="the champion's probability"),
                 Field(name="decision", dtype=feast.types.Bool, description="score >= the champion's threshold"),
                 Field(name="model_version", dtype=feast.types.String, description="the model that scored")],
-        source=FileSource(name=f"{scores_view_name(domain)}_source", path=str(paths.batch_scores),
+        source=FileSource(name=f"{scores_view_name(domain)}_source", path=str(paths.batch_scores(domain.name)),
                           timestamp_field="event_timestamp",
                           description="Batch scores, written by the batch_scores asset."),
         online=True,

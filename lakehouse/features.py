@@ -12,22 +12,22 @@ from lakehouse.io import copy_to_parquet_atomic
 from lakehouse.paths import LakePaths
 
 
-def _connect(paths: LakePaths, sources: tuple[str, ...], spine: bool) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the named silver tables (and the spine) as views."""
+def _connect(paths: LakePaths, sources: tuple[str, ...], spine_of: str | None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the named silver tables (and a domain's spine) as views."""
     con = duckdb.connect()
     for name in sources:
         con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{paths.silver(name)}')")
-    if spine:
-        con.execute(f"CREATE VIEW spine AS SELECT * FROM read_parquet('{paths.spine}')")
+    if spine_of:
+        con.execute(f"CREATE VIEW spine AS SELECT * FROM read_parquet('{paths.spine(spine_of)}')")
     return con
 
 
 def build_spine(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """Write the (entity, day) spine every feature view is computed on."""
-    with _connect(paths, domain.spine_sources, spine=False) as con:
-        rows = copy_to_parquet_atomic(con, domain.spine_sql, paths.spine)
+    with _connect(paths, domain.spine_sources, spine_of=None) as con:
+        rows = copy_to_parquet_atomic(con, domain.spine_sql, paths.spine(domain.name))
         first, last, entities = con.execute(
-            f"SELECT min(day), max(day), count(DISTINCT {domain.entity_key}) FROM read_parquet('{paths.spine}')"
+            f"SELECT min(day), max(day), count(DISTINCT {domain.entity_key}) FROM read_parquet('{paths.spine(domain.name)}')"
         ).fetchall()[0]
     return {"rows": rows, "entities": entities, "first_day": str(first), "last_day": str(last)}
 
@@ -35,7 +35,7 @@ def build_spine(paths: LakePaths, domain: Domain) -> dict[str, Any]:
 def build_feature_view(paths: LakePaths, domain: Domain, view: FeatureView) -> dict[str, Any]:
     """Write one feature view's table; return its row count and per-feature statistics."""
     out = paths.features(view.name)
-    with _connect(paths, view.sources, spine=True) as con:
+    with _connect(paths, view.sources, spine_of=domain.name) as con:
         rows = copy_to_parquet_atomic(con, view.sql, out)
         stats = feature_statistics(con, out, view)
     return {"rows": rows, **stats}
@@ -63,10 +63,10 @@ def feature_statistics(con: duckdb.DuckDBPyConnection, path: Path, view: Feature
 
 def build_labels(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """Write the label events (entity, as-of time, label) for the domain's matured windows."""
-    with _connect(paths, domain.label_sources, spine=True) as con:
-        rows = copy_to_parquet_atomic(con, f"SELECT * FROM ({domain.label_sql}) ORDER BY ALL", paths.labels)
+    with _connect(paths, domain.label_sources, spine_of=domain.name) as con:
+        rows = copy_to_parquet_atomic(con, f"SELECT * FROM ({domain.label_sql}) ORDER BY ALL", paths.labels(domain.name))
         positives, as_of_dates = con.execute(
-            f"SELECT coalesce(sum({domain.label_name}), 0), count(DISTINCT event_timestamp) FROM read_parquet('{paths.labels}')"
+            f"SELECT coalesce(sum({domain.label_name}), 0), count(DISTINCT event_timestamp) FROM read_parquet('{paths.labels(domain.name)}')"
         ).fetchall()[0]
     return {"rows": rows, "positives": int(positives), "as_of_dates": as_of_dates,
             "positive_rate": round(positives / rows, 4) if rows else None}

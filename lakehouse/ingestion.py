@@ -46,9 +46,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def landing_files(paths: LakePaths, source: str) -> list[Path]:
-    """Candidate files in a source's landing folder, by name (hidden and temporary files excluded)."""
-    folder = paths.landing / source
+def landing_files(paths: LakePaths, folder_name: str) -> list[Path]:
+    """Candidate files in a landing folder (a source's landing_folder), by name (hidden, temporary and folders excluded)."""
+    folder = paths.landing / folder_name
     if not folder.exists():
         return []
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
@@ -66,10 +66,10 @@ def rejected_files(paths: LakePaths, source: str | None = None) -> list[dict[str
     return [r for r in records if source is None or r["source"] == source]
 
 
-def check_landing_path(paths: LakePaths, source: str, path: Path) -> Path:
-    """The resolved path of a landing file, or RejectedFile if it escapes the source's landing folder."""
-    folder = (paths.landing / source).resolve()
-    candidate = path if path.is_absolute() else paths.landing / source / path
+def check_landing_path(paths: LakePaths, folder_name: str, path: Path) -> Path:
+    """The resolved path of a landing file, or RejectedFile if it escapes its landing folder."""
+    folder = (paths.landing / folder_name).resolve()
+    candidate = path if path.is_absolute() else paths.landing / folder_name / path
     if not SAFE_FILE_NAME.match(candidate.name):
         raise RejectedFile(f"unsafe file name {candidate.name!r}: use letters, digits, '.', '_' and '-' only")
     resolved = candidate.resolve()
@@ -136,7 +136,7 @@ def _record_rejection(paths: LakePaths, source: str, file: str, sha: str, reason
 def ingest_file(paths: LakePaths, source: Source, path: Path, known: dict[str, dict[str, Any]]) -> tuple[str, dict]:
     """Ingest one landing file; returns ("ingested" | "skipped" | "rejected", record)."""
     try:
-        resolved = check_landing_path(paths, source.name, path)
+        resolved = check_landing_path(paths, source.landing_folder, path)
     except RejectedFile as e:
         # The bytes were never read, so the record is keyed by the path the caller gave.
         sha = hashlib.sha256(str(path).encode()).hexdigest()
@@ -177,7 +177,7 @@ def ingest_file(paths: LakePaths, source: Source, path: Path, known: dict[str, d
 def ingest_source(paths: LakePaths, source: Source, files: list[str] | None = None) -> IngestResult:
     """Ingest the given landing files of a source (default: every file in its landing folder)."""
     known = {r["sha256"]: r for r in manifest(paths, source.name) + rejected_files(paths, source.name)}
-    candidates = [Path(f) for f in files] if files else landing_files(paths, source.name)
+    candidates = [Path(f) for f in files] if files else landing_files(paths, source.landing_folder)
     result = IngestResult()
     for path in candidates:
         status, record = ingest_file(paths, source, path, known)

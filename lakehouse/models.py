@@ -70,7 +70,7 @@ def schema_hash(domain: Domain) -> str:
 def data_versions(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """The exact inputs of a training run: every published batch (id, sha256) and the training set's hash."""
     batches = sorted((b["batch_id"], b["sha256"]) for b in published_batches(paths, [s.name for s in domain.sources]))
-    training_sha = hashlib.sha256(paths.training_set.read_bytes()).hexdigest()
+    training_sha = hashlib.sha256(paths.training_set(domain.name).read_bytes()).hexdigest()
     return {"training_set_sha256": training_sha, "batches": [{"batch_id": b, "sha256": s} for b, s in batches]}
 
 
@@ -84,7 +84,7 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
     from lakehouse import evaluation, registry, training
 
     started = time.perf_counter()
-    frame = pl.read_parquet(paths.training_set)
+    frame = pl.read_parquet(paths.training_set(domain.name))
     features, categorical = training.feature_columns(domain), training.categorical_columns(domain)
     split = training.time_split(frame)
     training.check_training_data(split, features, domain.label_name)
@@ -153,7 +153,7 @@ def gate_candidate(paths: LakePaths, domain: Domain, tag: str, options: Training
 
     text, meta = registry.load_model_text(paths, tag)
     candidate = training.load_trained_model(text, meta["features"], meta["categories"], meta["params"])
-    frame = pl.read_parquet(paths.training_set)
+    frame = pl.read_parquet(paths.training_set(domain.name))
     split = training.time_split(frame)
     y = split.test[domain.label_name].to_numpy()
     scores = candidate.predict(split.test)

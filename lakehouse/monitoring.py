@@ -657,24 +657,26 @@ def domain_drift(paths: Any, domain: Any, champion_tag: str, config: DriftConfig
 
     meta = registry.model_metadata(paths, champion_tag)
     features, categorical = list(meta["features"]), list(meta["categories"])
-    reference = champion_reference(paths.training_set, meta, max_rows=MAX_MONITORING_ROWS,
+    reference = champion_reference(paths.training_set(domain.name), meta, max_rows=MAX_MONITORING_ROWS,
                                    parts=REFERENCE_WINDOWS).select(features)
     current = recent_features(paths, domain, days=window_days, max_rows=MAX_MONITORING_ROWS).select(features)
-    log_table = prediction_log_table(paths)
+    log_table = prediction_log_table(paths, domain.name)
     if log_table.exists():
         log = pl.read_parquet(log_table)
-        served = served_features(log, reference.schema, domain.entity_key).select(features)
+        served = served_features(log.rename({"entity_id": domain.entity_key}), reference.schema,
+                                 domain.entity_key).select(features)
         current = pl.concat([current, served], how="vertical_relaxed")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     return drift_report(reference, current, features, categorical, meta.get("importance"), config or DriftConfig(),
                         report_dir=monitoring_dir(paths, domain) / "reports", report_name=f"drift_{stamp}")
 
 
-def score_history(paths: Any) -> pl.DataFrame:
+def score_history(paths: Any, domain: Any) -> pl.DataFrame:
     """Every day's batch scores as predictions (logged_at = the features' day), for live performance."""
-    files = sorted(paths.score_history.glob("*.parquet"))
+    files = sorted(paths.score_history(domain.name).glob("*.parquet"))
     if not files:
-        return pl.DataFrame(schema={"customer_id": pl.Int64, "logged_at": pl.Datetime("us"),
+        key_type = pl.Int64 if domain.entity_dtype == "int64" else pl.String
+        return pl.DataFrame(schema={domain.entity_key: key_type, "logged_at": pl.Datetime("us"),
                                     "model_version": pl.String, "score": pl.Float64, "decision": pl.Boolean})
     frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
     return frame.rename({"event_timestamp": "logged_at"})
@@ -685,10 +687,10 @@ def domain_performance(paths: Any, domain: Any, champion_tag: str, margin: float
     """Live performance of the daily batch scores on matured labels, and the champion's check against its hold-out."""
     from lakehouse import registry
 
-    predictions = score_history(paths).rename({"customer_id": domain.entity_key}, strict=False)
-    labels = pl.read_parquet(paths.labels) if paths.labels.exists() else pl.DataFrame(
+    predictions = score_history(paths, domain)
+    labels = pl.read_parquet(paths.labels(domain.name)) if paths.labels(domain.name).exists() else pl.DataFrame(
         schema={domain.entity_key: pl.Int64, "event_timestamp": pl.Datetime("us"), domain.label_name: pl.Int64})
-    live = live_performance(predictions, labels, domain.entity_key, domain.label_name)
+    live = live_performance(predictions, labels, domain.entity_key, domain.label_name, horizon=domain.label_horizon)
     holdout = registry.model_metadata(paths, champion_tag)["metrics"]["test"]["roc_auc"]
     return live, performance_check(live, holdout, margin, model_version=champion_tag)
 
@@ -700,7 +702,7 @@ def domain_skew(paths: Any, domain: Any, store: Any, champion_tag: str, sample_s
 
     meta = registry.model_metadata(paths, champion_tag)
     features, categorical = list(meta["features"]), list(meta["categories"])
-    log_table = prediction_log_table(paths)
+    log_table = prediction_log_table(paths, domain.name)
     if not log_table.exists():
         return {"passed": None, "reason": "no prediction log ingested yet", "sample_rows": 0}
     log = pl.read_parquet(log_table).filter((pl.col("endpoint") == "predict_ids") & pl.col("features_at").is_not_null())
@@ -708,6 +710,8 @@ def domain_skew(paths: Any, domain: Any, store: Any, champion_tag: str, sample_s
         return {"passed": None, "reason": "no online-feature predictions logged yet", "sample_rows": 0}
     schema = {f: (pl.String() if f in categorical else pl.Float64()) for f in features}
     # Recompute at the time the online values were written, not at the request's wall-clock time.
-    served = served_features(log.drop("logged_at").rename({"features_at": "logged_at"}), schema, domain.entity_key)
+    log = log.drop("logged_at").rename({"features_at": "logged_at", "entity_id": domain.entity_key})
+    served = served_features(log, schema, domain.entity_key).with_columns(
+        pl.col(domain.entity_key).cast(pl.Int64 if domain.entity_dtype == "int64" else pl.String))
     return skew_check(served, feast_recompute(store, domain), features, categorical, domain.entity_key,
                       sample_size=sample_size)

@@ -62,27 +62,23 @@ class LakePaths:
     def features(self, view: str) -> Path:
         return self.lake / "features" / f"{view}.parquet"
 
-    @property
-    def spine(self) -> Path:
-        return self.lake / "features" / "_spine.parquet"
+    def spine(self, domain: str) -> Path:
+        """One row per entity per active day: what every feature view of the domain is computed on."""
+        return self.lake / "features" / f"_{domain}_spine.parquet"
 
-    @property
-    def labels(self) -> Path:
-        return self.lake / "training" / "label_events.parquet"
+    def labels(self, domain: str) -> Path:
+        return self.lake / "training" / domain / "label_events.parquet"
 
-    @property
-    def training_set(self) -> Path:
-        return self.lake / "training" / "training_set.parquet"
+    def training_set(self, domain: str) -> Path:
+        return self.lake / "training" / domain / "training_set.parquet"
 
-    @property
-    def batch_scores(self) -> Path:
+    def batch_scores(self, domain: str) -> Path:
         """The champion's score of every active entity (the precompute serving pattern)."""
-        return self.lake / "serving" / "batch_scores.parquet"
+        return self.lake / "serving" / domain / "batch_scores.parquet"
 
-    @property
-    def score_history(self) -> Path:
+    def score_history(self, domain: str) -> Path:
         """One Parquet file of batch scores per feature day: the predictions live performance is measured on."""
-        return self.lake / "serving" / "score_history"
+        return self.lake / "serving" / domain / "score_history"
 
     @property
     def duckdb_file(self) -> Path:
@@ -93,10 +89,9 @@ class LakePaths:
     def feast(self) -> Path:
         return self.root / "feast"
 
-    @property
-    def prediction_log(self) -> Path:
-        """Small Parquet files of served predictions, written by the BentoML service."""
-        return self.root / "prediction_log"
+    def prediction_log(self, domain: str) -> Path:
+        """Small Parquet files of served predictions, written by the domain's BentoML service."""
+        return self.root / "prediction_log" / domain
 
     @property
     def dagster_home(self) -> Path:

@@ -31,10 +31,10 @@ logger = logging.getLogger(__name__)
 
 SCHEMA: dict[str, pl.DataType] = {
     "request_id": pl.String(),
-    "row_index": pl.Int64(),  # position in the request: keeps rows apart when there is no customer_id
+    "row_index": pl.Int64(),  # position in the request: keeps rows apart when there is no entity id
     "logged_at": pl.Datetime("us", "UTC"),
     "endpoint": pl.String(),
-    "customer_id": pl.Int64(),
+    "entity_id": pl.String(),  # the entity key's value as text (ids may be numbers or strings)
     "features": pl.String(),  # JSON text of the feature values the model was given
     "features_at": pl.Datetime("us", "UTC"),  # newest event time of those features (online lookups only)
     "model_version": pl.String(),
@@ -179,7 +179,7 @@ class PredictionLogger:
         self.close()
 
 
-DEDUP_KEY = ["request_id", "customer_id", "row_index"]
+DEDUP_KEY = ["request_id", "entity_id", "row_index"]
 
 
 def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -188,21 +188,21 @@ def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFra
                          for c, t in columns.items()])
 
 
-def prediction_log_table(paths: LakePaths) -> Path:
-    return paths.lake / "serving" / "prediction_log.parquet"
+def prediction_log_table(paths: LakePaths, domain: str) -> Path:
+    return paths.lake / "serving" / domain / "prediction_log.parquet"
 
 
-def ingest_prediction_log(paths: LakePaths) -> dict[str, Any]:
-    """Append the log files not yet in the lake table to it (dedup on request_id+customer_id+row_index).
+def ingest_prediction_log(paths: LakePaths, domain: str) -> dict[str, Any]:
+    """Append the log files not yet in the lake table to it (dedup on request_id+entity_id+row_index).
 
     The table keeps a source_file column, so a file already ingested is not read again. The log files
     are left in place (their retention is not handled here).
     """
-    table = prediction_log_table(paths)
+    table = prediction_log_table(paths, domain)
     columns = {**SCHEMA, "source_file": pl.String()}
     existing = _conform(pl.read_parquet(table), columns) if table.exists() else pl.DataFrame(schema=columns)
     seen = set(existing["source_file"].unique().to_list())
-    new_files = [f for f in log_files(paths.prediction_log) if f.name not in seen]
+    new_files = [f for f in log_files(paths.prediction_log(domain)) if f.name not in seen]
     frames = [pl.read_parquet(f).with_columns(source_file=pl.lit(f.name)) for f in new_files]
     new = (pl.concat(frames, how="diagonal_relaxed") if frames else existing.clear())
     new = _conform(new, columns)

@@ -55,8 +55,8 @@ def lake_summary(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         "features": {v.name: _count(paths.features(v.name)) for v in domain.feature_views},
         "online_windows": materialization_state(paths),
         "online_entities": online_entity_count(paths),
-        "label_events": _count(paths.labels),
-        "training_rows": _count(paths.training_set),
+        "label_events": _count(paths.labels(domain.name)),
+        "training_rows": _count(paths.training_set(domain.name)),
     }
 
 

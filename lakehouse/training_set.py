@@ -18,7 +18,7 @@ class TrainingSetError(RuntimeError):
 
 def build_training_set(store: Any, domain: Domain, paths: LakePaths) -> dict[str, Any]:
     """Join every label event with the features known at its time; write and describe the result."""
-    labels = pl.read_parquet(paths.labels)
+    labels = pl.read_parquet(paths.labels(domain.name))
     entity_df = labels.to_pandas()
     entity_df["event_timestamp"] = entity_df["event_timestamp"].dt.tz_localize("UTC")
     joined = pl.from_pandas(historical_features(store, domain, entity_df))
@@ -27,7 +27,7 @@ def build_training_set(store: Any, domain: Domain, paths: LakePaths) -> dict[str
     )
     if joined.height != labels.height:
         raise TrainingSetError(f"{labels.height} label events in, {joined.height} training rows out")
-    write_parquet_atomic(joined, paths.training_set)
+    write_parquet_atomic(joined, paths.training_set(domain.name))
     features = [f.name for v in domain.feature_views for f in v.features]
     nulls = {f: joined[f].null_count() for f in features}
     return {
@@ -44,8 +44,8 @@ def build_training_set(store: Any, domain: Domain, paths: LakePaths) -> dict[str
 def compare_with_labels(paths: LakePaths, domain: Domain) -> dict[str, int]:
     """Label events missing from the training set, and training rows that match no label event."""
     keys = [domain.entity_key, "event_timestamp"]
-    labels = pl.read_parquet(paths.labels, columns=keys)
-    training = pl.read_parquet(paths.training_set, columns=keys)
+    labels = pl.read_parquet(paths.labels(domain.name), columns=keys)
+    training = pl.read_parquet(paths.training_set(domain.name), columns=keys)
     return {
         "label_rows": labels.height,
         "training_rows": training.height,

@@ -46,6 +46,8 @@ def _cast(column: Column, raw: pl.Expr, raw_dtype: pl.DataType) -> pl.Expr:
     if raw_dtype != pl.String:
         return raw.cast(target, strict=False)
     text = raw.str.strip_chars()
+    if column.unit:
+        text = text.str.strip_suffix(column.unit.strip()).str.strip_chars()
     text = pl.when(text == "").then(None).otherwise(text)
     if column.dtype == "bool":
         lowered = text.str.to_lowercase()

@@ -37,7 +37,7 @@ def scored(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory) -> tuple[L
 
 def test_batch_scores_equal_live_scoring(scored: tuple[LakePaths, dict]) -> None:
     paths, stats = scored
-    stored = pl.read_parquet(paths.batch_scores)
+    stored = pl.read_parquet(paths.batch_scores("churn"))
     assert stored.columns == ["customer_id", "event_timestamp", "score", "decision", "model_version", "scored_at"]
     features = latest_features(paths, CHURN)
     champion = scoring.load_champion(paths, CHURN.name)
@@ -62,15 +62,15 @@ def test_latest_features_are_the_online_values(scored: tuple[LakePaths, dict]) -
     ids = features["customer_id"].to_list()[:100]
     online = scoring.online_rows(feature_store(paths), champion, CHURN.entity_key, ids)
     assert [{f: row[f] for f in champion.features} for row in features.head(100).iter_rows(named=True)] == online
-    stored = pl.read_parquet(paths.batch_scores).head(100)
+    stored = pl.read_parquet(paths.batch_scores("churn")).head(100)
     live = scoring.score_rows(champion, CHURN.entity_key, ids, online)
     assert stored["score"].to_list() == [r["score"] for r in live]
 
 
 def test_one_row_per_active_customer_and_none_for_cancelled(scored: tuple[LakePaths, dict]) -> None:
     paths, _ = scored
-    stored = pl.read_parquet(paths.batch_scores)
-    spine = pl.read_parquet(paths.spine)
+    stored = pl.read_parquet(paths.batch_scores("churn"))
+    spine = pl.read_parquet(paths.spine("churn"))
     last_day = spine["day"].max()
     active = set(spine.filter(pl.col("day") == last_day)["customer_id"])
     assert stored["customer_id"].n_unique() == stored.height
@@ -89,7 +89,7 @@ def test_precomputed_scores_are_the_stored_rows_from_the_online_store(scored: tu
 
     paths, _ = scored
     store = feature_store(paths)
-    stored = pl.read_parquet(paths.batch_scores)
+    stored = pl.read_parquet(paths.batch_scores("churn"))
     assert publish_online(store, CHURN, paths) == stored.height
     rows = [stored.row(n, named=True) for n in (0, stored.height // 2, stored.height - 1)]
     found = precomputed_scores(store, CHURN, [r["customer_id"] for r in rows] + [10**12])
@@ -109,7 +109,7 @@ def test_batch_score_without_champion_is_a_clear_error(lake: LakePaths, tmp_path
         dg.materialize([batch_scores_asset(CHURN)],
                        resources={"lakehouse": LakehouseResource(data_root=str(copy.root))},
                        instance=dg.DagsterInstance.ephemeral())
-    assert not copy.batch_scores.exists()
+    assert not copy.batch_scores("churn").exists()
 
 
 def test_batch_scores_asset(scored: tuple[LakePaths, dict]) -> None:
@@ -121,12 +121,12 @@ def test_batch_scores_asset(scored: tuple[LakePaths, dict]) -> None:
     [mat] = result.asset_materializations_for_node("churn__batch_scores")
     assert mat.asset_key == dg.AssetKey(["churn", "batch_scores"])
     md = {k: v.value for k, v in mat.metadata.items()}
-    stored = pl.read_parquet(paths.batch_scores)
+    stored = pl.read_parquet(paths.batch_scores("churn"))
     assert md["dagster/row_count"] == stored.height
     assert md["positives"] == int(stored["decision"].sum())
     assert md["model_version"] == registry.champion(paths, CHURN.name)
     for k in ("score_mean", "score_p50", "score_p90"):
         assert isinstance(md[k], float)
     # The lookup reads the file the asset wrote.
-    [(n,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{paths.batch_scores}')").fetchall()
+    [(n,)] = duckdb.sql(f"SELECT count(*) FROM read_parquet('{paths.batch_scores('churn')}')").fetchall()
     assert n == stored.height

@@ -70,7 +70,7 @@ def test_served_bento_keeps_its_model_while_the_repo_service_switches(packaged: 
     """Two real `bentoml serve`s: the bento stays on its version, the repo service follows the champion."""
     paths, bento = packaged
     first = registry.champion(paths, CHURN.name)
-    stored = pl.read_parquet(paths.batch_scores)
+    stored = pl.read_parquet(paths.batch_scores("churn"))
     ids = stored["customer_id"].head(3).to_list()
     with bentoml_serve(paths, bento["tag"]) as pinned, bentoml_serve(paths) as live:
         for base in (pinned, live):

@@ -62,7 +62,7 @@ def value(paths, view: str, feature: str, day: date, cid: int = 1):
 
 
 def test_spine_runs_from_first_appearance_to_cancellation(built):
-    spine = pl.read_parquet(built.spine)
+    spine = pl.read_parquet(built.spine("churn"))
     days_2 = spine.filter(pl.col("customer_id") == 2)["day"]
     assert days_2.min() == D and days_2.max() == date(2025, 2, 15)
     assert spine.filter(pl.col("customer_id") == 1)["day"].max() == date(2025, 4, 24)  # the data's last day
@@ -99,7 +99,7 @@ def test_profile_shows_a_plan_change_only_after_it_happened(built):
 
 
 def test_labels_mark_cancellations_within_30_days_of_each_weekly_as_of_date(built):
-    labels = pl.read_parquet(built.labels)
+    labels = pl.read_parquet(built.labels("churn"))
     as_of = sorted(set(labels["event_timestamp"].to_list()))
     assert as_of[0] == datetime(2025, 2, 5) and as_of[-1] == datetime(2025, 3, 19)
     assert all((b - a) == timedelta(7) for a, b in zip(as_of, as_of[1:], strict=False))

@@ -60,8 +60,8 @@ def test_the_gate_decision_is_recorded_either_way_and_the_card_shows_it(lake_cop
 
 
 def test_a_single_class_training_set_stops_with_a_clear_message_and_promotes_nothing(lake_copy):
-    frame = pl.read_parquet(lake_copy.training_set).with_columns(pl.lit(0, dtype=pl.Int64).alias("churned_30d"))
-    frame.write_parquet(lake_copy.training_set)
+    frame = pl.read_parquet(lake_copy.training_set("churn")).with_columns(pl.lit(0, dtype=pl.Int64).alias("churned_30d"))
+    frame.write_parquet(lake_copy.training_set("churn"))
     before = registry.champion(lake_copy, CHURN.name)
     with pytest.raises(TrainingDataError, match="single class|one class|only"):
         train_candidate(lake_copy, CHURN, FAST)

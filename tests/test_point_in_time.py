@@ -12,7 +12,7 @@ from lakehouse.domains.churn import CHURN
 def oracle(lake) -> pl.DataFrame:
     """For every label row and view: the newest feature row at or before the label time, within the view's ttl."""
     con = duckdb.connect()
-    query = f"SELECT * FROM read_parquet('{lake.labels}')"
+    query = f"SELECT * FROM read_parquet('{lake.labels('churn')}')"
     for view in CHURN.feature_views:
         cols = ", ".join(f"f.{f.name}" for f in view.features)
         ttl_seconds = int(view.ttl.total_seconds())
@@ -30,15 +30,15 @@ def oracle(lake) -> pl.DataFrame:
 
 
 def test_training_set_equals_the_as_of_oracle_with_no_row_dropped(lake):
-    training = pl.read_parquet(lake.training_set)
+    training = pl.read_parquet(lake.training_set("churn"))
     expected = oracle(lake)
-    assert training.height == pl.read_parquet(lake.labels).height == expected.height > 1000
+    assert training.height == pl.read_parquet(lake.labels("churn")).height == expected.height > 1000
     assert_frame_equal(training.select(expected.columns), expected, check_dtypes=False)
 
 
 def test_no_feature_comes_from_after_the_label_time(lake):
     """Shifting every label one day earlier must change usage features: they move daily, so a leak would show."""
-    training = pl.read_parquet(lake.training_set)
+    training = pl.read_parquet(lake.training_set("churn"))
     usage = pl.read_parquet(lake.features("customer_usage"))
     later = training.join(usage, on=["customer_id", "event_timestamp"], how="inner", suffix="_f")
     # At an as-of time T the row stamped T (the day before T, completed) is the one used, never T + 1 day.

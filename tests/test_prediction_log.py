@@ -16,7 +16,7 @@ from lakehouse.prediction_log import PredictionLogger, log_files, read_predictio
 
 
 def record(n: int, request_id: str = "r", **extra) -> dict:
-    return {"request_id": request_id, "row_index": n, "endpoint": "predict_ids", "customer_id": n,
+    return {"request_id": request_id, "row_index": n, "endpoint": "predict_ids", "entity_id": str(n),
             "features": '{"a": 1}', "model_version": "m:1", "score": n / 1000, "decision": n % 2 == 0,
             "latency_ms": 1.5, **extra}
 
@@ -47,9 +47,9 @@ def test_n_records_are_n_rows_after_close(tmp_path: Path) -> None:
     logger.close()  # idempotent
     df = read_prediction_log(folder)
     assert df.height == 8 * 25 * 2
-    assert df.select("request_id", "customer_id").unique().height == df.height
+    assert df.select("request_id", "entity_id").unique().height == df.height
     assert df["logged_at"].dtype == pl.Datetime("us", "UTC")
-    assert df.schema["customer_id"] == pl.Int64
+    assert df.schema["entity_id"] == pl.String
     with pytest.raises(RuntimeError):
         logger.log([record(1)])
 
@@ -150,19 +150,19 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
     service.model_info()
     service.close_prediction_log()  # what BentoML's shutdown runs (marked @bentoml.on_shutdown)
     assert getattr(ChurnService.inner.close_prediction_log, "__bentoml_shutdown_hook__", False)
-    df = read_prediction_log(copy.prediction_log)
+    df = read_prediction_log(copy.prediction_log("churn"))
     assert df.height == len(ids) + 3
     by_endpoint = dict(df.group_by("endpoint").len().rows())
     assert by_endpoint == {"predict_ids": 4, "predict_features": 3}
     assert df["request_id"].n_unique() == 2
     ids_log = df.filter(pl.col("endpoint") == "predict_ids").sort("row_index")
-    assert ids_log["customer_id"].to_list() == ids
+    assert ids_log["entity_id"].to_list() == [str(i) for i in ids]
     preds = out1["predictions"]
     assert ids_log["score"].to_list()[:3] == [p.get("score") for p in preds][:3]
     assert ids_log["error"].to_list()[-1] == "unknown entity: no online features"
     assert ids_log["score"].to_list()[-1] is None
     feats = df.filter(pl.col("endpoint") == "predict_features").sort("row_index")
-    assert feats["customer_id"].null_count() == 3
+    assert feats["entity_id"].null_count() == 3
     assert feats["score"].to_list() == [p["score"] for p in out2["predictions"]]
     assert '"usage_trend": null' in feats["features"][1]
     assert (df["latency_ms"] > 0).all() and (df["model_version"] == champion.tag).all()
@@ -178,13 +178,13 @@ def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     from lakehouse.domains.churn import CHURN
 
     paths = LakePaths(tmp_path / "data")
-    with PredictionLogger(paths.prediction_log, flush_seconds=3600) as logger:
+    with PredictionLogger(paths.prediction_log("churn"), flush_seconds=3600) as logger:
         logger.log([record(i, request_id="a") for i in range(5)])
-    with PredictionLogger(paths.prediction_log, flush_seconds=3600) as logger:
+    with PredictionLogger(paths.prediction_log("churn"), flush_seconds=3600) as logger:
         # two rows repeat request a's (a retried write): dropped; one has no score.
         logger.log([record(0, request_id="a"), record(1, request_id="a"), record(7, request_id="b"),
                     record(8, request_id="b", score=None, decision=None, error="unknown entity")])
-    lake_io._temp_beside(paths.prediction_log / "x.parquet").write_bytes(b"PAR1 half")  # litter: ignored
+    lake_io._temp_beside(paths.prediction_log("churn") / "x.parquet").write_bytes(b"PAR1 half")  # litter: ignored
 
     asset = prediction_log_asset(CHURN)
     assert asset.key == prediction_log_key(CHURN) == dg.AssetKey(["churn", "prediction_log"])
@@ -201,14 +201,14 @@ def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     assert md["new_files"] == 2 and md["rows_in"] == 9 and md["duplicates_dropped"] == 2
     assert md["rows_out"] == md["dagster/row_count"] == 7 and md["errors"] == 1
     assert md["score_max"] == pytest.approx(0.007) and md["score_min"] == 0.0
-    table = pl.read_parquet(prediction_log_table(paths))
-    assert table.height == 7 and table.select("request_id", "customer_id").unique().height == 7
+    table = pl.read_parquet(prediction_log_table(paths, "churn"))
+    assert table.height == 7 and table.select("request_id", "entity_id").unique().height == 7
 
     md = run()  # nothing new: nothing read
     assert md["new_files"] == 0 and md["rows_in"] == 0 and md["rows_out"] == 7
 
-    with PredictionLogger(paths.prediction_log, flush_seconds=3600) as logger:
+    with PredictionLogger(paths.prediction_log("churn"), flush_seconds=3600) as logger:
         logger.log([record(9, request_id="c")])
     md = run()
     assert md["new_files"] == 1 and md["rows_in"] == 1 and md["rows_before"] == 7 and md["rows_out"] == 8
-    assert pl.read_parquet(prediction_log_table(paths)).height == 8
+    assert pl.read_parquet(prediction_log_table(paths, "churn")).height == 8
