@@ -453,7 +453,9 @@ def active_ids(data_root: Path, limit: int = 2000) -> list[int]:
     """Customer ids the online store knows (the active customers of the last batch scores)."""
     import polars as pl
 
-    ids = pl.read_parquet(data_root / "lake" / "serving" / "batch_scores.parquet", columns=["customer_id"])
+    from lakehouse.paths import LakePaths
+
+    ids = pl.read_parquet(LakePaths(data_root).batch_scores("churn"), columns=["customer_id"])
     ids = sorted(ids["customer_id"].to_list())
     return random.Random(3).sample(ids, min(limit, len(ids)))
 

@@ -1,4 +1,4 @@
-"""The `lakehouse` command line: generate demo data, run the pipeline headless, summarize, start the UI."""
+"""The `lakehouse` command line: demo data, the pipeline headless, models, datasets (add, run, serve, status), the UI."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from datetime import date, timedelta
 
+from lakehouse.datasets_cli import add_dataset_commands
 from lakehouse.models_cli import add_models_commands
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="rows per layer, quarantine and online-store coverage")
     p.set_defaults(func=cmd_summary)
     add_models_commands(sub)
+    add_dataset_commands(sub)
     p = sub.add_parser("dev", help="start the Dagster UI and daemon (dagster dev) with sensors on")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
@@ -209,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="dagster")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from lakehouse.datasets import DatasetSpecError
+
+    try:
+        return args.func(args)
+    except DatasetSpecError as e:  # a broken datasets/*.yaml: say which and why, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

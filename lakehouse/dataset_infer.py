@@ -12,6 +12,7 @@ import glob
 import math
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ MAX_BAD_TIMESTAMP_SHARE = 0.05  # more unparseable times than this would hold ev
 FORMATS = ("csv", "parquet")
 LEADING_ZERO = r"^[+-]?0\d"  # "01234": a code, not a number (typing it would lose the zero)
 NUMBER_WITH_UNIT = r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\s*(\D{1,8}?)$"
+ZONE_SUFFIX = r"\d(Z|[+-]\d{2}:?\d{2})$"  # "...10:22:01+01:00", "...10:22:01Z"
 ID_NAME = re.compile(r"(^|_)id$|[a-z]Id$|ID$")
 POSITIVE_TEXT = ("1", "true", "yes", "y", "t", "positive")
 
@@ -63,7 +65,8 @@ def _count_rows(path: Path) -> int:
 
 def read_sample(files: list[Path], limit: int = SAMPLE_ROWS) -> tuple[pl.DataFrame, int]:
     """Up to `limit` rows of the files as text (CSV read as written, Parquet values as text), and the total rows."""
-    frames, total = [], 0
+    frames: list[pl.DataFrame] = []
+    total = 0
     per_file = math.ceil(limit / max(len(files), 1))
     for path in files:
         try:
@@ -84,12 +87,12 @@ def read_sample(files: list[Path], limit: int = SAMPLE_ROWS) -> tuple[pl.DataFra
             raise DatasetSpecError(f"{path}: unreadable {path.suffix.lstrip('.')} file: {e}") from None
         if frame.height == 0:
             raise DatasetSpecError(f"{path}: no data rows")
-        if frames and frame.columns != frames[0].columns:
+        if frames and set(frame.columns) != set(frames[0].columns):
             first = frames[0].columns
             raise DatasetSpecError(
                 f"{path}: columns differ from {files[0].name} (only here: {[c for c in frame.columns if c not in first]}; "
                 f"missing here: {[c for c in first if c not in frame.columns]}); every file of a dataset needs the same columns")
-        frames.append(frame)
+        frames.append(frame.select(frames[0].columns) if frames else frame)  # columns in any order, as ingestion
     return pl.concat(frames, how="vertical"), total
 
 
@@ -170,13 +173,18 @@ def _describe_column(values: pl.Series) -> tuple[FeatureSpec, str, str]:
     return feature, summary, why
 
 
+def _label_keys(values: pl.Series, numeric: bool) -> pl.Series:
+    """Label values compared as the label SQL compares them: "1" equals "1.0", "Yes" equals "yes"; null if empty."""
+    written = values.str.strip_chars()
+    keys = written.cast(pl.Float64, strict=False) if numeric else written.str.to_lowercase()
+    return pl.select(pl.when(_present(values)).then(keys)).to_series()
+
+
 def _label_classes(values: pl.Series) -> dict[Any, tuple[str, int]]:
-    """The label's classes: normalized value -> (value as first written, rows), equal as the label SQL compares."""
+    """The label's classes: compared value -> (value as first written, rows); float keys when all are numbers."""
     written = values.filter(_present(values)).str.strip_chars()
-    numeric = written.cast(pl.Float64, strict=False)
-    # The label SQL counts "1" and "1.0" (and "Yes" and "yes") as the same value; so does this.
-    keys = numeric if numeric.null_count() == 0 else written.str.to_lowercase()
-    frame = pl.DataFrame({"key": keys, "text": written})
+    numeric = written.cast(pl.Float64, strict=False).null_count() == 0
+    frame = pl.DataFrame({"key": _label_keys(written, numeric), "text": written})
     counts = frame.group_by("key", maintain_order=True).agg(pl.col("text").first(), pl.len())
     return {row["key"]: (row["text"], row["len"]) for row in counts.iter_rows(named=True)}
 
@@ -192,19 +200,27 @@ def _label_problem(column: str, classes: dict[Any, tuple[str, int]]) -> str | No
     return f"label {column!r} has {len(classes)} distinct values ({values}); a binary label needs exactly two"
 
 
-def _choose_positive(column: str, classes: dict[Any, tuple[str, int]], positive: str | None) -> tuple[str, str]:
+def _choose_positive(column: str, classes: dict[Any, tuple[str, int]], positive: str | None,
+                     given_as: str = "--positive") -> tuple[str, str]:
     """(the positive value as written, why it was chosen); DatasetSpecError if a given value is not a class."""
     if positive is not None:
         key = float(positive) if isinstance(next(iter(classes)), float) and _is_number(positive) else positive.strip().lower()
         if key not in classes:
             found = ", ".join(repr(t) for t, _ in classes.values())
-            raise DatasetSpecError(f"--positive {positive!r} is not a value of label {column!r} (found {found})")
+            raise DatasetSpecError(f"{given_as} {positive!r} is not a value of label {column!r} (found {found})")
         return classes[key][0], "as given"
     for key, (text, _) in classes.items():
         if (key == 1.0 if isinstance(key, float) else key in POSITIVE_TEXT):
             return text, "it reads as 1/true/yes"
     text = min(classes.values(), key=lambda tc: tc[1])[0]
     return text, "the minority class; pass --positive to choose the other"
+
+
+def _is_positive(values: pl.Series, classes: dict[Any, tuple[str, int]], positive_text: str) -> pl.Series:
+    """1 where a label value is the positive class, 0 where it is the other, null where there is none."""
+    numeric = isinstance(next(iter(classes)), float)
+    key = float(positive_text) if numeric else positive_text.lower()
+    return (_label_keys(values, numeric) == key).cast(pl.Int8)
 
 
 def _is_number(text: str) -> bool:
@@ -217,10 +233,14 @@ def _is_number(text: str) -> bool:
 
 def _timestamp_check(column: str, values: pl.Series) -> tuple[str | None, list[str], pl.Series]:
     """(problem or None, notes, parsed times) for the event-time column, parsed as validation parses it."""
-    parsed = _typed(values, "datetime")
-    unparsed = values.filter(_present(values) & parsed.is_null())
     written = int(_present(values).sum())
     example = "write it like 2024-01-03 10:22:01.123"
+    first = values.filter(_present(values)).str.strip_chars().head(1).to_list()
+    try:
+        parsed = _typed(values, "datetime")
+    except pl.exceptions.ComputeError:  # polars guesses the format from the first value, and gives up on some
+        return f"timestamp {column!r} is not parseable as a date-time (e.g. {first[0]!r}); {example}", [], values
+    unparsed = values.filter(_present(values) & parsed.is_null())
     if getattr(parsed.dtype, "time_zone", None):
         zoned = values.filter(_present(values))[0]
         return (f"timestamp {column!r} carries a time zone (e.g. {zoned!r}); write times without one, in UTC", [],
@@ -228,9 +248,15 @@ def _timestamp_check(column: str, values: pl.Series) -> tuple[str | None, list[s
     if written == 0:
         return f"timestamp {column!r} is always empty", [], parsed
     if len(unparsed) / written > MAX_BAD_TIMESTAMP_SHARE:
+        if re.search(ZONE_SUFFIX, unparsed[0]):
+            return (f"timestamp {column!r} carries a time zone (e.g. {unparsed[0]!r}); write times without one, "
+                    "in UTC"), [], parsed
         return (f"timestamp {column!r} is not parseable as a date-time in {len(unparsed):,} of {written:,} rows "
                 f"(e.g. {unparsed[0]!r}); {example}"), [], parsed
     notes = []
+    if first and not re.match(r"\d{4}-\d{2}-\d{2}", first[0]):
+        notes.append(f"times are not written year-first (e.g. {first[0]!r}): check the range above, "
+                     "day and month may be swapped")
     if len(unparsed):
         notes.append(f"{len(unparsed):,} rows have a timestamp that does not parse (e.g. {unparsed[0]!r}): "
                      "validation will quarantine them")
@@ -296,10 +322,14 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
     elif label not in columns:
         problems.append(f"label column {label!r} is not in the data (columns: {', '.join(columns)}); "
                         "if labels come in separate files, give --labels and --labels-key")
-    roles = {entity: "entity", timestamp: "timestamp", **({labels_key: "labels key"} if labels_key else {})}
-    roles.setdefault(label, "label")
-    if len({entity, timestamp, label, labels_key} - {None}) < 3 + bool(labels_key):
-        problems.append("entity, timestamp, label (and labels key) must be four different columns")
+    named: list[tuple[str, str | None]] = [("entity", entity), ("timestamp", timestamp), ("label", label),
+                                           ("labels key", labels_key)]
+    roles: dict[str, str] = {}
+    for role, given in named:
+        if given is not None and given in roles:
+            problems.append(f"{given!r} cannot be both the {roles[given]} and the {role} column")
+        elif given is not None:
+            roles[given] = role
     for column in drop:
         if column not in columns:
             problems.append(f"--drop {column!r} is not a column of the data (columns: {', '.join(columns)})")
@@ -308,7 +338,7 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
     if problems:
         raise DatasetSpecError(f"{where}: " + "; ".join(problems))
 
-    entity_type, why = "int64", ""
+    entity_type = "int64"
     entity_values = events[entity]
     if not _unparsed(entity_values, "int64").is_empty() or entity_values.str.contains(LEADING_ZERO).any():
         entity_type = "string"
@@ -340,23 +370,20 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
         lines.append(f"  {unlabelled:,} rows have no label yet: they are kept for features, not for training")
 
     # The label as 0/1 per sampled event, for the leak check (joined by key when labels are separate).
-    label_written = label_values.str.strip_chars()
     if labels_frame is not None and labels_key:
-        keyed = labels_frame.select(pl.col(labels_key).str.strip_chars(), label_written.alias("_label"))
+        keyed = labels_frame.select(pl.col(labels_key).str.strip_chars(), pl.col(label).alias("_label"))
         duplicates = keyed.height - keyed[labels_key].n_unique()
-        keyed = keyed.unique(labels_key, keep="first")
-        joined = events.select(pl.col(labels_key).str.strip_chars()).join(keyed, on=labels_key, how="left")
-        event_labels = joined["_label"]
+        keyed = keyed.unique(labels_key, keep="first", maintain_order=True)
+        event_labels = events.select(pl.col(labels_key).str.strip_chars()).join(keyed, on=labels_key, how="left")["_label"]
         lines.append(f"labels: joined by {labels_key!r} from {len(labels_files or [])} file(s); "
-                     f"{event_labels.is_not_null().mean():.1%} of sampled events have a label so far")
+                     f"{_present(event_labels).mean():.1%} of sampled events have a label so far")
         if duplicates:
             lines.append(f"  {duplicates:,} label rows repeat a key: validation keeps the first per batch")
+        if label in columns:
+            lines.append(f"  {label!r} is also in the event files: not used as a feature (the label files are)")
     else:
-        event_labels = label_written
-    positive_flag = _typed(event_labels, "float64").is_in([_number(float(positive_text))]).cast(pl.Int8) \
-        if isinstance(next(iter(classes)), float) else (event_labels.str.to_lowercase() == positive_text.lower()).cast(pl.Int8)
-    positive_flag = pl.when(_present(event_labels.fill_null(""))).then(positive_flag).otherwise(None)
-    positive_flag = pl.select(positive_flag).to_series()
+        event_labels = label_values
+    is_positive = _is_positive(event_labels, classes, positive_text)
 
     excluded = {entity, timestamp, label, *drop, *([labels_key] if labels_key else [])}
     features, summaries, auto_dropped, suggestions = [], [], [], []
@@ -377,7 +404,7 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
             continue
         if ID_NAME.search(column):
             suggestions.append(f"{column!r} looks like an identifier ({summary}); if it is, add it to drop")
-        leak = _leak_note(feature, events[column], positive_flag)
+        leak = _leak_note(feature, events[column], is_positive)
         if leak:
             suggestions.append(f"{leak}: a leak or an outcome recorded after the event? if so, add it to drop")
         if why:
@@ -396,7 +423,7 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
     lines.append(f"features ({len(features)}; ranges and categories are observations, not enforced):")
     for f, summary in zip(features, summaries, strict=True):
         kind = f.type + (f" in {f.unit!r}" if f.unit else "")
-        lines.append(f"  {f.name:<{width}}  {kind:<14} {summary}"
+        lines.append(f"  {f.name:<{width}}  {kind:<15} {summary}"
                      + ("" if f.nullable else "; never missing, so a missing value will be quarantined"))
     if drop or auto_dropped:
         lines.append("dropped: " + ", ".join([*(f"{c} (--drop)" for c in drop),
@@ -408,8 +435,9 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
     spec = DatasetSpec(
         name=name, entity=entity, timestamp=timestamp, label=label, positive=positive_text, features=tuple(features),
         entity_type=entity_type, labels=LabelsSpec(key=labels_key, label=label) if labels_key else None,
-        drop=tuple(drop + auto_dropped), costs=costs or DatasetSpec.__dataclass_fields__["costs"].default,
-        files=tuple(str(p) for p in [*files, *(labels_files or [])]))
+        drop=tuple(drop + auto_dropped), files=tuple(str(p) for p in [*files, *(labels_files or [])]))
+    if costs:
+        spec = replace(spec, costs=(float(costs[0]), float(costs[1])))
     # The same checks a hand-written file gets (name, reserved columns, clashes), and a proof it round-trips.
     return spec_from_dict(spec.to_dict(), where), lines
 
@@ -469,9 +497,9 @@ def check_spec_against_data(spec: DatasetSpec, files: list[Path], labels_files: 
             problems.append(problem)
         else:
             try:
-                _choose_positive(label_values.name, classes, spec.positive)
+                _choose_positive(label_values.name, classes, spec.positive, given_as="positive")
             except DatasetSpecError as e:
-                problems.append(str(e).replace("--positive", "positive"))
+                problems.append(str(e))
     return problems
 
 

@@ -249,7 +249,8 @@ def to_domain(spec: DatasetSpec) -> Domain:
     else:
         columns.append(Column(spec.label, "string", nullable=True, description="the label, as written"))
         unique_key = (key, ts)
-    sources = [Source(n, f"{n} events: one row per {key} and {ts}", tuple(columns), unique_key, unique_key)]
+    sources = [Source(n, f"{n} events: one row per {key} and {ts}", tuple(columns), unique_key, unique_key,
+                      ignored_columns=tuple(c for c in spec.drop if c not in {col.name for col in columns}))]
     label_sources = [n]
     if spec.labels:
         lk = spec.labels.key

@@ -42,6 +42,7 @@ class Source:
     version_column: str | None = None  # orders versions of a key; ties go to the latest batch
     formats: tuple[str, ...] = ("csv", "parquet")
     landing: str = ""  # its folder under data/landing/ ("" = the source's name)
+    ignored_columns: tuple[str, ...] = ()  # allowed in files, kept in bronze, never typed or used
 
     @property
     def landing_folder(self) -> str:
@@ -121,6 +122,8 @@ class Domain:
     min_held_rows: int = 5  # ...if it has at least this many (one bad row in a tiny file is not a broken feed)
     retraining: RetrainPolicy = RetrainPolicy()
     entity_dtype: Literal["int64", "string"] = "int64"  # the entity key's type (Feast join key)
+    service: str = "bentos.dataset_service:DatasetService"  # the BentoML service (started with --arg dataset=<name>)
+    drift_window_days: int = 30  # the newest days of feature rows the drift check compares with the reference
     label_horizon: timedelta = timedelta(days=30)  # how long after its as-of time a label is final
     drift: DriftConfig = DriftConfig()  # methods and thresholds of the drift check (lakehouse/monitoring.py)
     performance_margin: float = 0.05  # live ROC AUC may fall this far below the hold-out AUC

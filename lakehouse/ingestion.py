@@ -113,7 +113,7 @@ def read_landing_file(path: Path, source: Source) -> pl.DataFrame:
         raise RejectedFile("no data rows (header only)")
     expected, found = source.column_names, df.columns
     missing = [c for c in expected if c not in found]
-    unknown = [c for c in found if c not in expected]
+    unknown = [c for c in found if c not in expected and c not in source.ignored_columns]
     if missing:
         raise RejectedFile(f"missing required columns {missing}; expected {expected}")
     if unknown:

@@ -636,7 +636,6 @@ def _equal(served: pl.Series, recomputed: pl.Series, categorical: bool, rel_tol:
 
 # ----------------------------------------------------------------------- a domain's monitoring, from the lake
 
-DRIFT_WINDOW_DAYS = 7  # the newest feature days compared with the champion's training rows
 # The reference is the newest data the champion was fitted and judged on (its validation and hold-out
 # windows): features with a trend (tenure, 90-day counts that fill up) would make older rows drift by design.
 REFERENCE_WINDOWS = ("valid", "test")
@@ -648,8 +647,22 @@ def monitoring_dir(paths: Any, domain: Any) -> Path:
     return paths.root / "monitoring" / domain.name
 
 
-def domain_drift(paths: Any, domain: Any, champion_tag: str, config: DriftConfig = DriftConfig(),
-                 window_days: int = DRIFT_WINDOW_DAYS) -> DriftResult:
+def save_latest(paths: Any, domain: Any, kind: str, record: Mapping[str, Any]) -> Path:
+    """Keep a monitoring result as <monitoring dir>/<kind>_latest.json (for `lakehouse status`)."""
+    from lakehouse.io import write_json_atomic
+
+    stamped = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
+    return write_json_atomic(json.loads(json.dumps(stamped, default=str)),
+                             monitoring_dir(paths, domain) / f"{kind}_latest.json")
+
+
+def latest_result(paths: Any, domain: Any, kind: str) -> dict[str, Any] | None:
+    """The newest saved monitoring result of a kind ("drift", "performance"), or None."""
+    path = monitoring_dir(paths, domain) / f"{kind}_latest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def domain_drift(paths: Any, domain: Any, champion_tag: str, config: DriftConfig = DriftConfig()) -> DriftResult:
     """The champion's newest training-set rows vs the newest feature days plus the features served in them."""
     from lakehouse import registry
     from lakehouse.features import recent_features
@@ -659,7 +672,7 @@ def domain_drift(paths: Any, domain: Any, champion_tag: str, config: DriftConfig
     features, categorical = list(meta["features"]), list(meta["categories"])
     reference = champion_reference(paths.training_set(domain.name), meta, max_rows=MAX_MONITORING_ROWS,
                                    parts=REFERENCE_WINDOWS).select(features)
-    current = recent_features(paths, domain, days=window_days, max_rows=MAX_MONITORING_ROWS).select(features)
+    current = recent_features(paths, domain, days=domain.drift_window_days, max_rows=MAX_MONITORING_ROWS).select(features)
     log_table = prediction_log_table(paths, domain.name)
     if log_table.exists():
         log = pl.read_parquet(log_table)
@@ -667,8 +680,10 @@ def domain_drift(paths: Any, domain: Any, champion_tag: str, config: DriftConfig
                                  domain.entity_key).select(features)
         current = pl.concat([current, served], how="vertical_relaxed")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return drift_report(reference, current, features, categorical, meta.get("importance"), config or DriftConfig(),
-                        report_dir=monitoring_dir(paths, domain) / "reports", report_name=f"drift_{stamp}")
+    result = drift_report(reference, current, features, categorical, meta.get("importance"), config or DriftConfig(),
+                          report_dir=monitoring_dir(paths, domain) / "reports", report_name=f"drift_{stamp}")
+    save_latest(paths, domain, "drift", {"champion": champion_tag, **result.to_dict()})
+    return result
 
 
 def score_history(paths: Any, domain: Any) -> pl.DataFrame:
@@ -692,7 +707,9 @@ def domain_performance(paths: Any, domain: Any, champion_tag: str, margin: float
         schema={domain.entity_key: pl.Int64, "event_timestamp": pl.Datetime("us"), domain.label_name: pl.Int64})
     live = live_performance(predictions, labels, domain.entity_key, domain.label_name, horizon=domain.label_horizon)
     holdout = registry.model_metadata(paths, champion_tag)["metrics"]["test"]["roc_auc"]
-    return live, performance_check(live, holdout, margin, model_version=champion_tag)
+    check = performance_check(live, holdout, margin, model_version=champion_tag)
+    save_latest(paths, domain, "performance", {"champion": champion_tag, "check": check, "by_version": live["by_version"]})
+    return live, check
 
 
 def domain_skew(paths: Any, domain: Any, store: Any, champion_tag: str, sample_size: int = 1000) -> dict[str, Any]:

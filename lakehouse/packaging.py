@@ -11,15 +11,19 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from lakehouse.domain import Domain
 from lakehouse.paths import REPO_ROOT, LakePaths
 from lakehouse.registry import bentoml_home
 
-BENTOFILE = REPO_ROOT / "bentos" / "bentofile.yaml"
+BENTOFILE = REPO_ROOT / "bentos" / "bentofile.yaml"  # the churn demo's; other domains get a copy with their service
+CHURN_SERVICE = "bentos.churn_service:ChurnService"
 
 
 def service_name(domain: Domain) -> str:
@@ -36,6 +40,18 @@ def _bentoml_cli() -> str:
     return str(local) if local.exists() else shutil.which("bentoml") or "bentoml"
 
 
+def bentofile(domain: Domain, folder: Path) -> Path:
+    """bentos/bentofile.yaml with the domain's service (datasets also pack their declarations), written to folder."""
+    spec = yaml.safe_load(BENTOFILE.read_text())
+    spec["service"] = domain.service
+    spec["labels"] = {"domain": domain.name}
+    if domain.service != CHURN_SERVICE:
+        spec["include"] = [*spec["include"], "datasets/*.yaml"]
+    path = folder / "bentofile.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
 def build_bento(paths: LakePaths, domain: Domain, model_tag: str) -> dict[str, Any]:
     """Build (or reuse) the bento of `model_tag`; return its tag, path, size and whether it was reused."""
     version = model_tag.split(":")[-1]
@@ -46,10 +62,14 @@ def build_bento(paths: LakePaths, domain: Domain, model_tag: str) -> dict[str, A
     if not reused:
         env = {**os.environ, "BENTOML_HOME": str(bentoml_home(paths)), "LAKEHOUSE_DATA_ROOT": str(paths.root),
                "BENTOML_DO_NOT_TRACK": "True"}
+        args = ["--arg", f"model_tag={model_tag}"]
+        if domain.service != CHURN_SERVICE:
+            args += ["--arg", f"dataset={domain.name}"]  # the bento serves this dataset only
         started = time.perf_counter()
-        done = subprocess.run([_bentoml_cli(), "build", "-f", str(BENTOFILE), "--arg", f"model_tag={model_tag}",
-                               "--version", version, "--label", f"model={model_tag}", str(REPO_ROOT)],
-                              env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            done = subprocess.run([_bentoml_cli(), "build", "-f", str(bentofile(domain, Path(tmp))), *args,
+                                   "--version", version, "--label", f"model={model_tag}", str(REPO_ROOT)],
+                                  env=env, cwd=REPO_ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"bentoml build of {model_tag} failed (exit {done.returncode}):\n"

@@ -88,7 +88,9 @@ def build_schema(source: Source, now: datetime) -> pa.DataFrameSchema:
 def validate_frame(raw: pl.DataFrame, source: Source, now: datetime | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split a raw batch into typed valid rows and quarantined raw rows, each with a `_reason`."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
-    typed = raw.with_columns([_cast(c, pl.col(c.name), raw.schema[c.name]).alias(c.name) for c in source.columns])
+    ignored = [c for c in source.ignored_columns if c in raw.columns]  # kept in bronze and quarantine, not typed
+    typed = raw.drop(ignored).with_columns([_cast(c, pl.col(c.name), raw.schema[c.name]).alias(c.name)
+                                            for c in source.columns])
     reasons: list[list[str]] = [[] for _ in range(raw.height)]
     unparsed: dict[str, pl.Series] = {}
     for c in source.columns:

@@ -268,4 +268,6 @@ CHURN = Domain(
     risk_category="minimal",
     success_measure="Expected retention value per customer scored, above the no-model baseline.",
     slices=("plan", "region", "age_band"),
+    service="bentos.churn_service:ChurnService",
+    drift_window_days=7,  # a row per active customer per day: a week is ~50,000 rows at the demo's size
 )

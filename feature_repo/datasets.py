@@ -1,0 +1,9 @@
+"""Feast definitions of every user dataset (datasets/*.yaml), built from the same declarations as the pipeline's."""
+
+from lakehouse.datasets import load_datasets, to_domain
+from lakehouse.feast_defs import feast_objects
+from lakehouse.paths import LakePaths
+
+# Feast collects entities, sources, views and services from this module's attributes.
+for _spec in load_datasets().values():
+    globals().update(feast_objects(to_domain(_spec), LakePaths.from_env()).by_name())
