@@ -168,7 +168,9 @@ def _describe_column(values: pl.Series) -> tuple[FeatureSpec, str, str]:
             summary = f"{len(distinct):,} distinct values (too many to list as categories)"
     if missing:
         summary += f", {missing:.1%} missing"
-    feature = FeatureSpec(name=values.name, type=dtype, nullable=bool(missing), unit=unit, categories=categories,
+    # Features stay nullable even if the sample had no gap: LightGBM takes a missing value as missing,
+    # and quarantining a row for one empty field would lose the rest of it. Set nullable: false to enforce.
+    feature = FeatureSpec(name=values.name, type=dtype, nullable=True, unit=unit, categories=categories,
                           observed=observed)
     return feature, summary, why
 
@@ -379,8 +381,13 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
                      f"{_present(event_labels).mean():.1%} of sampled events have a label so far")
         if duplicates:
             lines.append(f"  {duplicates:,} label rows repeat a key: validation keeps the first per batch")
-        if label in columns:
-            lines.append(f"  {label!r} is also in the event files: not used as a feature (the label files are)")
+        if label in columns and label not in drop:
+            drop.append(label)  # ingestion must accept it in event files, and the model must never see it
+            lines.append(f"  {label!r} is also in the event files: dropped there (the label files hold the label)")
+        extra = [c for c in labels_frame.columns if c not in (labels_key, label)]
+        if extra:
+            lines.append(f"  label files also have {extra}: ingestion accepts only {labels_key!r} and {label!r}; "
+                         "remove the others from label files")
     else:
         event_labels = label_values
     is_positive = _is_positive(event_labels, classes, positive_text)
@@ -423,8 +430,7 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
     lines.append(f"features ({len(features)}; ranges and categories are observations, not enforced):")
     for f, summary in zip(features, summaries, strict=True):
         kind = f.type + (f" in {f.unit!r}" if f.unit else "")
-        lines.append(f"  {f.name:<{width}}  {kind:<15} {summary}"
-                     + ("" if f.nullable else "; never missing, so a missing value will be quarantined"))
+        lines.append(f"  {f.name:<{width}}  {kind:<15} {summary}")
     if drop or auto_dropped:
         lines.append("dropped: " + ", ".join([*(f"{c} (--drop)" for c in drop),
                                               *(f"{c} (a different value in every row: an identifier)" for c in auto_dropped)]))
@@ -488,6 +494,9 @@ def check_spec_against_data(spec: DatasetSpec, files: list[Path], labels_files: 
         for column, what in ((spec.labels.key, "labels key"), (spec.labels.label, "label column")):  # type: ignore[union-attr]
             if column not in labels_frame.columns:
                 problems.append(f"{what} {column!r} is not in the label files (columns: {', '.join(labels_frame.columns)})")
+        extra = [c for c in labels_frame.columns if c not in (spec.labels.key, spec.labels.label)]  # type: ignore[union-attr]
+        if extra:
+            problems.append(f"label files have columns {extra} besides the key and the label; ingestion rejects them")
         if spec.labels.label in labels_frame.columns:  # type: ignore[union-attr]
             label_values = labels_frame[spec.labels.label]  # type: ignore[union-attr]
     if label_values is not None:

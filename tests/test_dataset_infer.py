@@ -42,7 +42,7 @@ def test_inferred_types_read_units_booleans_and_categories(quirky: dict) -> None
     assert "Électronique" in features["merchant_category"].categories
     assert set(features["currency"].categories) == {"EUR €", "GBP £", "USD $", "JPY ¥"}
     assert not features["merchant_category"].enforce_categories  # observed, never enforced by default
-    assert features["amount"].nullable and not features["currency"].nullable
+    assert features["amount"].nullable and features["currency"].nullable  # features default to nullable
     assert features["amount"].min is None and features["amount"].observed["min"] > 0  # ranges are observations
     assert spec.entity_type == ("string" if quirky["variant"].startswith("separate") else "int64")
     assert spec.positive == "1.0"  # a float-typed label: the value that reads as 1
@@ -186,6 +186,9 @@ def test_labels_key_must_be_in_events_and_label_files(tmp_path: Path) -> None:
     spec, lines = _infer(events, labels_files=[tmp_path / "l.csv"], labels_key="event_ref")
     assert spec.labels is not None and spec.labels.key == "event_ref" and spec.positive == "1"
     assert any("75.0% of sampled events have a label so far" in line for line in lines)
+    pl.read_csv(events, infer_schema=False).with_columns(churned=pl.lit("")).write_csv(tmp_path / "with_label.csv")
+    spec, lines = _infer(tmp_path / "with_label.csv", labels_files=[tmp_path / "l.csv"], labels_key="event_ref")
+    assert "churned" in spec.drop and "churned" not in _features(spec)  # ingestion lets it in, the model never sees it
     with pytest.raises(DatasetSpecError, match="labels key 'event_ref' is not in the label files"):
         _infer(events, labels_files=[tmp_path / "wrong.csv"], labels_key="event_ref")
     with pytest.raises(DatasetSpecError, match="labels key 'order_ref' is not in the event files"):
