@@ -158,12 +158,27 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
         state = retrain_state(context.instance, lakehouse.paths, domain, checks)
         decision = decide(state, domain.retraining)
         record_decision(lakehouse.paths, domain, decision, state)
+        # The tick's logs ("View logs" in the UI) show the reason; a skipped tick's message alone is not shown.
+        context.log.info(("retraining requested: " if decision.fire else "no retraining: ") + decision.reason)
         if not decision.fire:
             return dg.SkipReason(decision.reason)
         return dg.RunRequest(run_key=decision.run_key, tags={"lakehouse/retrain_trigger": decision.trigger,
                                                              "lakehouse/retrain_reason": decision.reason[:200]})
 
     return _sensor
+
+
+def newest_evaluation(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> tuple | None:
+    """(record, evaluation) of a check's newest finished evaluation.
+
+    The newest execution record is often a queued run's placeholder (planned, no evaluation yet),
+    which would hide a failure evaluated just before it.
+    """
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=20):
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        if evaluation is not None:
+            return record, evaluation
+    return None
 
 
 def retrain_state(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain,
@@ -174,15 +189,12 @@ def retrain_state(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain
     training = latest_training(paths, domain)
     last = training["tag"] if training else None
     trained_at = datetime.fromisoformat(training["trained_at"]).timestamp() if training else None
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(checks.values()))
     failed = []
     for name, key in checks.items():
-        record = latest.get(key)
-        evaluation = record.event.asset_check_evaluation if record and record.event else None
+        found = newest_evaluation(instance, key)
         # Only a failure evaluated after the last training counts: older ones were already acted on.
-        if evaluation is not None and not evaluation.passed and (
-                trained_at is None or record.create_timestamp > trained_at):
-            failed.append(FailedCheck(name, record.id, evaluation.description or ""))
+        if found is not None and not found[1].passed and (trained_at is None or found[0].event.timestamp > trained_at):
+            failed.append(FailedCheck(name, found[0].id, found[1].description or ""))
     runs = instance.get_run_records(dg.RunsFilter(job_name=retrain_job_name(domain)), limit=1)
     since = time.time() - runs[0].create_timestamp.timestamp() if runs else None
     return RetrainState(last_trained=last, new_batches=new_batches(paths, domain, trained_batches(paths, last)),

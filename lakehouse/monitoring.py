@@ -672,12 +672,21 @@ def domain_drift(paths: Any, domain: Any, champion_tag: str, config: DriftConfig
     features, categorical = list(meta["features"]), list(meta["categories"])
     reference = champion_reference(paths.training_set(domain.name), meta, max_rows=MAX_MONITORING_ROWS,
                                    parts=REFERENCE_WINDOWS).select(features)
-    current = recent_features(paths, domain, days=domain.drift_window_days, max_rows=MAX_MONITORING_ROWS).select(features)
+    recent = recent_features(paths, domain, days=domain.drift_window_days, max_rows=MAX_MONITORING_ROWS)
+    current = recent.select(features)
     log_table = prediction_log_table(paths, domain.name)
-    if log_table.exists():
-        log = pl.read_parquet(log_table)
+    if log_table.exists() and recent.height:
+        # Served rows of the same window (by the time of their features), each (entity, feature time) once
+        # and at most a third of the sample: a load test must not outweigh what the population looks like.
+        start = recent["event_timestamp"].min()
+        log = (pl.read_parquet(log_table)
+               .filter(pl.col("features_at").dt.replace_time_zone(None) >= start)
+               .unique(["entity_id", "features_at"], keep="last"))
         served = served_features(log.rename({"entity_id": domain.entity_key}), reference.schema,
                                  domain.entity_key).select(features)
+        cap = max(current.height // 2, 1)
+        if served.height > cap:
+            served = served.sample(n=cap, seed=0)
         current = pl.concat([current, served], how="vertical_relaxed")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     result = drift_report(reference, current, features, categorical, meta.get("importance"), config or DriftConfig(),

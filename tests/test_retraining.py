@@ -100,6 +100,20 @@ def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_coo
         assert cooling.run_requests == [] and cooling.skip_message.startswith("cooldown: ")
 
 
+def test_a_queued_monitoring_run_does_not_hide_a_failed_drift_check(trained: LakePaths) -> None:
+    """The newest check record of a queued run is a placeholder without a result; the failure before it counts."""
+    drift_key = dg.AssetKey(["churn", "feature_drift"])
+    with dg.instance_for_test() as instance:
+        record_check(instance, drift_key, "drift_check", passed=False)
+        monitoring = build_definitions(str(trained.root)).resolve_job_def("churn_monitoring_job")
+        instance.create_run_for_job(monitoring, run_config={})  # queued: plans drift_check, evaluates nothing yet
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(drift_key, "drift_check"), limit=5)
+        assert history[0].event is None or history[0].event.asset_check_evaluation is None  # the placeholder
+        [request] = evaluate(trained, instance, "churn_retraining_sensor").run_requests
+        assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
+
+
 def test_monitoring_sensor_runs_once_per_online_store_refresh(trained: LakePaths) -> None:
     online = dg.AssetKey(["churn", "online_features"])
     with dg.instance_for_test() as instance:
