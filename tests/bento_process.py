@@ -26,15 +26,21 @@ def free_port() -> int:
 
 @contextmanager
 def bentoml_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnService",
-                  extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()) -> Iterator[str]:
-    """`bentoml serve TARGET [ARGS]` (a service path or a bento tag) on the data root; yields its base URL."""
+                  extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                  command: list[str] | None = None) -> Iterator[str]:
+    """`bentoml serve TARGET [ARGS]` (a service path or a bento tag) on the data root; yields its base URL.
+
+    `command` replaces the bentoml command line (e.g. `lakehouse serve NAME`); "--port <free port>" is appended.
+    """
     port = free_port()
     env = {**os.environ, DATA_ROOT_ENV: str(paths.root), "BENTOML_HOME": str(paths.root / "bentoml"),
            "BENTOML_DO_NOT_TRACK": "True", **(extra_env or {})}
     env.pop("LAKEHOUSE_API_KEY", None) if "LAKEHOUSE_API_KEY" not in (extra_env or {}) else None
     bentoml_cli = str(Path(sys.executable).parent / "bentoml")
     log = open(paths.root.parent / f"bentoml_serve_{port}.log", "wb")
-    proc = subprocess.Popen([bentoml_cli, "serve", target, *args, "--port", str(port), "--host", "127.0.0.1"],
+    argv = [*command, "--port", str(port)] if command else [bentoml_cli, "serve", target, *args, "--port", str(port),
+                                                            "--host", "127.0.0.1"]
+    proc = subprocess.Popen(argv,
                             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -104,7 +105,8 @@ def test_two_user_datasets_run_serve_and_react_to_drift_without_python(
     # Served through a real `bentoml serve`: by id through Feast, and by explicit features.
     training = pl.read_parquet(paths.training_set("shops"))
     known = training["customer_id"].tail(3).to_list()
-    with bentoml_serve(paths, "bentos.dataset_service:DatasetService", args=("--arg", "dataset=shops"),
+    lakehouse_cli = str(Path(sys.executable).parent / "lakehouse")
+    with bentoml_serve(paths, command=[lakehouse_cli, "serve", "shops"],
                        extra_env={DATASETS_ENV: str(tmp_path / "datasets")}) as base:
         status, body = post_json(base, "/predict_ids", {"customer_ids": known})
         assert status == 200, body
