@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from lakehouse import scoring
@@ -26,10 +24,6 @@ from lakehouse.paths import LakePaths
 
 
 
-def _sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def latest_features(paths: LakePaths, domain: Domain) -> pl.DataFrame:
     """One row per entity present on the spine's newest day: the latest row of every feature view.
 
@@ -37,31 +31,20 @@ def latest_features(paths: LakePaths, domain: Domain) -> pl.DataFrame:
     and every feature of every view. An entity a view has no row for gets nulls for that view.
     """
     key = domain.entity_key
-    missing = [p for p in (paths.spine(domain.name), *(paths.features(v.name) for v in domain.feature_views)) if not p.exists()]
+    active = paths.latest(f"_{domain.name}_active")
+    latest = {view.name: paths.latest(view.name) for view in domain.feature_views}
+    missing = [str(p) for p in (active, *latest.values()) if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"batch scoring needs the spine and feature tables; missing {[str(p) for p in missing]}")
-    ctes = [f"""active AS (
-        SELECT DISTINCT {key} FROM read_parquet({_sql_path(paths.spine(domain.name))})
-        WHERE day = (SELECT max(day) FROM read_parquet({_sql_path(paths.spine(domain.name))}))
-    )"""]
-    selects, joins, stamps = [], [], []
+        raise FileNotFoundError(f"batch scoring needs the features step's latest-row tables; missing {missing} "
+                                f"(materialize the {domain.name} feature assets)")
+    frame = pl.read_parquet(active).sort(key)
+    stamps = []
     for n, view in enumerate(domain.feature_views):
-        alias = f"v{n}"
-        cols = ", ".join(f.name for f in view.features)
-        ctes.append(f"""{alias} AS (
-        SELECT {key}, event_timestamp, {cols} FROM read_parquet({_sql_path(paths.features(view.name))})
-        WHERE {key} IN (SELECT {key} FROM active)
-        QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY event_timestamp DESC) = 1
-    )""")
-        selects.extend(f"{alias}.{f.name}" for f in view.features)
-        joins.append(f"LEFT JOIN {alias} USING ({key})")
-        stamps.append(f"{alias}.event_timestamp")
-    stamp = f"greatest({', '.join(stamps)})" if len(stamps) > 1 else stamps[0]
-    query = (f"WITH {', '.join(ctes)}\n"
-             f"SELECT a.{key}, {stamp} AS event_timestamp, {', '.join(selects)}\n"
-             f"FROM active a {' '.join(joins)}\nORDER BY a.{key}")
-    with duckdb.connect() as con:
-        return con.sql(query).pl()
+        rows = pl.read_parquet(latest[view.name], columns=[key, "event_timestamp", *(f.name for f in view.features)])
+        frame = frame.join(rows.rename({"event_timestamp": f"_t{n}"}), on=key, how="left", maintain_order="left")
+        stamps.append(f"_t{n}")
+    return frame.with_columns(event_timestamp=pl.max_horizontal(stamps)).select(
+        key, "event_timestamp", *(f.name for view in domain.feature_views for f in view.features))
 
 
 def _stats(frame: pl.DataFrame) -> dict[str, Any]:
@@ -85,15 +68,12 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     read_seconds = time.perf_counter() - started
     scored_at = datetime.now(UTC).replace(tzinfo=None)  # naive UTC, like the lake's other timestamps
     started = time.perf_counter()
-    results = scoring.score(champion, features)
+    # The same scores as scoring.score (the service's path), kept as arrays: no dict per row.
+    scores = pl.Series("score", scoring.predict(champion, features), dtype=pl.Float64)
     score_seconds = time.perf_counter() - started
-    out = pl.DataFrame({
-        key: features[key],
-        "event_timestamp": features["event_timestamp"],
-        "score": pl.Series([r["score"] for r in results], dtype=pl.Float64),
-        "decision": pl.Series([r["decision"] for r in results], dtype=pl.Boolean),
-        "model_version": pl.Series([r["model_version"] for r in results], dtype=pl.String),
-    }).with_columns(scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")))
+    out = features.select(key, "event_timestamp").with_columns(
+        scores, decision=scores >= champion.threshold, model_version=pl.lit(champion.tag, dtype=pl.String),
+        scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")))
     path = write_parquet_atomic(out, paths.batch_scores(domain.name))
     if out.height:
         # One file per feature day, rewritten when that day is scored again (by a new champion, say).

@@ -1,6 +1,6 @@
 """Infer a dataset file from the user's data: what `lakehouse dataset add` writes and prints.
 
-Each column's type is chosen by asking validation's own parser (lakehouse.validation._cast) whether it
+Each column's type is chosen by asking validation's own parser (lakehouse.validation.cast_column) whether it
 reads every value, so what is inferred here is exactly what validation accepts later. Ranges and
 categories go into the file as observations (never enforced); everything is printed for the user to
 check, and can be overridden by editing the file.
@@ -20,7 +20,7 @@ import polars as pl
 
 from lakehouse.datasets import COLUMN, RESERVED, DatasetSpec, DatasetSpecError, FeatureSpec, LabelsSpec, spec_from_dict
 from lakehouse.domain import Column
-from lakehouse.validation import FALSE_TEXT, TRUE_TEXT, _cast
+from lakehouse.validation import cast_column
 
 SAMPLE_ROWS = 200_000  # enough to see every category and range; the head of each file, split evenly
 MAX_CATEGORIES = 50
@@ -104,7 +104,7 @@ def _present(values: pl.Series) -> pl.Series:
 def _typed(values: pl.Series, dtype: str, unit: str = "") -> pl.Series:
     """The values typed exactly as validation types them; unparseable values become null."""
     column = Column(values.name or "value", dtype, unit=unit)  # type: ignore[arg-type]
-    return pl.DataFrame({"value": values}).select(_cast(column, pl.col("value"), pl.String)).to_series()
+    return pl.DataFrame({"value": values}).select(cast_column(column, pl.col("value"), pl.String)).to_series()
 
 
 def _unparsed(values: pl.Series, dtype: str, unit: str = "") -> pl.Series:

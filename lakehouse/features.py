@@ -26,6 +26,10 @@ def build_spine(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """Write the (entity, day) spine every feature view is computed on."""
     with _connect(paths, domain.spine_sources, spine_of=None) as con:
         rows = copy_to_parquet_atomic(con, domain.spine_sql, paths.spine(domain.name))
+        # The entities of the newest day, for batch scoring (one small file instead of a scan of the spine).
+        spine = f"read_parquet('{paths.spine(domain.name)}')"
+        copy_to_parquet_atomic(con, f"SELECT DISTINCT {domain.entity_key} FROM {spine} "
+                                    f"WHERE day = (SELECT max(day) FROM {spine})", paths.latest(f"_{domain.name}_active"))
         first, last, entities = con.execute(
             f"SELECT min(day), max(day), count(DISTINCT {domain.entity_key}) FROM read_parquet('{paths.spine(domain.name)}')"
         ).fetchall()[0]
@@ -37,6 +41,10 @@ def build_feature_view(paths: LakePaths, domain: Domain, view: FeatureView) -> d
     out = paths.features(view.name)
     with _connect(paths, view.sources, spine_of=domain.name) as con:
         rows = copy_to_parquet_atomic(con, view.sql, out)
+        # The newest row per entity: what the online store holds after materialization, read by batch scoring.
+        copy_to_parquet_atomic(con, f"SELECT * FROM read_parquet('{out}') QUALIFY row_number() OVER "
+                                    f"(PARTITION BY {domain.entity_key} ORDER BY event_timestamp DESC) = 1",
+                               paths.latest(view.name))
         stats = feature_statistics(con, out, view)
     return {"rows": rows, **stats}
 

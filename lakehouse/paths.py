@@ -62,6 +62,10 @@ class LakePaths:
     def features(self, view: str) -> Path:
         return self.lake / "features" / f"{view}.parquet"
 
+    def latest(self, name: str) -> Path:
+        """A view's newest row per entity, or a domain's entities of the newest day ("_<domain>_active")."""
+        return self.lake / "features" / "_latest" / f"{name}.parquet"
+
     def spine(self, domain: str) -> Path:
         """One row per entity per active day: what every feature view of the domain is computed on."""
         return self.lake / "features" / f"_{domain}_spine.parquet"

@@ -40,7 +40,7 @@ class ValidatedBatch:
     report: dict[str, Any]
 
 
-def _cast(column: Column, raw: pl.Expr, raw_dtype: pl.DataType) -> pl.Expr:
+def cast_column(column: Column, raw: pl.Expr, raw_dtype: pl.DataType) -> pl.Expr:
     """An expression typing one raw column; values that do not parse become null."""
     target = POLARS_TYPES[column.dtype]
     if raw_dtype != pl.String:
@@ -89,7 +89,7 @@ def validate_frame(raw: pl.DataFrame, source: Source, now: datetime | None = Non
     """Split a raw batch into typed valid rows and quarantined raw rows, each with a `_reason`."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     ignored = [c for c in source.ignored_columns if c in raw.columns]  # kept in bronze and quarantine, not typed
-    typed = raw.drop(ignored).with_columns([_cast(c, pl.col(c.name), raw.schema[c.name]).alias(c.name)
+    typed = raw.drop(ignored).with_columns([cast_column(c, pl.col(c.name), raw.schema[c.name]).alias(c.name)
                                             for c in source.columns])
     reasons: list[list[str]] = [[] for _ in range(raw.height)]
     unparsed: dict[str, pl.Series] = {}
