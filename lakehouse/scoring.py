@@ -12,6 +12,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +46,15 @@ class ChampionModel:
     @property
     def categories(self) -> dict[str, list[str]]:
         return self.model.categories
+
+    @cached_property
+    def category_codes(self) -> dict[str, dict[str, float]] | None:
+        """Per categorical feature, value -> the code LightGBM was trained with; None if the booster disagrees."""
+        model = self.model
+        categorical = [f for f in model.features if f in model.categories]
+        if model.booster.pandas_categorical != [model.categories[f] for f in categorical]:
+            return None  # trust LightGBM's own mapping (TrainedModel.predict) instead
+        return {f: {value: float(code) for code, value in enumerate(model.categories[f])} for f in categorical}
 
 
 def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
@@ -168,8 +178,7 @@ def predict(champion: ChampionModel, frame: pl.DataFrame) -> np.ndarray:
     metadata's, LightGBM's mapping is used instead.
     """
     model = champion.model
-    categorical = [f for f in model.features if f in model.categories]
-    if model.booster.pandas_categorical != [model.categories[f] for f in categorical]:
+    if champion.category_codes is None:
         return model.predict(frame)
     columns = []
     for f in model.features:
@@ -182,11 +191,25 @@ def predict(champion: ChampionModel, frame: pl.DataFrame) -> np.ndarray:
     return model.booster.predict(np.column_stack(columns), num_iteration=model.best_iteration)
 
 
-def score(champion: ChampionModel, frame: pl.DataFrame) -> list[dict[str, Any]]:
-    """One dict per row: score (churn probability), decision (score >= threshold) and model_version."""
-    scores = predict(champion, frame)
+def predict_rows(champion: ChampionModel, rows: list[dict[str, Any]]) -> np.ndarray:
+    """predict() for a few row dicts without building a frame: the per-request path (same matrix, same numbers)."""
+    codes, model = champion.category_codes, champion.model
+    if codes is None:
+        return predict(champion, _frame(champion, {f: [row[f] for row in rows] for f in champion.features}))
+    nan = float("nan")
+    matrix = np.array([[nan if row[f] is None else codes[f].get(str(row[f]), nan) if f in codes else float(row[f])
+                        for f in model.features] for row in rows], dtype=np.float64)
+    return model.booster.predict(matrix, num_iteration=model.best_iteration)
+
+
+def _results(champion: ChampionModel, scores: np.ndarray) -> list[dict[str, Any]]:
     return [{"score": float(s), "decision": bool(s >= champion.threshold), "model_version": champion.tag}
             for s in scores]
+
+
+def score(champion: ChampionModel, frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """One dict per row: score (churn probability), decision (score >= threshold) and model_version."""
+    return _results(champion, predict(champion, frame))
 
 
 def explain(champion: ChampionModel, frame_row: pl.DataFrame, top: int = 5) -> dict[str, Any]:
@@ -278,8 +301,7 @@ def score_rows(champion: ChampionModel, entity_key: str, entity_ids: list[int],
     known = [n for n, row in enumerate(rows) if any(v is not None for v in row.values())]
     scored: dict[int, dict[str, Any]] = {}
     if known:
-        frame = _frame(champion, {f: [rows[n][f] for n in known] for f in champion.features})
-        for n, result in zip(known, score(champion, frame)):
+        for n, result in zip(known, _results(champion, predict_rows(champion, [rows[n] for n in known]))):
             scored[n] = result
     out = []
     for n, entity_id in enumerate(entity_ids):
