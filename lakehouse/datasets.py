@@ -186,9 +186,16 @@ def _consistency_problems(spec: DatasetSpec) -> list[str]:
         if n.lower() in RESERVED:
             problems.append(f"column {n!r} is a name the lakehouse uses itself; rename it")
     features = [f.name for f in spec.features]
-    for role, column in (("entity", spec.entity), ("timestamp", spec.timestamp), ("label", spec.label)):
+    roles = [("entity", spec.entity), ("timestamp", spec.timestamp), ("label", spec.label)]
+    if spec.labels:
+        roles.append(("labels key", spec.labels.key))
+    for role, column in roles:
         if column in features:
             problems.append(f"{role} column {column!r} is also listed as a feature")
+    for n, (role, column) in enumerate(roles):
+        for other, same in roles[n + 1:]:
+            if column == same:
+                problems.append(f"the {role} and the {other} are the same column {column!r}")
     for column in set(spec.drop) & set(features):
         problems.append(f"column {column!r} is both dropped and a feature")
     if len(set(features)) != len(features):

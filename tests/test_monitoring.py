@@ -368,3 +368,37 @@ def test_skew_check_recomputes_through_feasts_point_in_time_join(paths):
     assert result["examples"] == [{key: 7, "logged_at": "2024-03-02 12:00:00", "feature": "minutes_7d",
                                    "served": -1.0, "recomputed": usage.filter((pl.col(key) == 7) & (
                                        pl.col("event_timestamp") == days[1]))["minutes_7d"].item()}]
+
+
+def test_domain_drift_counts_served_rows_of_its_window_once_and_capped(lake, tmp_path):
+    """A load test in the prediction log must not outweigh the population: same-window rows, deduplicated, capped."""
+    import shutil
+
+    from lakehouse import registry
+    from lakehouse.domains.churn import CHURN
+    from lakehouse.features import recent_features
+    from lakehouse.models import latest_candidate
+    from lakehouse.paths import LakePaths
+    from lakehouse.prediction_log import SCHEMA, prediction_log_table
+
+    paths = LakePaths(tmp_path / "data")
+    shutil.copytree(lake.root, paths.root)
+    tag = registry.champion(paths, "churn") or registry.promote(paths, "churn", latest_candidate(paths, CHURN), "test")
+    recent = recent_features(paths, CHURN, days=CHURN.drift_window_days)
+    row = recent.row(0, named=True)
+    features = json.dumps({f: row[f] for f in registry.model_metadata(paths, tag)["features"]}, default=str)
+    inside = row["event_timestamp"].replace(tzinfo=UTC)
+    outside = (recent["event_timestamp"].min() - timedelta(days=30)).replace(tzinfo=UTC)
+    n = 3 * recent.height  # far more served rows than feature rows
+    log = pl.DataFrame({
+        "request_id": [f"r{i}" for i in range(n)], "row_index": [0] * n, "logged_at": [datetime.now(UTC)] * n,
+        "endpoint": ["predict_ids"] * n, "entity_id": [str(i) for i in range(n)], "features": [features] * n,
+        "features_at": [inside] * (n - 10) + [outside] * 10, "model_version": [tag] * n, "score": [0.1] * n,
+        "decision": [False] * n, "latency_ms": [1.0] * n, "error": [None] * n,
+    }, schema=SCHEMA)
+    log = pl.concat([log, log.head(5)])  # a repeated (entity, feature time) counts once
+    table = prediction_log_table(paths, "churn")
+    table.parent.mkdir(parents=True, exist_ok=True)
+    log.write_parquet(table)
+    result = monitoring.domain_drift(paths, CHURN, tag)
+    assert result.rows["current"] == recent.height + recent.height // 2
