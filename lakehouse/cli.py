@@ -19,6 +19,10 @@ Next:
   .venv/bin/feast -c feature_repo feature-views list
   .venv/bin/lakehouse models list    models, metrics and the champion (model cards: data/models/churn/)
   .venv/bin/lakehouse summary        this table again
+  make serve                         the champion over HTTP on http://127.0.0.1:3001 (see the README, Serving)
+  .venv/bin/lakehouse simulate --drift-from 122   feed new days (with drift) to a running `make dev`
+  .venv/bin/lakehouse dataset add NAME --source 'your/*.csv' --entity ID --timestamp TIME --label Y
+                                     bring your own data (then `lakehouse run NAME`)
 Data lives under {root} (set {env} to move it).
 """
 
