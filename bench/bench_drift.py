@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from lakehouse.domains.churn import AGE_BANDS, CHANNELS, CHURN, PLANS, REGIONS  # noqa: E402
 
+from timing import alternating_pairs  # noqa: E402
+
 CATEGORIES = {"plan": PLANS, "region": REGIONS, "age_band": AGE_BANDS, "channel": CHANNELS}
 
 
@@ -117,14 +119,7 @@ def main() -> None:
             distance.jensenshannon(p, q)
 
     ours(), bare()  # warm-up
-    pairs = []
-    for i in range(pairs_n):
-        t = {}
-        for name, fn in ((("A", bare), ("B", ours)) if i % 2 == 0 else (("B", ours), ("A", bare))):
-            started = time.perf_counter()
-            fn()
-            t[name] = time.perf_counter() - started
-        pairs.append((t["A"], t["B"]))
+    pairs = alternating_pairs(bare, ours, pairs_n)
     ratios = [b / a for a, b in pairs]
     floor, presets = [], []
     for _ in range(pairs_n):

@@ -22,6 +22,8 @@ sys.path.insert(0, str(ROOT))
 from lakehouse.domains.churn import CHURN  # noqa: E402
 from lakehouse.paths import LakePaths  # noqa: E402
 
+from timing import alternating_pairs  # noqa: E402
+
 
 def main() -> None:
     import lightgbm as lgb
@@ -52,14 +54,7 @@ def main() -> None:
         training.train_lightgbm(split, features, categorical, label, params)
 
     ours(), bare()  # warm-up
-    pairs = []
-    for i in range(args.pairs):
-        t = {}
-        for name, fn in ((("A", bare), ("B", ours)) if i % 2 == 0 else (("B", ours), ("A", bare))):
-            started = time.perf_counter()
-            fn()
-            t[name] = time.perf_counter() - started
-        pairs.append((t["A"], t["B"]))
+    pairs = alternating_pairs(bare, ours, args.pairs)
     ratios = [b / a for a, b in pairs]
 
     started = time.perf_counter()
