@@ -118,6 +118,10 @@ def _in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
     return [r.dagster_run.run_id[:8] for r in runs]
 
 
+# Runs go one at a time; a burst of landing files must not keep monitoring and retraining waiting behind
+# it (Dagster's queue dequeues higher dagster/priority first).
+JUMP_THE_QUEUE = {"dagster/priority": "1"}
+
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
 
@@ -140,7 +144,8 @@ def monitoring_sensor(domain: Domain) -> dg.SensorDefinition:
         if busy:
             return dg.SkipReason(f"monitoring run {', '.join(busy)} in flight; the next tick catches up")
         context.update_cursor(str(newest))
-        return dg.RunRequest(run_key=f"monitor:{newest}", tags={"lakehouse/trigger": f"online_features:{newest}"})
+        return dg.RunRequest(run_key=f"monitor:{newest}", tags={"lakehouse/trigger": f"online_features:{newest}",
+                                                                 **JUMP_THE_QUEUE})
 
     return _sensor
 
@@ -163,7 +168,8 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
         if not decision.fire:
             return dg.SkipReason(decision.reason)
         return dg.RunRequest(run_key=decision.run_key, tags={"lakehouse/retrain_trigger": decision.trigger,
-                                                             "lakehouse/retrain_reason": decision.reason[:200]})
+                                                             "lakehouse/retrain_reason": decision.reason[:200],
+                                                             **JUMP_THE_QUEUE})
 
     return _sensor
 

@@ -87,6 +87,7 @@ def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_coo
         assert request.job_name is None or request.job_name == "churn_retrain_job"
         assert request.run_key.startswith("retrain:drift_check:")
         assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
+        assert request.tags["dagster/priority"] == "1"  # ahead of queued landing runs
         assert last_decision(trained, CHURN)["trigger"] == "drift_check"
 
         # The daemon launches the requested run: while it is in flight, and then during the cooldown,
