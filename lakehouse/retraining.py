@@ -59,6 +59,10 @@ def decide(state: RetrainState, policy: RetrainPolicy) -> Decision:
         return Decision(False, f"cooldown: the last retraining was requested {since:.0f}s ago "
                                f"(cooldown {policy.cooldown_seconds:.0f}s)", "")
     for check in state.failed_checks:
+        if check.name in policy.retrain_on_failed_checks and not state.new_batches and state.last_trained:
+            # Same inputs give the same model byte for byte: only new data can answer a failed check.
+            return Decision(False, f"{check.name} failed, but no batch arrived since {state.last_trained} was "
+                                   f"trained: retraining would reproduce it", "")
         if check.name in policy.retrain_on_failed_checks:
             detail = f": {check.description}" if check.description else ""
             return Decision(True, f"{check.name} failed (evaluation {check.evaluation_id}){detail}", check.name,

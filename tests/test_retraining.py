@@ -44,15 +44,27 @@ def test_decisions_fire_on_failed_checks_and_new_data_within_guardrails() -> Non
     assert data.fire and data.trigger == "new_data" and data.run_key.startswith("retrain:new_data:")
     first = decide(state(last_trained=None), POLICY)
     assert first.fire and first.trigger == "first_model"
+    same_inputs = decide(state(failed_checks=[drift], new_batches=[]), POLICY)
+    assert not same_inputs.fire and "retraining would reproduce it" in same_inputs.reason
     ignored = decide(state(failed_checks=[FailedCheck("skew_check", 5)]), POLICY)
     assert not ignored.fire  # skew is reported, but retraining does not fix a serving bug
 
 
 @pytest.fixture
 def trained(lake: LakePaths, tmp_path: Path) -> LakePaths:
+    """A copy of the session lake with a trained model and one published batch it has not seen."""
+    from lakehouse.ingestion import ingest_source
+    from lakehouse.validation import validate_new_batches
+
     copy = LakePaths(tmp_path / "data")
     shutil.copytree(lake.root, copy.root)
     assert latest_training(copy, CHURN) is not None
+    folder = copy.landing / "payments"
+    (folder / "payments_new.csv").write_text("payment_id,customer_id,charged_at,amount,failed\n"
+                                             "PNEW1,1,2025-04-01 10:00:00,9.99,false\n")
+    payments = CHURN.source("payments")
+    assert ingest_source(copy, payments, [str(folder / "payments_new.csv")]).ingested
+    validate_new_batches(copy, payments, CHURN.max_quarantine_rate, CHURN.min_held_rows)
     return copy
 
 
@@ -78,7 +90,7 @@ def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_coo
     drift_key = dg.AssetKey(["churn", "feature_drift"])
     with dg.instance_for_test() as instance:
         quiet = evaluate(trained, instance, "churn_retraining_sensor")
-        assert quiet.run_requests == [] and "new published batches" in quiet.skip_message
+        assert quiet.run_requests == [] and "1 new published batches" in quiet.skip_message
         assert last_decision(trained, CHURN)["fire"] is False
 
         record_check(instance, drift_key, "drift_check", passed=False)
