@@ -127,7 +127,7 @@ IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.Dag
 
 
 def monitoring_sensor(domain: Domain) -> dg.SensorDefinition:
-    """After the online store is refreshed by new data, run monitoring once (skipped while one is in flight)."""
+    """After new data reached the online store, run monitoring once (not beside a monitoring or landing run)."""
     job_name = monitoring_job_name(domain)
 
     @dg.sensor(name=f"{domain.name}_monitoring_sensor", job_name=job_name, minimum_interval_seconds=20,
@@ -143,6 +143,10 @@ def monitoring_sensor(domain: Domain) -> dg.SensorDefinition:
         busy = _in_flight(context.instance, job_name)
         if busy:
             return dg.SkipReason(f"monitoring run {', '.join(busy)} in flight; the next tick catches up")
+        # One monitoring run per burst of landing files: measured between every file it would starve them.
+        landing = [run for s in domain.sources for run in _in_flight(context.instance, landing_job_name(domain, s.name))]
+        if landing:
+            return dg.SkipReason(f"{len(landing)} landing run(s) queued or running; monitoring once they are done")
         context.update_cursor(str(newest))
         return dg.RunRequest(run_key=f"monitor:{newest}", tags={"lakehouse/trigger": f"online_features:{newest}",
                                                                  **JUMP_THE_QUEUE})
@@ -203,6 +207,7 @@ def retrain_state(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain
             failed.append(FailedCheck(name, found[0].id, found[1].description or ""))
     runs = instance.get_run_records(dg.RunsFilter(job_name=retrain_job_name(domain)), limit=1)
     since = time.time() - runs[0].create_timestamp.timestamp() if runs else None
+    last_trigger = runs[0].dagster_run.tags.get("lakehouse/retrain_trigger") if runs else None
     return RetrainState(last_trained=last, new_batches=new_batches(paths, domain, trained_batches(paths, last)),
                         failed_checks=failed, in_flight=_in_flight(instance, retrain_job_name(domain)),
-                        seconds_since_last_request=since)
+                        seconds_since_last_request=since, last_trigger=last_trigger)

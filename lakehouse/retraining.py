@@ -38,6 +38,7 @@ class RetrainState:
     failed_checks: list[FailedCheck] = field(default_factory=list)
     in_flight: list[str] = field(default_factory=list)  # run ids of retraining runs not finished yet
     seconds_since_last_request: float | None = None  # since the last retraining run was requested
+    last_trigger: str | None = None  # what the last retraining run was requested for
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ def decide(state: RetrainState, policy: RetrainPolicy) -> Decision:
             # Same inputs give the same model byte for byte: only new data can answer a failed check.
             return Decision(False, f"{check.name} failed, but no batch arrived since {state.last_trained} was "
                                    f"trained: retraining would reproduce it", "")
+        if check.name in policy.retrain_on_failed_checks and state.last_trigger == check.name and \
+                len(state.new_batches) < policy.min_new_batches:
+            # The last retraining answered this check and the gate kept the champion (the check still
+            # fails against it): another try needs as much new data as a routine retraining.
+            return Decision(False, f"{check.name} still fails after the retraining it triggered; "
+                                   f"{len(state.new_batches)} new published batches since, waiting for "
+                                   f"{policy.min_new_batches}", "")
         if check.name in policy.retrain_on_failed_checks:
             detail = f": {check.description}" if check.description else ""
             return Decision(True, f"{check.name} failed (evaluation {check.evaluation_id}){detail}", check.name,

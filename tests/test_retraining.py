@@ -44,6 +44,10 @@ def test_decisions_fire_on_failed_checks_and_new_data_within_guardrails() -> Non
     assert data.fire and data.trigger == "new_data" and data.run_key.startswith("retrain:new_data:")
     first = decide(state(last_trained=None), POLICY)
     assert first.fire and first.trigger == "first_model"
+    again = decide(state(failed_checks=[drift], last_trigger="drift_check"), POLICY)
+    assert not again.fire and "still fails after the retraining it triggered" in again.reason
+    assert decide(state(failed_checks=[drift], last_trigger="drift_check",
+                        new_batches=[f"b{i}" for i in range(10)]), POLICY).fire
     same_inputs = decide(state(failed_checks=[drift], new_batches=[]), POLICY)
     assert not same_inputs.fire and "retraining would reproduce it" in same_inputs.reason
     ignored = decide(state(failed_checks=[FailedCheck("skew_check", 5)]), POLICY)
@@ -138,4 +142,10 @@ def test_monitoring_sensor_runs_once_per_online_store_refresh(trained: LakePaths
         again = evaluate(trained, instance, "churn_monitoring_sensor", cursor=first.cursor)
         assert again.run_requests == [] and "no online_features materialization since" in again.skip_message
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=online))
+        # While landing runs are queued, monitoring waits for the burst to end (once, not between every file).
+        defs = build_definitions(str(trained.root))
+        queued = instance.create_run_for_job(defs.resolve_job_def("churn_usage_landing_job"), run_config={})
+        waiting = evaluate(trained, instance, "churn_monitoring_sensor", cursor=first.cursor)
+        assert waiting.run_requests == [] and "1 landing run(s) queued or running" in waiting.skip_message
+        instance.report_run_failed(queued)
         assert len(evaluate(trained, instance, "churn_monitoring_sensor", cursor=first.cursor).run_requests) == 1
