@@ -113,17 +113,18 @@ def monitoring_job(domain: Domain):
     )
 
 
-def _in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
-    runs = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=5)
-    return [r.dagster_run.run_id[:8] for r in runs]
-
-
 # Runs go one at a time; a burst of landing files must not keep monitoring and retraining waiting behind
 # it (Dagster's queue dequeues higher dagster/priority first).
 JUMP_THE_QUEUE = {"dagster/priority": "1"}
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
+
+
+def _in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
+    """Run ids (short) of the job's runs queued or running."""
+    runs = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT), limit=5)
+    return [r.dagster_run.run_id[:8] for r in runs]
 
 
 def monitoring_sensor(domain: Domain) -> dg.SensorDefinition:

@@ -204,12 +204,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def serve_command(name: str, host: str, port: int) -> list[str]:
     """The `bentoml serve` command line of a dataset's service (the churn demo's module needs no argument)."""
     from lakehouse.domains.registry import get_domain
-    from lakehouse.packaging import CHURN_SERVICE
+    from lakehouse.packaging import service_arguments
 
     bentoml = str(Path(sys.executable).parent / "bentoml")
-    service = get_domain(name).service
-    target = [service] if service == CHURN_SERVICE else [service, "--arg", f"dataset={name}"]
-    return [bentoml, "serve", *target, "--host", host, "--port", str(port)]
+    domain = get_domain(name)
+    return [bentoml, "serve", domain.service, *service_arguments(domain), "--host", host, "--port", str(port)]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

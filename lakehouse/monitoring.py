@@ -689,7 +689,7 @@ def domain_drift(paths: Any, domain: Any, champion_tag: str, config: DriftConfig
             served = served.sample(n=cap, seed=0)
         current = pl.concat([current, served], how="vertical_relaxed")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    result = drift_report(reference, current, features, categorical, meta.get("importance"), config or DriftConfig(),
+    result = drift_report(reference, current, features, categorical, meta.get("importance"), config,
                           report_dir=monitoring_dir(paths, domain) / "reports", report_name=f"drift_{stamp}")
     save_latest(paths, domain, "drift", {"champion": champion_tag, **result.to_dict()})
     return result

@@ -40,12 +40,17 @@ def _bentoml_cli() -> str:
     return str(local) if local.exists() else shutil.which("bentoml") or "bentoml"
 
 
+def service_arguments(domain: Domain) -> list[str]:
+    """The `--arg`s a domain's service needs: the generic dataset service is told which dataset it serves."""
+    return [] if domain.service == CHURN_SERVICE else ["--arg", f"dataset={domain.name}"]
+
+
 def bentofile(domain: Domain, folder: Path) -> Path:
     """bentos/bentofile.yaml with the domain's service (datasets also pack their declarations), written to folder."""
     spec = yaml.safe_load(BENTOFILE.read_text())
     spec["service"] = domain.service
     spec["labels"] = {"domain": domain.name}
-    if domain.service != CHURN_SERVICE:
+    if service_arguments(domain):
         spec["include"] = [*spec["include"], "datasets/*.yaml"]
     path = folder / "bentofile.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -62,9 +67,7 @@ def build_bento(paths: LakePaths, domain: Domain, model_tag: str) -> dict[str, A
     if not reused:
         env = {**os.environ, "BENTOML_HOME": str(bentoml_home(paths)), "LAKEHOUSE_DATA_ROOT": str(paths.root),
                "BENTOML_DO_NOT_TRACK": "True"}
-        args = ["--arg", f"model_tag={model_tag}"]
-        if domain.service != CHURN_SERVICE:
-            args += ["--arg", f"dataset={domain.name}"]  # the bento serves this dataset only
+        args = ["--arg", f"model_tag={model_tag}", *service_arguments(domain)]  # pinned to one model (and dataset)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             done = subprocess.run([_bentoml_cli(), "build", "-f", str(bentofile(domain, Path(tmp))), *args,

@@ -289,15 +289,9 @@ def freshness(times: dict[str, datetime | None], ttl: dict[str, timedelta], now:
             "stale": bool(stale), "stale_features": stale}
 
 
-def score_online(store: Any, champion: ChampionModel, entity_key: str,
-                 entity_ids: list[int]) -> list[dict[str, Any]]:
-    """Score entities from the online store; an entity with no online features gets an error, not a default."""
-    return score_rows(champion, entity_key, entity_ids, online_rows(store, champion, entity_key, entity_ids))
-
-
 def score_rows(champion: ChampionModel, entity_key: str, entity_ids: list[int],
                rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """score_online on feature rows already fetched (online_rows): an all-None row is an unknown entity."""
+    """Score entities on feature rows fetched from the online store; an all-None row is an unknown entity (an error, not a default)."""
     known = [n for n, row in enumerate(rows) if any(v is not None for v in row.values())]
     scored: dict[int, dict[str, Any]] = {}
     if known:

@@ -53,7 +53,7 @@ def test_batch_scores_equal_live_scoring(scored: tuple[LakePaths, dict]) -> None
 
 
 def test_latest_features_are_the_online_values(scored: tuple[LakePaths, dict]) -> None:
-    """The batch reads what the online store holds: same feature values, so the same scores as score_online."""
+    """The batch reads what the online store holds: same feature values, so the same scores as live scoring."""
     from lakehouse.feast_defs import feature_store
 
     paths, _ = scored
