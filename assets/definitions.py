@@ -9,7 +9,7 @@ from assets.models import candidate_asset, champion_asset, model_card_asset
 from assets.monitoring import drift_asset, performance_asset, skew_asset
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_asset, bento_asset, prediction_log_asset
-from assets.sensors import (landing_jobs, landing_sensor, monitoring_job, monitoring_sensor, retrain_job,
+from assets.sensors import (landing_jobs, landing_sensor, publish_job, publish_sensor, retrain_job,
                             retraining_sensor)
 from assets.training import labels_asset, training_set_asset, training_set_check
 from assets.validation import silver_asset, validated_asset
@@ -48,10 +48,10 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=[online_freshness_check(domain), training_set_check(domain)],
-        jobs=[*landing, monitoring_job(domain), retrain_job(domain),
+        jobs=[*landing, publish_job(domain), retrain_job(domain),
               dg.define_asset_job(all_job_name(domain.name), selection=dg.AssetSelection.key_prefixes([domain.name]),
                                   description=f"Every asset and check of {domain.name}: `lakehouse run {domain.name}`.")],
-        sensors=[landing_sensor(domain, landing), monitoring_sensor(domain), retraining_sensor(domain)],
+        sensors=[landing_sensor(domain, landing), publish_sensor(domain), retraining_sensor(domain)],
     )
 
 

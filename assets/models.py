@@ -23,6 +23,7 @@ class TrainingConfig(dg.Config):
     tune: bool = True  # seeded Optuna search; off = train once with the values above
     trials: int = 15
     timeout_seconds: float = 90.0
+    warm_start: bool = False  # try the champion's hyperparameters first (sensor-triggered retraining does)
     seed: int = LgbParams.seed
     min_auc_gain: float = 0.0  # the AUC gain over the champion whose 95% interval must lie above this
     slice_tolerance: float = 0.03  # the largest AUC drop allowed in any slice

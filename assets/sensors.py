@@ -1,8 +1,9 @@
-"""Sensors and jobs: landing (one run per new file), monitoring after new data, and retraining.
+"""Sensors and jobs: landing (one run per new file), publishing once per burst, and retraining.
 
-The landing sensor keys each run by the file's content hash. The monitoring sensor runs the
-monitoring job after online_features changes. The retraining sensor fires on new data or a failed
-drift/performance check, within a cooldown and never beside a retraining run in flight.
+The landing sensor keys each run by the file's content hash; a landing run stops at silver. The
+publish sensor runs the publish job (features offline and online, batch scores, monitoring) once a
+burst of landing runs is done. The retraining sensor fires on new data or a failed drift/performance
+check, within a cooldown and never beside a retraining run in flight.
 """
 
 import json
@@ -11,13 +12,13 @@ from datetime import datetime
 
 import dagster as dg
 
-from assets.feature_store import online_key
 from assets.ingestion import bronze_key
 from assets.models import candidate_key, champion_key
 from assets.monitoring import monitoring_check_keys
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_key, bento_key, prediction_log_key
 from assets.training import labels_key, training_set_key
+from assets.validation import silver_key
 from lakehouse.domain import Domain
 from lakehouse.ingestion import landing_files, manifest, rejected_files, sha256_file
 from lakehouse.paths import LakePaths
@@ -29,14 +30,17 @@ def landing_job_name(domain: Domain, source: str) -> str:
 
 
 def landing_jobs(domain: Domain) -> list:
-    """Per source: ingest a file and refresh everything downstream up to the online store."""
-    serving = dg.AssetSelection.groups(*(f"{domain.name}_{g}" for g in
-                                         ("ingestion", "validation", "silver", "features", "feature_store")))
+    """Per source: ingest, validate and append a file to silver.
+
+    Features and the online store are the publish job's, once per burst: every feature view is rebuilt
+    from all sources, and a run process pays seconds of imports (Feast's above all) before any work.
+    """
+    per_file = dg.AssetSelection.groups(*(f"{domain.name}_{g}" for g in ("ingestion", "validation", "silver")))
     return [
         dg.define_asset_job(
             landing_job_name(domain, s.name),
-            selection=dg.AssetSelection.assets(bronze_key(domain, s)).downstream() & serving,
-            description=f"Ingest new {s.name} files and refresh silver, features and the online store.",
+            selection=dg.AssetSelection.assets(bronze_key(domain, s)).downstream() & per_file,
+            description=f"Ingest new {s.name} files, validate them and append them to silver.",
         )
         for s in domain.sources
     ]
@@ -89,8 +93,8 @@ def retrain_job_name(domain: Domain) -> str:
     return f"{domain.name}_retrain_job"
 
 
-def monitoring_job_name(domain: Domain) -> str:
-    return f"{domain.name}_monitoring_job"
+def publish_job_name(domain: Domain) -> str:
+    return f"{domain.name}_publish_job"
 
 
 def retrain_job(domain: Domain):
@@ -102,18 +106,19 @@ def retrain_job(domain: Domain):
                                            "precomputed scores follow (the running service switches by itself).")
 
 
-def monitoring_job(domain: Domain):
-    """The prediction log, the day's batch scores, and every monitoring asset with its checks."""
+def publish_job(domain: Domain):
+    """Features, the Feast registry and online store, the prediction log, the day's batch scores, and monitoring."""
     return dg.define_asset_job(
-        monitoring_job_name(domain),
-        selection=dg.AssetSelection.assets(prediction_log_key(domain), batch_scores_key(domain))
-        | dg.AssetSelection.groups(f"{domain.name}_monitoring"),
-        description="Ingest the prediction log and score the newest day (precomputed scores, kept per day for "
-                    "live performance); then drift, live performance and training/serving skew with their checks.",
+        publish_job_name(domain),
+        selection=dg.AssetSelection.groups(*(f"{domain.name}_{g}" for g in ("features", "feature_store", "monitoring")))
+        | dg.AssetSelection.assets(prediction_log_key(domain), batch_scores_key(domain)),
+        description="Rebuild the features and publish them to Feast's online store, ingest the prediction log and "
+                    "score the newest day (precomputed scores, kept per day for live performance); then drift, live "
+                    "performance and training/serving skew with their checks.",
     )
 
 
-# Runs go one at a time; a burst of landing files must not keep monitoring and retraining waiting behind
+# Runs go one at a time; a burst of landing files must not keep publishing and retraining waiting behind
 # it (Dagster's queue dequeues higher dagster/priority first).
 JUMP_THE_QUEUE = {"dagster/priority": "1"}
 
@@ -127,29 +132,37 @@ def _in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
     return [r.dagster_run.run_id[:8] for r in runs]
 
 
-def monitoring_sensor(domain: Domain) -> dg.SensorDefinition:
-    """After new data reached the online store, run monitoring once (not beside a monitoring or landing run)."""
-    job_name = monitoring_job_name(domain)
+def newest_silver(instance: dg.DagsterInstance, domain: Domain) -> int | None:
+    """The storage id of the newest materialization of any of the domain's silver tables (None: never built)."""
+    ids = [records[0].storage_id for source in domain.sources
+           if (records := instance.fetch_materializations(silver_key(domain, source), limit=1).records)]
+    return max(ids, default=None)
 
-    @dg.sensor(name=f"{domain.name}_monitoring_sensor", job_name=job_name, minimum_interval_seconds=20,
+
+def publish_sensor(domain: Domain) -> dg.SensorDefinition:
+    """After new silver data, publish and monitor once (not beside a publish or landing run)."""
+    job_name = publish_job_name(domain)
+
+    @dg.sensor(name=f"{domain.name}_publish_sensor", job_name=job_name, minimum_interval_seconds=20,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Requests a monitoring run when online_features has a newer materialization.")
+               description="Requests a publish run (features, online store, batch scores, monitoring) once new "
+                           "data reached silver and no landing run is queued or running.")
     def _sensor(context: dg.SensorEvaluationContext):
-        records = context.instance.fetch_materializations(online_key(domain), limit=1).records
-        if not records:
-            return dg.SkipReason("online_features has never been materialized")
-        newest = records[0].storage_id
+        newest = newest_silver(context.instance, domain)
+        if newest is None:
+            return dg.SkipReason("the silver tables have never been materialized")
         if context.cursor and int(context.cursor) >= newest:
-            return dg.SkipReason(f"no online_features materialization since {context.cursor}")
+            return dg.SkipReason(f"no silver materialization since {context.cursor}")
         busy = _in_flight(context.instance, job_name)
         if busy:
-            return dg.SkipReason(f"monitoring run {', '.join(busy)} in flight; the next tick catches up")
-        # One monitoring run per burst of landing files: measured between every file it would starve them.
+            return dg.SkipReason(f"publish run {', '.join(busy)} in flight; the next tick catches up")
+        # One publish run per burst of landing files: between every file it would starve them, and
+        # would put half a day's files online.
         landing = [run for s in domain.sources for run in _in_flight(context.instance, landing_job_name(domain, s.name))]
         if landing:
-            return dg.SkipReason(f"{len(landing)} landing run(s) queued or running; monitoring once they are done")
+            return dg.SkipReason(f"{len(landing)} landing run(s) queued or running; publishing once they are done")
         context.update_cursor(str(newest))
-        return dg.RunRequest(run_key=f"monitor:{newest}", tags={"lakehouse/trigger": f"online_features:{newest}",
+        return dg.RunRequest(run_key=f"publish:{newest}", tags={"lakehouse/trigger": f"silver:{newest}",
                                                                  **JUMP_THE_QUEUE})
 
     return _sensor
@@ -172,9 +185,12 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
         context.log.info(("retraining requested: " if decision.fire else "no retraining: ") + decision.reason)
         if not decision.fire:
             return dg.SkipReason(decision.reason)
-        return dg.RunRequest(run_key=decision.run_key, tags={"lakehouse/retrain_trigger": decision.trigger,
-                                                             "lakehouse/retrain_reason": decision.reason[:200],
-                                                             **JUMP_THE_QUEUE})
+        # A short search that starts from the champion's hyperparameters: the loop's latency is mostly tuning.
+        tuning = {"trials": domain.retraining.tuning_trials, "warm_start": True}
+        return dg.RunRequest(run_key=decision.run_key,
+                             run_config={"ops": {candidate_key(domain).to_python_identifier(): {"config": tuning}}},
+                             tags={"lakehouse/retrain_trigger": decision.trigger,
+                                   "lakehouse/retrain_reason": decision.reason[:200], **JUMP_THE_QUEUE})
 
     return _sensor
 

@@ -94,6 +94,9 @@ class RetrainPolicy:
     min_new_batches: int = 15  # published batches the last trained model has not seen (3 days of 5 sources)
     cooldown_seconds: float = 180.0  # after a retraining run is requested, wait this long before the next
     retrain_on_failed_checks: tuple[str, ...] = ("drift_check", "performance_check")
+    # A triggered retraining searches briefly from the champion's hyperparameters (the first trial);
+    # the full search (TrainingConfig.trials) is for runs started by hand.
+    tuning_trials: int = 6
 
 
 @dataclass(frozen=True)

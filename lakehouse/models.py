@@ -30,6 +30,7 @@ class TrainingOptions:
     tune: bool = True
     trials: int = 15
     timeout_seconds: float = 90.0
+    warm_start: bool = False  # the search tries the champion's hyperparameters first
     seed: int = 42
     min_auc_gain: float = 0.0
     slice_tolerance: float = 0.03
@@ -91,8 +92,10 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
     base = training.LgbParams(**{**options.params, "seed": options.seed})
     trials: list[dict] = []
     if options.tune:
+        champion = registry.champion(paths, domain.name) if options.warm_start else None
+        first = registry.model_metadata(paths, champion)["params"] if champion else None
         base, trials = training.tune(split, features, categorical, domain.label_name, base, trials=options.trials,
-                                     timeout_seconds=options.timeout_seconds, progress=progress)
+                                     timeout_seconds=options.timeout_seconds, progress=progress, first=first)
     model = training.train_lightgbm(split, features, categorical, domain.label_name, base)
     baselines = training.train_baselines(split, features, categorical, domain.label_name)
 

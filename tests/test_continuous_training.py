@@ -76,10 +76,10 @@ def test_drifted_batches_retrain_gate_promote_and_the_service_switches(tmp_path:
             assert result.success, job_name
         assert tick(defs, instance, paths, "churn_landing_sensor", landing.cursor).run_requests == []
 
-        # 2. The monitoring sensor sees the refreshed online store; the drift check fails.
-        monitoring = tick(defs, instance, paths, "churn_monitoring_sensor")
+        # 2. The publish sensor sees the new features: the online store is refreshed and the drift check fails.
+        monitoring = tick(defs, instance, paths, "churn_publish_sensor")
         [request] = monitoring.run_requests
-        result = launch(defs, instance, request, "churn_monitoring_job")
+        result = launch(defs, instance, request, "churn_publish_job")
         [drift] = result.asset_materializations_for_node("churn__feature_drift")
         assert drift.metadata["status"].value == "failed", drift.metadata["reason"].value
         assert [c for c, _ in failed_checks(result)] == ["churn/feature_drift:drift_check"]

@@ -133,8 +133,8 @@ def test_two_user_datasets_run_serve_and_react_to_drift_without_python(
             result = defs.resolve_job_def(request.job_name).execute_in_process(
                 run_config=request.run_config, instance=instance, tags=request.tags, raise_on_error=False)
             assert result.success
-        [request] = tick(defs, instance, paths, "cards_monitoring_sensor").run_requests
-        result = defs.resolve_job_def("cards_monitoring_job").execute_in_process(instance=instance, raise_on_error=False)
+        [request] = tick(defs, instance, paths, "cards_publish_sensor").run_requests
+        result = defs.resolve_job_def("cards_publish_job").execute_in_process(instance=instance, raise_on_error=False)
         [drift] = result.asset_materializations_for_node("cards__feature_drift")
         assert drift.metadata["status"].value == "failed", drift.metadata["reason"].value
         assert "amount" in drift.metadata["drifted"].value

@@ -108,8 +108,8 @@ def test_the_definitions_load_with_the_expected_asset_graph():
                  "churn/prediction_log", "churn/batch_scores", "churn/bento", "churn/feature_drift",
                  "churn/live_performance", "churn/serving_skew"}
     assert keys == expected
-    assert {j.name for j in defs.jobs} >= {"churn_monitoring_job", "churn_retrain_job"}
-    assert {s.name for s in defs.sensors} == {"churn_landing_sensor", "churn_monitoring_sensor",
+    assert {j.name for j in defs.jobs} >= {"churn_publish_job", "churn_retrain_job"}
+    assert {s.name for s in defs.sensors} == {"churn_landing_sensor", "churn_publish_sensor",
                                                "churn_retraining_sensor"}
 
 

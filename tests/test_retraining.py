@@ -104,6 +104,9 @@ def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_coo
         assert request.run_key.startswith("retrain:drift_check:")
         assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
         assert request.tags["dagster/priority"] == "1"  # ahead of queued landing runs
+        # A short search from the champion's hyperparameters, not the full one.
+        assert request.run_config == {"ops": {"churn__model_candidate": {"config": {
+            "trials": CHURN.retraining.tuning_trials, "warm_start": True}}}}
         assert last_decision(trained, CHURN)["trigger"] == "drift_check"
 
         # The daemon launches the requested run: while it is in flight, and then during the cooldown,
@@ -122,7 +125,7 @@ def test_a_queued_monitoring_run_does_not_hide_a_failed_drift_check(trained: Lak
     drift_key = dg.AssetKey(["churn", "feature_drift"])
     with dg.instance_for_test() as instance:
         record_check(instance, drift_key, "drift_check", passed=False)
-        monitoring = build_definitions(str(trained.root)).resolve_job_def("churn_monitoring_job")
+        monitoring = build_definitions(str(trained.root)).resolve_job_def("churn_publish_job")
         instance.create_run_for_job(monitoring, run_config={})  # queued: plans drift_check, evaluates nothing yet
         history = instance.event_log_storage.get_asset_check_execution_history(
             dg.AssetCheckKey(drift_key, "drift_check"), limit=5)
@@ -131,21 +134,22 @@ def test_a_queued_monitoring_run_does_not_hide_a_failed_drift_check(trained: Lak
         assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
 
 
-def test_monitoring_sensor_runs_once_per_online_store_refresh(trained: LakePaths) -> None:
-    online = dg.AssetKey(["churn", "online_features"])
+def test_publish_sensor_runs_once_per_burst_of_new_silver_data(trained: LakePaths) -> None:
+    usage = dg.AssetKey(["churn", "usage_silver"])
+    payments = dg.AssetKey(["churn", "payments_silver"])
     with dg.instance_for_test() as instance:
-        assert "never been materialized" in evaluate(trained, instance, "churn_monitoring_sensor").skip_message
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=online))
-        first = evaluate(trained, instance, "churn_monitoring_sensor")
+        assert "never been materialized" in evaluate(trained, instance, "churn_publish_sensor").skip_message
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=usage))
+        first = evaluate(trained, instance, "churn_publish_sensor")
         [request] = first.run_requests
-        assert request.run_key.startswith("monitor:")
-        again = evaluate(trained, instance, "churn_monitoring_sensor", cursor=first.cursor)
-        assert again.run_requests == [] and "no online_features materialization since" in again.skip_message
-        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=online))
-        # While landing runs are queued, monitoring waits for the burst to end (once, not between every file).
+        assert request.run_key.startswith("publish:")
+        again = evaluate(trained, instance, "churn_publish_sensor", cursor=first.cursor)
+        assert again.run_requests == [] and "no silver materialization since" in again.skip_message
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=payments))  # any source counts
+        # While landing runs are queued, publishing waits for the burst to end (once, not between every file).
         defs = build_definitions(str(trained.root))
         queued = instance.create_run_for_job(defs.resolve_job_def("churn_usage_landing_job"), run_config={})
-        waiting = evaluate(trained, instance, "churn_monitoring_sensor", cursor=first.cursor)
+        waiting = evaluate(trained, instance, "churn_publish_sensor", cursor=first.cursor)
         assert waiting.run_requests == [] and "1 landing run(s) queued or running" in waiting.skip_message
         instance.report_run_failed(queued)
-        assert len(evaluate(trained, instance, "churn_monitoring_sensor", cursor=first.cursor).run_requests) == 1
+        assert len(evaluate(trained, instance, "churn_publish_sensor", cursor=first.cursor).run_requests) == 1

@@ -62,7 +62,7 @@ def test_ingested_files_and_copies_of_them_request_nothing(paths):
 
 
 def test_a_sensor_run_request_executes_its_job_on_just_that_file(lake, tmp_path):
-    """The requested job ingests the one file and refreshes silver, features and the online store."""
+    """The requested job ingests the one file into silver; features and the online store follow once per burst."""
     copy = LakePaths(tmp_path / "data")
     shutil.copytree(lake.root, copy.root)
     land(copy, "payments_extra.csv", "P999999,1,2025-04-10 10:00:00,9.99,true\n")
@@ -71,9 +71,16 @@ def test_a_sensor_run_request_executes_its_job_on_just_that_file(lake, tmp_path)
         [request] = tick(copy, instance).run_requests
         result = defs.resolve_job_def(request.job_name).execute_in_process(
             run_config=request.run_config, instance=instance)
+        # With no landing run left, the publish sensor asks once for the online store and monitoring.
+        publish = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(dg.build_sensor_context(instance))
+        [publish_request] = publish.run_requests
+        again = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(
+            dg.build_sensor_context(instance, cursor=publish.cursor))
     assert result.success
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
-    assert {"payments_bronze", "payments_validated", "payments_silver", "customer_billing_features",
-            "online_features"} <= materialized
+    assert {"payments_bronze", "payments_validated", "payments_silver"} <= materialized
     assert "usage_bronze" not in materialized and "training_set" not in materialized
+    # The publish job's, once per burst:
+    assert not {"customer_billing_features", "feast_registry", "online_features"} & materialized
+    assert publish_request.tags["lakehouse/trigger"].startswith("silver:") and again.run_requests == []
     assert "P999999" in pl.read_parquet(copy.silver("payments"))["payment_id"].to_list()

@@ -199,3 +199,15 @@ def test_tune_records_every_trial_and_is_reproducible(split: Split) -> None:
     assert LgbParams(**winner["params"]) == best and best.num_threads == FAST.num_threads
     again, _ = tune(split, FEATURES, CATEGORICAL, LABEL, base=FAST, trials=4, timeout_seconds=600)
     assert again == best
+
+
+def test_tune_tries_the_given_hyperparameters_first_clipped_into_the_search_space(split: Split) -> None:
+    champion = {"num_leaves": 3, "learning_rate": 0.1, "min_data_in_leaf": 20, "feature_fraction": 0.7,
+                "lambda_l2": 2.0, "num_boost_round": 8}
+    _, records = tune(split, FEATURES, CATEGORICAL, LABEL, base=FAST, trials=2, timeout_seconds=600, first=champion)
+    tried = records[0]["params"]
+    assert tried["num_leaves"] == 7  # 3 is below the searched range's low end
+    assert {k: tried[k] for k in ("learning_rate", "min_data_in_leaf", "feature_fraction", "lambda_l2")} == {
+        "learning_rate": 0.1, "min_data_in_leaf": 20, "feature_fraction": 0.7, "lambda_l2": 2.0}
+    assert tried["num_boost_round"] == FAST.num_boost_round  # only the searched fields come from `first`
+    assert records[1]["params"] != tried  # then TPE samples
