@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from assets.features import feature_key
+from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from lakehouse.domain import Domain
 from lakehouse.feast_defs import apply_definitions, write_resolved_yaml
@@ -33,6 +34,7 @@ def registry_asset(domain: Domain) -> dg.AssetsDefinition:
         key=registry_key(domain),
         deps=[feature_key(domain, v) for v in domain.feature_views],
         group_name=f"{domain.name}_feature_store",
+        pool=LAKE_POOL,
         description=f"Feast registry: the {domain.entity} entity, its feature views and {domain.feature_service}.",
         kinds={"feast"},
     )
@@ -59,6 +61,7 @@ def online_asset(domain: Domain) -> dg.AssetsDefinition:
         key=key,
         deps=[registry_key(domain)],
         group_name=f"{domain.name}_feature_store",
+        pool=LAKE_POOL,
         description="Latest feature values per entity in Feast's online store, written window by window.",
         kinds={"feast", "sqlite"},
     )
@@ -85,7 +88,7 @@ def online_asset(domain: Domain) -> dg.AssetsDefinition:
 def online_freshness_check(domain: Domain) -> dg.AssetChecksDefinition:
     """The online store holds every feature view up to the newest offline feature row."""
 
-    @dg.asset_check(asset=online_key(domain), name="online_freshness_check",
+    @dg.asset_check(asset=online_key(domain), name="online_freshness_check", pool=LAKE_POOL,
                     description="Every feature view is materialized up to its newest offline row (lag <= 1 day).")
     def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
         lag = online_lag(lakehouse.paths, domain)

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from assets.validation import silver_key
 from lakehouse.domain import Domain, FeatureView
@@ -23,6 +24,7 @@ def spine_asset(domain: Domain) -> dg.AssetsDefinition:
         key=spine_key(domain),
         deps=[silver_key(domain, domain.source(s)) for s in domain.spine_sources],
         group_name=f"{domain.name}_features",
+        pool=LAKE_POOL,
         description=f"One row per {domain.entity} per day it is active: the grid features are computed on.",
         kinds={"duckdb", "parquet"},
     )
@@ -45,6 +47,7 @@ def feature_asset(domain: Domain, view: FeatureView) -> dg.AssetsDefinition:
         key=feature_key(domain, view),
         deps=[spine_key(domain), *(silver_key(domain, domain.source(s)) for s in view.sources)],
         group_name=f"{domain.name}_features",
+        pool=LAKE_POOL,
         description=view.description,
         kinds={"duckdb", "parquet"},
     )
@@ -79,6 +82,7 @@ def catalog_asset(domain: Domain) -> dg.AssetsDefinition:
         key=dg.AssetKey([domain.name, "lake_catalog"]),
         deps=[*(silver_key(domain, s) for s in domain.sources), *(feature_key(domain, v) for v in domain.feature_views)],
         group_name=f"{domain.name}_features",
+        pool=LAKE_POOL,
         description=f"data/lakehouse.duckdb: one view per lake table in schema '{domain.name}' (bronze to features).",
         kinds={"duckdb"},
     )

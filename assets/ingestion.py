@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.metadata import markdown_list, records_table
+from assets.pools import source_pool
 from assets.resources import LakehouseResource
 from lakehouse.domain import Domain, Source
 from lakehouse.ingestion import ingest_source, manifest, rejected_files
@@ -24,6 +25,7 @@ def bronze_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
     @dg.asset(
         key=bronze_key(domain, source),
         group_name=f"{domain.name}_ingestion",
+        pool=source_pool(domain, source),
         description=f"Raw {source.name} batches, one immutable Parquet file per landing file. {source.description}",
         kinds={"parquet"},
     )

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from assets.training import training_set_key
 from lakehouse.domain import Domain
@@ -50,6 +51,7 @@ def candidate_asset(domain: Domain) -> dg.AssetsDefinition:
         key=candidate_key(domain),
         deps=[training_set_key(domain)],
         group_name=f"{domain.name}_models",
+        pool=LAKE_POOL,
         description=f"A tuned LightGBM candidate for '{domain.prediction}', evaluated on the newest window.",
         kinds={"lightgbm", "bentoml"},
     )
@@ -101,6 +103,7 @@ def champion_asset(domain: Domain) -> dg.AssetsDefinition:
         key=key,
         deps=[candidate_key(domain)],
         group_name=f"{domain.name}_models",
+        pool=LAKE_POOL,
         description="The champion pointer: moved only when the promotion gate says the candidate is better.",
         kinds={"bentoml"},
         check_specs=[dg.AssetCheckSpec(
@@ -141,6 +144,7 @@ def model_card_asset(domain: Domain) -> dg.AssetsDefinition:
         key=dg.AssetKey([domain.name, "model_card"]),
         deps=[champion_key(domain)],
         group_name=f"{domain.name}_models",
+        pool=LAKE_POOL,
         description="Intended use, risk category, data versions, metrics vs baselines, slices, threshold, decision.",
         kinds={"markdown"},
     )

@@ -9,6 +9,7 @@ import dagster as dg
 
 from assets.feature_store import online_key
 from assets.models import champion_key
+from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_key, prediction_log_key
 from assets.training import labels_key
@@ -48,6 +49,7 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
         key=key,
         deps=[online_key(domain), prediction_log_key(domain), champion_key(domain)],
         group_name=f"{domain.name}_monitoring",
+        pool=LAKE_POOL,
         description="Evidently drift per feature (normed Wasserstein / Jensen-Shannon) of the last 7 feature days "
                     "plus the features the service was given, against the champion's training rows; the drifted "
                     "share is weighted by the champion's feature importance.",
@@ -102,6 +104,7 @@ def performance_asset(domain: Domain) -> dg.AssetsDefinition:
         key=key,
         deps=[batch_scores_key(domain), labels_key(domain), champion_key(domain)],
         group_name=f"{domain.name}_monitoring",
+        pool=LAKE_POOL,
         description="Daily batch scores joined to labels as they mature; metrics per day and model version "
                     "only for days whose label horizon has passed.",
         kinds={"lightgbm"},
@@ -150,6 +153,7 @@ def skew_asset(domain: Domain) -> dg.AssetsDefinition:
         key=key,
         deps=[prediction_log_key(domain), champion_key(domain)],
         group_name=f"{domain.name}_monitoring",
+        pool=LAKE_POOL,
         description="Training/serving skew: a sample of logged predict_ids rows, their served features compared "
                     "with get_historical_features at the time the online values were written.",
         kinds={"feast"},

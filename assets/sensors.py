@@ -8,6 +8,7 @@ check, within a cooldown and never beside a retraining run in flight.
 
 import json
 import time
+from itertools import zip_longest
 from datetime import datetime
 
 import dagster as dg
@@ -60,8 +61,10 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
         paths = lakehouse.paths
         # The cursor caches hashes by (size, mtime) so unchanged files are not re-read every tick.
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
-        requests, skipped = [], 0
+        per_source: list[list[dg.RunRequest]] = []
+        skipped = 0
         for source in domain.sources:
+            requests: list[dg.RunRequest] = []
             known = {r["sha256"] for r in manifest(paths, source.name) + rejected_files(paths, source.name)}
             for path in landing_files(paths, source.landing_folder):
                 stat = path.stat()
@@ -81,7 +84,11 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
                                         {"config": {"files": [str(path)]}}}},
                     tags={"lakehouse/source": source.name, "lakehouse/file": path.name, "lakehouse/sha256": sha},
                 ))
+            per_source.append(requests)
         context.update_cursor(json.dumps(seen))
+        # Sources take turns (each in file order): the queue then starts runs that can go side by side
+        # (a source's files share a pool, assets/pools.py) instead of a backlog of one source first.
+        requests = [r for turn in zip_longest(*per_source) for r in turn if r is not None]
         if not requests:
             return dg.SkipReason(f"no new landing files ({skipped} already ingested or rejected)")
         return requests

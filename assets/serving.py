@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from lakehouse import scoring
 from lakehouse.batch_scores import batch_score, publish_online
@@ -23,6 +24,7 @@ def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:
     @dg.asset(
         key=prediction_log_key(domain),
         group_name=f"{domain.name}_serving",
+        pool=LAKE_POOL,
         description=f"Every prediction the {domain.name} service logged (one row per id or feature row), "
                     "deduplicated on request_id + customer_id + row_index.",
         kinds={"bentoml", "parquet"},
@@ -53,6 +55,7 @@ def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
         key=batch_scores_key(domain),
         deps=[dg.AssetKey([domain.name, "champion_model"]), dg.AssetKey([domain.name, "online_features"])],
         group_name=f"{domain.name}_serving",
+        pool=LAKE_POOL,
         description=f"The champion's score and decision for every {domain.entity} active on the newest day, "
                     "from the latest feature values (the ones the online store holds), written to Parquet and to "
                     f"the online store's {scores_view_name(domain)} view: served by lookup, not recomputed.",
@@ -98,6 +101,7 @@ def bento_asset(domain: Domain) -> dg.AssetsDefinition:
         key=bento_key(domain),
         deps=[dg.AssetKey([domain.name, "champion_model"])],
         group_name=f"{domain.name}_serving",
+        pool=LAKE_POOL,
         description=f"The {domain.name} BentoML service packaged by `bentoml build`, pinned to the champion "
                     "(bento version = model version; rebuilt only when the champion changes).",
         kinds={"bentoml"},

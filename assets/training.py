@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.feature_store import registry_key
 from assets.features import spine_key
+from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from assets.validation import silver_key
 from lakehouse.domain import Domain
@@ -26,6 +27,7 @@ def labels_asset(domain: Domain) -> dg.AssetsDefinition:
         key=labels_key(domain),
         deps=[spine_key(domain), *(silver_key(domain, domain.source(s)) for s in domain.label_sources)],
         group_name=f"{domain.name}_training",
+        pool=LAKE_POOL,
         description=f"Label events for '{domain.prediction}' ({domain.label_name}), matured windows only.",
         kinds={"duckdb", "parquet"},
     )
@@ -48,6 +50,7 @@ def training_set_asset(domain: Domain) -> dg.AssetsDefinition:
         key=training_set_key(domain),
         deps=[labels_key(domain), registry_key(domain)],
         group_name=f"{domain.name}_training",
+        pool=LAKE_POOL,
         description=f"One row per label event with the {domain.feature_service} features known at its time.",
         kinds={"feast", "duckdb", "parquet"},
     )
@@ -70,7 +73,7 @@ def training_set_asset(domain: Domain) -> dg.AssetsDefinition:
 def training_set_check(domain: Domain) -> dg.AssetChecksDefinition:
     """The stored training set still has exactly one row per stored label event."""
 
-    @dg.asset_check(asset=training_set_key(domain), name="one_row_per_label_check", blocking=True,
+    @dg.asset_check(asset=training_set_key(domain), name="one_row_per_label_check", blocking=True, pool=LAKE_POOL,
                     description="The training set has one row per label event, in the same (entity, time) pairs.")
     def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
         diff = compare_with_labels(lakehouse.paths, domain)

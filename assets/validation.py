@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.ingestion import bronze_key
 from assets.metadata import markdown_list, records_table, source_schema
+from assets.pools import source_pool
 from assets.resources import LakehouseResource
 from lakehouse.domain import Domain, Source
 from lakehouse.ingestion import manifest
@@ -36,6 +37,7 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
         key=key,
         deps=[bronze_key(domain, source)],
         group_name=f"{domain.name}_validation",
+        pool=source_pool(domain, source),
         description=f"{source.name} batches checked by pandera: valid rows, plus quarantined rows with reasons.",
         kinds={"pandera", "parquet"},
         check_specs=[
@@ -108,6 +110,7 @@ def silver_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
         key=silver_key(domain, source),
         deps=[validated_key(domain, source)],
         group_name=f"{domain.name}_silver",
+        pool=source_pool(domain, source),
         description=f"Typed, deduplicated {source.name} (newest version per {', '.join(source.silver_key)}).",
         kinds={"duckdb", "parquet"},
     )

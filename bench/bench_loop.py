@@ -11,7 +11,8 @@ nothing to time. The world continues with --drift-days days in which usage drops
 drift once), and a real `bentoml serve` is started.
 
 Timed (t0 -> t1): the last day's files appear in landing (renamed in, as a producer does) -> landing
-sensor tick -> one run per new file, one after another (the daemon with max_concurrent_runs 1) ->
+sensor tick -> one run per new file, as many at a time as the instance's max_concurrent_runs (2: runs
+of different sources are in different pools, assets/pools.py) ->
 publish sensor tick -> publish run (features, online store, batch scores; the drift check must fail) ->
 retraining sensor tick ->
 retrain run (the gate must promote) -> a poller that POSTs /model_info every 0.2 s sees the new
@@ -106,6 +107,26 @@ def execute(job: str, run_config: dict, tags: dict, log: Path) -> Run:
         sys.exit(f"run of {job} crashed (exit {out.returncode}); see {log}")
     info = json.loads(out.stdout.strip().splitlines()[-1])
     return Run(job, info["run_id"], info["success"], spawned, info["imported"], info["finished"], exited)
+
+
+def execute_side_by_side(requests: list, slots: int, log: Path) -> list[Run]:
+    """The landing burst as the daemon's queue runs it: `slots` runs at a time, in request order.
+
+    Exact for one day's files (one per source): their pools (assets/pools.py) are all different.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    sources = [r.tags["lakehouse/source"] for r in requests]
+    if len(set(sources)) != len(sources):
+        sys.exit(f"the timed burst has two files of one source ({sources}); they would share a pool")
+
+    def one(request) -> Run:
+        run = execute(request.job_name, request.run_config, request.tags, log)
+        say(f"timed: {request.job_name} ({request.tags['lakehouse/file']}) {run.wall:.1f}s, success {run.success}")
+        return run
+
+    with ThreadPoolExecutor(max_workers=slots) as pool:
+        return list(pool.map(one, requests))
 
 
 def step_durations(instance, run_id: str) -> dict[str, float]:
@@ -329,13 +350,11 @@ def run_loop(args, tmp: Path) -> dict:
 
         landing, out["landing_tick"], out["landing_interval"] = tick(defs, instance, paths, "churn_landing_sensor",
                                                                      cursor)
-        out["landing_runs"] = []
-        for request in landing.run_requests:
-            run = execute(request.job_name, request.run_config, request.tags, log)
+        out["slots"] = instance.get_concurrency_config().run_queue_config.max_concurrent_runs
+        out["landing_runs"] = execute_side_by_side(landing.run_requests, out["slots"], log)
+        out["landing_wall"] = time.time() - t0
+        for run in out["landing_runs"]:
             run.steps = step_durations(instance, run.run_id)
-            say(f"timed: {request.job_name} ({request.tags['lakehouse/file']}) {run.wall:.1f}s, "
-                f"success {run.success}")
-            out["landing_runs"].append(run)
 
         publish, out["publish_tick"], out["publish_interval"] = tick(defs, instance, paths, "churn_publish_sensor",
                                                                      publish_cursor)
@@ -397,12 +416,13 @@ def report(m: dict, args) -> None:
     print(f"# Continuous-training loop at the demo size (6,000 customers), {args.drift_days} drifted days "
           f"(usage -{args.magnitude:.0%} in every region), day {m['day']} timed ({len(m['files'])} files)\n")
     print(f"Machine: {m['machine_start']} at t0 (shared with other work; absolute times are noisy). "
-          f"Runs: one fresh Python process each, sequential; LightGBM 1 thread.\n")
+          f"Runs: one fresh Python process each; landing runs {m['slots']} at a time (the instance's "
+          f"max_concurrent_runs; different pools), the others alone; LightGBM 1 thread.\n")
     landing_runs = m["landing_runs"]
     rows = [
         ("landing sensor tick", f"{m['landing_tick']:.2f}s", f"{len(landing_runs)} run requests", ""),
-        ("landing runs (ingest -> silver)", f"{sum(r.wall for r in landing_runs):.1f}s",
-         ", ".join(f"{r.job.removeprefix('churn_').removesuffix('_landing_job')} {r.wall:.1f}"
+        ("landing runs (ingest -> silver)", f"{m['landing_wall']:.1f}s",
+         f"{m['slots']} at a time, {sum(r.wall for r in landing_runs):.1f}s summed: " + ", ".join(f"{r.job.removeprefix('churn_').removesuffix('_landing_job')} {r.wall:.1f}"
                    for r in landing_runs) + f" (start-up {statistics.median(launches):.1f}s each)", ""),
         ("landing runs, summed by step", f"{sum(sum(r.steps.values()) for r in landing_runs):.1f}s in steps",
          landing_steps(landing_runs), ""),
@@ -433,7 +453,7 @@ def report(m: dict, args) -> None:
         runs = len(landing_runs) + 2
         startup = sum(r.launch for r in landing_runs) + mon.launch + ret.launch
         rows.append(("**t1 - t0: batch lands -> new champion answers** (no sensor waits)", f"**{total:.1f}s**",
-                     f"of which {runs} run start-ups {startup:.1f}s", f"< {GOAL_SECONDS:.0f}s: "
+                     f"{runs} runs; their start-ups summed {startup:.1f}s", f"< {GOAL_SECONDS:.0f}s: "
                      + ("pass" if total < GOAL_SECONDS else "miss")))
         intervals = (m["landing_interval"], m["publish_interval"], m["retraining_interval"])
         worst = total + sum(intervals)

@@ -1,4 +1,4 @@
-"""DAGSTER_HOME: a folder under the data root with an instance config that serializes runs."""
+"""DAGSTER_HOME: a folder under the data root, with an instance config that never runs two writers of the same files at once."""
 
 from __future__ import annotations
 
@@ -6,12 +6,18 @@ from pathlib import Path
 
 from lakehouse.paths import LakePaths
 
-# One run at a time: sensor runs for different files all rewrite silver and features.
+# Two runs at a time (one per core), but never two that write the same files: every asset is in a
+# pool (assets/pools.py), and at run granularity a run starts only when none of its pools is in use.
 INSTANCE_YAML = """\
 # Written by lakehouse; edit freely (it is not overwritten).
 concurrency:
   runs:
-    max_concurrent_runs: 1
+    max_concurrent_runs: 2
+  pools:
+    # A run waits while another run uses any of its pools: landing runs of different sources go side
+    # by side, anything touching the shared lake (features, Feast, models, monitoring) goes alone.
+    granularity: run
+    default_limit: 1
 telemetry:
   enabled: false
 """

@@ -10,8 +10,10 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.definitions import build_definitions
+from assets.definitions import all_job_name, build_definitions
 from assets.headless import failed_steps, materialize_all
+from assets.pools import LAKE_POOL
+from lakehouse.dagster_home import ensure_dagster_home
 from lakehouse.domains.churn import CHURN
 from lakehouse.ingestion import manifest, rejected_files
 from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
@@ -111,6 +113,23 @@ def test_the_definitions_load_with_the_expected_asset_graph():
     assert {j.name for j in defs.jobs} >= {"churn_publish_job", "churn_retrain_job"}
     assert {s.name for s in defs.sensors} == {"churn_landing_sensor", "churn_publish_sensor",
                                                "churn_retraining_sensor"}
+
+
+def test_only_runs_that_write_different_files_may_go_side_by_side(tmp_path):
+    """Pools (run granularity, limit 1): landing runs of different sources are disjoint, the rest share the lake."""
+    defs = build_definitions()
+
+    def pools(job: str) -> set[str]:
+        return {node.definition.pool for node in defs.resolve_job_def(job).graph.nodes}
+
+    landing = {s.name: pools(f"churn_{s.name}_landing_job") for s in CHURN.sources}
+    assert all(len(p) == 1 for p in landing.values()) and len(set.union(*landing.values())) == len(CHURN.sources)
+    assert pools("churn_publish_job") == pools("churn_retrain_job") == {LAKE_POOL}
+    assert pools(all_job_name("churn")) == set.union(*landing.values(), {LAKE_POOL})
+    with dg.DagsterInstance.from_config(str(ensure_dagster_home(LakePaths(tmp_path)))) as instance:
+        config = instance.get_concurrency_config()  # the dagster.yaml a new data root gets
+    assert config.run_queue_config.max_concurrent_runs == 2
+    assert config.pool_config.pool_granularity.value == "run" and config.pool_config.default_pool_limit == 1
 
 
 def test_the_duckdb_catalog_has_a_view_per_lake_table(lake):

@@ -84,3 +84,17 @@ def test_a_sensor_run_request_executes_its_job_on_just_that_file(lake, tmp_path)
     assert not {"customer_billing_features", "feast_registry", "online_features"} & materialized
     assert publish_request.tags["lakehouse/trigger"].startswith("silver:") and again.run_requests == []
     assert "P999999" in pl.read_parquet(copy.silver("payments"))["payment_id"].to_list()
+
+
+def test_a_backlog_of_several_sources_is_requested_with_sources_taking_turns(paths):
+    """Runs of different sources can go side by side (pools); each source keeps its file order."""
+    land(paths, "payments_2025-01-01.csv", "P1,1,2025-01-01 10:00:00,9.99,false\n")
+    land(paths, "payments_2025-01-02.csv", "P2,1,2025-01-02 10:00:00,9.99,false\n")
+    (paths.landing / "tickets").mkdir(parents=True, exist_ok=True)
+    (paths.landing / "tickets" / "tickets_2025-01-01.csv").write_text(
+        "ticket_id,customer_id,opened_at,category,resolved_at,updated_at\n"
+        "T1,1,2025-01-01 10:00:00,billing,,2025-01-01 10:00:00\n")
+    with dg.instance_for_test() as instance:
+        result = tick(paths, instance)
+    assert [r.tags["lakehouse/file"] for r in result.run_requests] == [
+        "payments_2025-01-01.csv", "tickets_2025-01-01.csv", "payments_2025-01-02.csv"]
