@@ -123,7 +123,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
         if pinned_tag:
             return bentoml.models.BentoModel(pinned_tag)
         paths = LakePaths.from_env()
-        registry.bentoml_home(paths)  # BentoML's model store is the data root's registry
+        registry.use_as_default_store(paths)  # BentoML's model store is the data root's registry
         tag = registry.champion(paths, domain.name)
         return bentoml.models.BentoModel(tag) if tag else None
 

@@ -61,6 +61,18 @@ def bentoml_home(paths: LakePaths) -> Path:
     return home
 
 
+def use_as_default_store(paths: LakePaths) -> None:
+    """Point BentoML's process-wide default model store (what BentoModel(tag) resolves in) at this data root.
+
+    `bentoml serve` fixes that default from BENTOML_HOME (else ~/bentoml) before it imports the service,
+    so setting the variable then is too late: a plain `bentoml serve` would look for the champion there.
+    """
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    BentoMLContainer.bentoml_home.set(str(bentoml_home(paths)))
+    BentoMLContainer.model_store.set(_store(paths))
+
+
 def _store(paths: LakePaths) -> Any:
     """The BentoML model store of this data root."""
     from bentoml._internal.models import ModelStore

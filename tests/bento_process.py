@@ -33,8 +33,13 @@ def bentoml_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnSer
     `command` replaces the bentoml command line (e.g. `lakehouse serve NAME`); "--port <free port>" is appended.
     """
     port = free_port()
-    env = {**os.environ, DATA_ROOT_ENV: str(paths.root), "BENTOML_HOME": str(paths.root / "bentoml"),
-           "BENTOML_DO_NOT_TRACK": "True", **(extra_env or {})}
+    env = {k: v for k, v in os.environ.items() if k != "BENTOML_HOME"}
+    # As `make serve` runs it: a service module finds the data root's models by itself. A bento tag is
+    # looked up in BentoML's store, which BENTOML_HOME names (as the README's command sets it).
+    serving_a_bento = command is None and not (REPO_ROOT / (target.split(":")[0].replace(".", "/") + ".py")).exists()
+    if serving_a_bento:
+        env["BENTOML_HOME"] = str(paths.root / "bentoml")
+    env.update({DATA_ROOT_ENV: str(paths.root), "BENTOML_DO_NOT_TRACK": "True", **(extra_env or {})})
     env.pop("LAKEHOUSE_API_KEY", None) if "LAKEHOUSE_API_KEY" not in (extra_env or {}) else None
     bentoml_cli = str(Path(sys.executable).parent / "bentoml")
     log = open(paths.root.parent / f"bentoml_serve_{port}.log", "wb")
