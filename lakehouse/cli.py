@@ -180,10 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("simulate", help="continue the demo's simulation: write its next days into landing, at a pace")
     p.add_argument("--days", type=int, default=30, help="days to add after the last day in landing (default 30)")
-    # At the demo's size `make dev` needs about two minutes per simulated day (five landing runs and a
-    # monitoring run, one at a time, on 2 cores): a faster pace only queues runs.
-    p.add_argument("--days-per-minute", type=float, default=0.5,
-                   help="pace: simulated days written per minute (default 0.5, what `make dev` keeps up with at the "
+    # At the demo's size `make dev` needs about 40 s per simulated day on 2 cores (five landing runs two
+    # at a time, a publish run, and a retraining run every third day): a faster pace only queues runs.
+    p.add_argument("--days-per-minute", type=float, default=1.0,
+                   help="pace: simulated days written per minute (default 1, what `make dev` keeps up with at the "
                         "demo's size on 2 cores; 0: as fast as possible)")
     p.add_argument("--no-wait", action="store_true", help="as fast as possible (same as --days-per-minute 0)")
     p.add_argument("--drift", action="append", default=[], metavar="KIND:DAY:PLAN:REGION[:MAGNITUDE]",

@@ -151,7 +151,7 @@ class SimulationResult:
     stopped: bool = False  # stopped early on request (Ctrl-C)
 
 
-def run_continuation(landing: Path, plan: Continuation, days_per_minute: float = 0.5,
+def run_continuation(landing: Path, plan: Continuation, days_per_minute: float = 1.0,
                      progress: Callable[[str], None] | None = None,
                      stop: threading.Event | None = None) -> SimulationResult:
     """Write the plan's days into landing, one at a time, holding the pace (0: as fast as possible).
