@@ -362,3 +362,22 @@ def test_timestamps_like_feasts_sqlite_adapter():
     assert feast_online._sqlite_timestamps(us) == [0, 0, -1, 1_704_070_800, None]
     ns = pa.array([-1, 1_704_070_800_999_999_999], pa.timestamp("ns"))
     assert feast_online._sqlite_timestamps(ns) == [0, 1_704_070_800]
+
+
+def test_feast_imported_after_lakehouse_skips_typeguards_recompile_but_still_applies(tmp_path):
+    """lakehouse/__init__ makes @typechecked a no-op before Feast loads (2 s per process); Feast still works."""
+    import subprocess
+    import sys
+
+    script = (
+        "import lakehouse, feast\n"
+        "assert 'typeguard' not in feast.FeatureService.__init__.__code__.co_names\n"
+        "from lakehouse.domains.churn import CHURN\n"
+        "from lakehouse.feast_defs import apply_definitions, feature_store\n"
+        "from pathlib import Path\n"
+        "from lakehouse.paths import LakePaths\n"
+        f"paths = LakePaths(Path({str(tmp_path)!r}))\n"
+        "print(apply_definitions(feature_store(paths), CHURN, paths)['feature_services'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "churn_model_v1" in out.stdout
