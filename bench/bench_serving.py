@@ -341,9 +341,9 @@ def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float,
                      f"| {spread([b * 1000 for _, b in pairs], '{:.3f}')} | **{spread(ratios)}x** | <= 1.1x "
                      f"| {goal(med(ratios) <= 1.1)} |")
     lines += ["",
-              "- same entities on both sides, same values (checked); online_lookup also returns each value's event time "
-              "(for the service's freshness fields) and reads through the provider's `online_read` with the feature "
-              "service resolved once per champion; the baseline holds the feature service object"]
+              "- same entities on both sides, same values (checked); online_lookup also returns each value's "
+              "event time (for the service's freshness fields) and reads through the provider's `online_read` "
+              "with the feature service resolved once per champion; the baseline holds the feature service object"]
     return lines
 
 
@@ -403,7 +403,8 @@ def bench_batch(args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
             pairs.append((a, b))
             log(f"  batch pair {i}/{args.batch_pairs}: batch_score {a['seconds'] * 1000:.0f} ms (read "
                 f"{a['read_seconds'] * 1000:.0f}, score {a['score_seconds'] * 1000:.0f}), bare predict {b * 1000:.0f} ms")
-        return {"rows": len(matrix), "pairs": pairs, "trees": model.best_iteration, "num_threads": champion.num_threads}
+        return {"rows": len(matrix), "pairs": pairs, "trees": model.best_iteration,
+                "num_threads": champion.num_threads}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

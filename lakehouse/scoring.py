@@ -266,12 +266,10 @@ _READERS: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, _OnlineReader]]] =
 
 
 def _online_reader(store: Any, champion: ChampionModel, entity_key: str) -> tuple[Any, _OnlineReader]:
-    """The store's provider and the champion's reader, resolved once per champion and registry cache ttl.
-
-    get_online_features resolves the feature service against the registry and builds response protos
-    on every call: more time than the online read itself. A reader expires with the registry's cache
-    ttl, so registry changes show up as they would through Feast (0: never, as in Feast).
-    """
+    """The store's provider and the champion's reader, resolved once per champion and registry cache ttl."""
+    # get_online_features resolves the feature service and builds response protos on every call: more
+    # time than the online read itself. Expiring with the registry's cache ttl (0: never, as in Feast)
+    # shows registry changes as soon as Feast itself would.
     if store not in _READERS:
         from feast.infra.provider import get_provider
 
@@ -304,12 +302,9 @@ def _online_reader(store: Any, champion: ChampionModel, entity_key: str) -> tupl
 
 def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[Any]
                   ) -> tuple[list[dict[str, Any]], list[dict[str, float | None]]]:
-    """Online feature values per entity through the champion's feature service, and each value's event time.
-
-    Times are epoch seconds (None where the value is absent). Reads with the provider's online_read,
-    one call per feature view as get_online_features does, so any configured online store works; the
-    values are Feast's own conversion of the stored protos, as get_online_features returns them.
-    """
+    """Per entity: the champion's online feature values and their event times (epoch seconds; None if absent)."""
+    # The provider's online_read, one call per feature view as get_online_features makes, works with any
+    # configured online store; values are converted as get_online_features converts them.
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
