@@ -42,7 +42,7 @@ from lakehouse.batch_scores import precomputed_scores
 from lakehouse.domain import Domain
 from lakehouse.feast_defs import feature_store
 from lakehouse.paths import LakePaths
-from lakehouse.prediction_log import PredictionLogger, features_json
+from lakehouse.prediction_log import PredictionLogger
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
     """The `@bentoml.service` class serving a domain's champion (pinned by `--arg model_tag=` when given)."""
     key = domain.entity_key
     ids_field = f"{key}s"
-    ttl_by_feature = {f.name: view.ttl for view in domain.feature_views for f in view.features}
+    ttl_seconds = {f.name: view.ttl.total_seconds() for view in domain.feature_views for f in view.features}
     pinned_tag = getattr(bentoml.use_arguments(), "model_tag", None)
     models = request_models(domain, example_id, example_row or {})
 
@@ -161,14 +161,14 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             with self._lock:
                 rows, times = scoring.online_lookup(self.store, champion, key, ids)
             results = scoring.score_rows(champion, key, ids, rows)
-            now = datetime.now(UTC)
+            now = time.time()
             for result, entity_times in zip(results, times):
                 if "error" not in result:
                     # A stale feature is flagged, never silently used as if fresh.
-                    result.update(scoring.freshness(entity_times, ttl_by_feature, now))
+                    result.update(scoring.freshness(entity_times, ttl_seconds, now))
             # The time the online values were written: a point-in-time recompute at it must give the same values.
-            features_at = [max((t for t in entity_times.values() if t is not None), default=None)
-                           for entity_times in times]
+            newest = [max((t for t in entity_times.values() if t is not None), default=None) for entity_times in times]
+            features_at = [None if t is None else datetime.fromtimestamp(t, UTC) for t in newest]
             self._log_predictions("predict_ids", started, champion, results, rows, ids, features_at)
             return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 
@@ -216,7 +216,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
                     "row_index": n,
                     "endpoint": endpoint,
                     "entity_id": str(ids[n]) if ids is not None else None,
-                    "features": features_json({f: row.get(f) for f in champion.features}) if row else None,
+                    "features": {f: row.get(f) for f in champion.features} if row else None,  # JSON at flush
                     "features_at": features_at[n] if features_at else None,
                     "model_version": result.get("model_version", champion.tag),
                     "score": result.get("score"),

@@ -1,6 +1,7 @@
 """Prediction logging: a buffered, thread-safe writer of small Parquet files (no BentoML or Dagster import).
 
-`PredictionLogger.log(records)` only appends to an in-memory buffer; a background thread writes the
+`PredictionLogger.log(records)` only appends to an in-memory buffer (a record's `features` may be a
+mapping: it is encoded as JSON text when written, off the request path); a background thread writes the
 buffer as one Parquet file (atomically: temp name + rename, via lakehouse.io) whenever it holds
 `flush_rows` records or its oldest record has waited `flush_seconds`. `close()` stops the thread and
 writes whatever is left; call it on clean shutdown. A failed write keeps its records in the buffer for
@@ -51,8 +52,9 @@ def features_json(values: Mapping[str, Any] | None) -> str | None:
 
 
 def to_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
-    """Records as a frame of SCHEMA (missing keys are null, unknown keys dropped)."""
+    """Records as a frame of SCHEMA (missing keys are null, unknown keys dropped, feature mappings as JSON text)."""
     columns = {name: [r.get(name) for r in records] for name in SCHEMA}
+    columns["features"] = [features_json(v) if isinstance(v, Mapping) else v for v in columns["features"]]
     return pl.DataFrame({name: pl.Series(name, columns[name], dtype=dtype) for name, dtype in SCHEMA.items()})
 
 
@@ -95,7 +97,7 @@ class PredictionLogger:
         self._thread.start()
 
     def log(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Buffer records (missing logged_at is set to now, UTC); never writes to disk."""
+        """Buffer records (missing logged_at is set to now, UTC); never writes to disk nor encodes features."""
         now = datetime.now(timezone.utc)
         batch = [{**r, "logged_at": r.get("logged_at") or now} for r in records]
         if not batch:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,11 @@ class ChampionModel:
         if model.booster.pandas_categorical != [model.categories[f] for f in categorical]:
             return None  # trust LightGBM's own mapping (TrainedModel.predict) instead
         return {f: {value: float(code) for code, value in enumerate(model.categories[f])} for f in categorical}
+
+    @cached_property
+    def num_threads(self) -> int:
+        """The model's own num_threads, for every predict: LightGBM ignores the trained params there (0 = all cores)."""
+        return int(self.model.booster.params.get("num_threads", 0))
 
 
 def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
@@ -188,7 +194,8 @@ def predict(champion: ChampionModel, frame: pl.DataFrame) -> np.ndarray:
                                                                    return_dtype=pl.Float64).to_numpy())
         else:
             columns.append(frame[f].cast(pl.Float64).to_numpy())
-    return model.booster.predict(np.column_stack(columns), num_iteration=model.best_iteration)
+    return model.booster.predict(np.column_stack(columns), num_iteration=model.best_iteration,
+                                 num_threads=champion.num_threads)
 
 
 def predict_rows(champion: ChampionModel, rows: list[dict[str, Any]]) -> np.ndarray:
@@ -199,7 +206,8 @@ def predict_rows(champion: ChampionModel, rows: list[dict[str, Any]]) -> np.ndar
     nan = float("nan")
     matrix = np.array([[nan if row[f] is None else codes[f].get(str(row[f]), nan) if f in codes else float(row[f])
                         for f in model.features] for row in rows], dtype=np.float64)
-    return model.booster.predict(matrix, num_iteration=model.best_iteration)
+    # One row on an OpenMP team of all cores cost 2-40x one thread's time on the shared cores.
+    return model.booster.predict(matrix, num_iteration=model.best_iteration, num_threads=champion.num_threads)
 
 
 def _results(champion: ChampionModel, scores: np.ndarray) -> list[dict[str, Any]]:
@@ -222,7 +230,8 @@ def explain(champion: ChampionModel, frame_row: pl.DataFrame, top: int = 5) -> d
         raise ValueError(f"explain takes exactly one row, got {frame_row.height}")
     model = champion.model
     matrix = model_matrix(frame_row, model.features, model.categories)
-    contrib = np.asarray(model.booster.predict(matrix, num_iteration=model.best_iteration, pred_contrib=True))[0]
+    contrib = np.asarray(model.booster.predict(matrix, num_iteration=model.best_iteration, pred_contrib=True,
+                                                num_threads=champion.num_threads))[0]
     names = model.booster.feature_name()
     if list(names) != list(model.features):
         raise ValueError(f"{champion.tag}: booster features {names} differ from metadata features {model.features}")
@@ -239,38 +248,87 @@ def explain(champion: ChampionModel, frame_row: pl.DataFrame, top: int = 5) -> d
     }
 
 
-_SERVICES: weakref.WeakKeyDictionary[Any, dict[str, tuple[Any, Any]]] = weakref.WeakKeyDictionary()
+@dataclass(frozen=True)
+class _OnlineReader:
+    """A champion's feature service resolved for Feast's online store: its views and the features read from each."""
+
+    key_type: Any  # Feast ValueType of the entity key
+    views: list[tuple[Any, list[str], dict[str, Any]]]  # (feature view, the champion's features in it, value types)
+    expires: float  # time.monotonic() after which the registry is read again
 
 
-def _feature_service(store: Any, name: str) -> Any:
-    """The store's FeatureService object, built once per registry refresh.
+# Value proto fields that feast_value_type_to_python_type returns as they are, for features of these ValueTypes.
+_SCALAR_FIELDS = frozenset({"int32_val", "int64_val", "float_val", "double_val", "string_val", "bool_val"})
+_SCALAR_TYPES = frozenset({"INT32", "INT64", "FLOAT", "DOUBLE", "STRING", "BOOL"})
 
-    store.get_feature_service(name) re-reads registry.db (allow_cache=False), and the new registry
-    timestamp also clears Feast's feature-resolution cache: each lookup then re-resolved the service,
-    about 10 ms. With allow_cache it still rebuilds the object from protobuf (typeguard-checked, about
-    1.5 ms), so it is kept here until the registry Feast serves from is refreshed (its cache ttl).
-    """
-    stamp = getattr(store.registry, "cached_registry_proto_created", None)
-    cached = _SERVICES.setdefault(store, {}).get(name)
-    if cached is not None and stamp is not None and cached[0] == stamp:
-        return cached[1]
-    service = store.get_feature_service(name, allow_cache=True)
-    _SERVICES[store][name] = (getattr(store.registry, "cached_registry_proto_created", None), service)
-    return service
+# Per FeatureStore: one Feast provider (its online store and connection) and a reader per champion tag.
+_READERS: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, _OnlineReader]]] = weakref.WeakKeyDictionary()
 
 
-def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[int]
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, datetime | None]]]:
-    """One Feast online lookup through the champion's feature service: values and their event times per entity."""
-    service = _feature_service(store, champion.feature_service)
-    data = store.get_online_features(features=service, entity_rows=[{entity_key: i} for i in entity_ids]
-                                     ).to_dict(include_event_timestamps=True)
-    lacking = [f for f in champion.features if f not in data]
+def _online_reader(store: Any, champion: ChampionModel, entity_key: str) -> tuple[Any, _OnlineReader]:
+    """The store's provider and the champion's reader, resolved once per champion and registry cache ttl."""
+    # get_online_features resolves the feature service and builds response protos on every call: more
+    # time than the online read itself. Expiring with the registry's cache ttl (0: never, as in Feast)
+    # shows registry changes as soon as Feast itself would.
+    if store not in _READERS:
+        from feast.infra.provider import get_provider
+
+        _READERS[store] = (get_provider(store.config), {})
+    provider, readers = _READERS[store]
+    reader = readers.get(champion.tag)
+    if reader is not None and time.monotonic() < reader.expires:
+        return provider, reader
+    service = store.get_feature_service(champion.feature_service, allow_cache=True)
+    wanted, views = set(champion.features), []
+    for projection in service.feature_view_projections:
+        if projection.name_alias or projection.join_key_map or projection.version_tag is not None:
+            raise registry.RegistryError(f"feature service {champion.feature_service}: view {projection.name} is "
+                                         "aliased, key-mapped or versioned; online_lookup reads plain views only")
+        view = store.get_feature_view(projection.name, allow_registry_cache=True)
+        if [c.name for c in view.entity_columns] != [entity_key]:
+            raise registry.RegistryError(f"feature view {view.name} is not keyed by {entity_key} alone")
+        used = [f for f in projection.features if f.name in wanted]
+        if used:
+            views.append((view, [f.name for f in used], {f.name: f.dtype.to_value_type() for f in used}))
+    lacking = wanted - {name for _, names, _ in views for name in names}
     if lacking:
-        raise registry.RegistryError(f"feature service {champion.feature_service} does not serve {lacking}")
-    rows = [{f: data[f][n] for f in champion.features} for n in range(len(entity_ids))]
-    times = [{f: (datetime.fromtimestamp(data[f + "__ts"][n], UTC) if data[f][n] is not None else None)
-              for f in champion.features} for n in range(len(entity_ids))]
+        raise registry.RegistryError(f"feature service {champion.feature_service} does not serve {sorted(lacking)}")
+    ttl = store.config.registry.cache_ttl_seconds
+    reader = _OnlineReader(key_type=views[0][0].entity_columns[0].dtype.to_value_type(), views=views,
+                           expires=time.monotonic() + ttl if ttl > 0 else math.inf)
+    readers[champion.tag] = reader
+    return provider, reader
+
+
+def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[Any]
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, float | None]]]:
+    """Per entity: the champion's online feature values and their event times (epoch seconds; None if absent)."""
+    # The provider's online_read, one call per feature view as get_online_features makes, works with any
+    # configured online store; values are converted as get_online_features converts them.
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+
+    provider, reader = _online_reader(store, champion, entity_key)
+    keys = [EntityKeyProto(join_keys=[entity_key], entity_values=[value])
+            for value in python_values_to_proto_values(entity_ids, reader.key_type)]
+    rows = [dict.fromkeys(champion.features) for _ in entity_ids]
+    times: list[dict[str, float | None]] = [dict.fromkeys(champion.features) for _ in entity_ids]
+    for view, names, types in reader.views:
+        read = provider.online_read(store.config, view, keys, names)
+        for row, row_times, (event_time, values) in zip(rows, times, read):
+            if values is None:
+                continue
+            at = event_time.timestamp()
+            for name in names:
+                proto = values.get(name)
+                if proto is None:
+                    continue
+                kind = proto.WhichOneof("val")
+                # A plain scalar is its proto field, as Feast returns it; anything else takes Feast's conversion.
+                value = getattr(proto, kind) if kind in _SCALAR_FIELDS and types[name].name in _SCALAR_TYPES else \
+                    feast_value_type_to_python_type(proto, types[name])
+                if value is not None:
+                    row[name], row_times[name] = value, at
     return rows, times
 
 
@@ -279,13 +337,13 @@ def online_rows(store: Any, champion: ChampionModel, entity_key: str, entity_ids
     return online_lookup(store, champion, entity_key, entity_ids)[0]
 
 
-def freshness(times: dict[str, datetime | None], ttl: dict[str, timedelta], now: datetime) -> dict[str, Any]:
-    """The oldest feature time of one entity and the features older than their view's ttl (stale)."""
+def freshness(times: dict[str, float | None], ttl: dict[str, float], now: float) -> dict[str, Any]:
+    """The oldest feature time of one entity and the features older than their view's ttl (stale); all in seconds."""
     present = [t for t in times.values() if t is not None]
     stale = sorted(f for f, t in times.items() if t is not None and now - t > ttl[f])
     oldest = min(present) if present else None
-    return {"features_as_of": oldest.isoformat() if oldest else None,
-            "feature_age_hours": round((now - oldest).total_seconds() / 3600, 1) if oldest else None,
+    return {"features_as_of": datetime.fromtimestamp(oldest, UTC).isoformat() if oldest is not None else None,
+            "feature_age_hours": round((now - oldest) / 3600, 1) if oldest is not None else None,
             "stale": bool(stale), "stale_features": stale}
 
 

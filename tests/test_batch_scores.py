@@ -48,6 +48,8 @@ def test_batch_scores_equal_live_scoring(scored: tuple[LakePaths, dict]) -> None
     assert set(stored["model_version"]) == {champion.tag} == {stats["model_version"]}
     assert stored["event_timestamp"].to_list() == features["event_timestamp"].to_list()
     assert stats["rows"] == stored.height
+    day = stored["event_timestamp"].max().date().isoformat()
+    assert pl.read_parquet(paths.score_history("churn") / f"{day}.parquet").equals(stored)  # the day's copy
     assert stats["positives"] == int(stored["decision"].sum())
     assert stats["score_p50"] == pytest.approx(float(stored["score"].quantile(0.5)))
 

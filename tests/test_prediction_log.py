@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from lakehouse import io as lake_io
 from lakehouse.paths import LakePaths
-from lakehouse.prediction_log import PredictionLogger, log_files, read_prediction_log
+from lakehouse.prediction_log import PredictionLogger, features_json, log_files, read_prediction_log
 
 
 def record(n: int, request_id: str = "r", **extra) -> dict:
@@ -52,6 +53,16 @@ def test_n_records_are_n_rows_after_close(tmp_path: Path) -> None:
     assert df.schema["entity_id"] == pl.String
     with pytest.raises(RuntimeError):
         logger.log([record(1)])
+
+
+def test_feature_mappings_are_written_as_json_text(tmp_path: Path) -> None:
+    """A record may carry its features as a mapping: encoded at flush, in feature order, like features_json."""
+    features = {"plan": "basic", "monthly_price": 9.99, "tenure_days": 12, "usage_trend": None}
+    with PredictionLogger(tmp_path, flush_rows=10, flush_seconds=3600) as logger:
+        logger.log([record(1, features=features), record(2)])
+    written = read_prediction_log(tmp_path).sort("row_index")["features"].to_list()
+    assert written == [features_json(features), '{"a": 1}']
+    assert json.loads(written[0]) == features and list(json.loads(written[0])) == list(features)
 
 
 def test_flush_by_size(tmp_path: Path) -> None:

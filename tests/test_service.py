@@ -313,9 +313,48 @@ def test_freshness_flags_features_older_than_their_ttl() -> None:
     from datetime import UTC, datetime, timedelta
 
     now = datetime(2025, 5, 1, tzinfo=UTC)
-    times = {"a": now - timedelta(hours=30), "b": now - timedelta(days=3), "c": None}
-    ttl = {"a": timedelta(days=2), "b": timedelta(days=2), "c": timedelta(days=2)}
-    result = scoring.freshness(times, ttl, now)
+    hours = 3600.0
+    times = {"a": now.timestamp() - 30 * hours, "b": now.timestamp() - 72 * hours, "c": None}
+    ttl = {"a": 48 * hours, "b": 48 * hours, "c": 48 * hours}
+    result = scoring.freshness(times, ttl, now.timestamp())
     assert result == {"features_as_of": (now - timedelta(days=3)).isoformat(), "feature_age_hours": 72.0,
                       "stale": True, "stale_features": ["b"]}
-    assert scoring.freshness({"a": now}, {"a": timedelta(days=2)}, now)["stale"] is False
+    assert scoring.freshness({"a": now.timestamp()}, {"a": 48 * hours}, now.timestamp())["stale"] is False
+
+
+def test_online_lookup_reads_what_get_online_features_returns(served: LakePaths, champion: scoring.ChampionModel,
+                                                              known_ids: list[int]) -> None:
+    """Values, their types and event times equal Feast's own get_online_features; unknown ids get all None."""
+    store = feature_store(served)
+    ids = [*known_ids, UNKNOWN_ID, known_ids[0]]
+    rows, times = scoring.online_lookup(store, champion, CHURN.entity_key, ids)
+    service = store.get_feature_service(champion.feature_service)
+    want = store.get_online_features(features=service, entity_rows=[{CHURN.entity_key: i} for i in ids]
+                                     ).to_dict(include_event_timestamps=True)
+    for n in range(len(ids)):
+        assert rows[n] == {f: want[f][n] for f in champion.features}
+        assert [type(v) for v in rows[n].values()] == [type(want[f][n]) for f in champion.features]
+        assert times[n] == {f: (float(want[f + "__ts"][n]) if want[f][n] is not None else None)
+                            for f in champion.features}
+    assert set(rows[-2].values()) == {None} and set(times[-2].values()) == {None}
+
+
+def test_online_lookup_names_features_the_service_does_not_serve(served: LakePaths,
+                                                                 champion: scoring.ChampionModel) -> None:
+    import dataclasses
+
+    wider = dataclasses.replace(champion, tag=champion.tag + "-wider", features=[*champion.features, "no_such_feature"])
+    with pytest.raises(registry.RegistryError, match="no_such_feature"):
+        scoring.online_lookup(feature_store(served), wider, CHURN.entity_key, [1])
+
+
+def test_predictions_use_the_models_own_thread_count(champion: scoring.ChampionModel,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """LightGBM's predict ignores the trained num_threads, so scoring passes the model's own (1 by default)."""
+    assert champion.model.params["num_threads"] == champion.num_threads == 1
+    booster, calls = champion.model.booster, []
+    real = booster.predict
+    monkeypatch.setattr(booster, "predict", lambda *a, **kw: calls.append(kw.get("num_threads")) or real(*a, **kw))
+    scoring.predict_rows(champion, [full_row(champion)])
+    scoring.score(champion, scoring.features_frame(champion, [full_row(champion)]))
+    assert calls == [1, 1]
