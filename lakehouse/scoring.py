@@ -59,8 +59,8 @@ class ChampionModel:
 
     @cached_property
     def num_threads(self) -> int:
-        """The model's own num_threads, for every predict: LightGBM ignores the trained params there (0 = all cores)."""
-        return int(self.model.booster.params.get("num_threads", 0))
+        """The model's own num_threads (TrainedModel.num_threads), looked up once per champion."""
+        return self.model.num_threads
 
 
 def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
@@ -79,7 +79,7 @@ def champion_model(tag: str, text: str, meta: dict[str, Any]) -> ChampionModel:
         raise registry.RegistryError(f"{tag}: metadata lacks {missing}; cannot serve it")
     threshold = meta["threshold"]
     threshold = float(threshold["threshold"] if isinstance(threshold, dict) else threshold)
-    model = load_trained_model(text, meta["features"], meta["categories"], meta.get("params"))
+    model = load_trained_model(text, meta["features"], meta["categories"], meta.get("params"), meta["model_sha256"])
     return ChampionModel(tag=tag, model=model, threshold=threshold, features=list(meta["features"]),
                          feature_service=str(meta["feature_service"]), metadata=meta)
 

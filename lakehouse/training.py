@@ -193,10 +193,15 @@ class TrainedModel:
     categories: dict[str, list[str]]
     valid_auc: float = float("nan")  # AUC on the validation window at best_iteration (nan when loaded)
 
+    @property
+    def num_threads(self) -> int:
+        """The model's own num_threads, for every predict: LightGBM ignores the trained params there (0 = all cores)."""
+        return int(self.booster.params.get("num_threads", 0))
+
     def predict(self, df: pl.DataFrame) -> np.ndarray:
         """Churn probabilities for a frame with the feature columns; unseen categories count as missing."""
         matrix = model_matrix(df, self.features, self.categories)
-        return self.booster.predict(matrix, num_iteration=self.best_iteration)
+        return self.booster.predict(matrix, num_iteration=self.best_iteration, num_threads=self.num_threads)
 
 
 def model_matrix(df: pl.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
@@ -262,16 +267,17 @@ def train_lightgbm(
 
 
 def load_trained_model(
-    model_text: str, features: list[str], categories: dict[str, list[str]], params: dict | None = None
+    model_text: str, features: list[str], categories: dict[str, list[str]], params: dict | None = None,
+    sha256: str | None = None,
 ) -> TrainedModel:
-    """A TrainedModel from LightGBM model text (never a pickle)."""
+    """A TrainedModel from LightGBM model text (never a pickle); sha256: the digest the registry already checked."""
     import lightgbm as lgb
 
     booster = lgb.Booster(model_str=model_text)
     return TrainedModel(
         booster=booster,
         model_text=model_text,
-        sha256=_sha256(model_text),
+        sha256=sha256 or _sha256(model_text),
         best_iteration=booster.current_iteration(),  # the text holds only the trees up to the best one
         params=dict(params or {}),
         features=list(features),

@@ -357,4 +357,5 @@ def test_predictions_use_the_models_own_thread_count(champion: scoring.ChampionM
     monkeypatch.setattr(booster, "predict", lambda *a, **kw: calls.append(kw.get("num_threads")) or real(*a, **kw))
     scoring.predict_rows(champion, [full_row(champion)])
     scoring.score(champion, scoring.features_frame(champion, [full_row(champion)]))
-    assert calls == [1, 1]
+    champion.model.predict(scoring.features_frame(champion, [full_row(champion)]))  # evaluation and the gate
+    assert calls == [1, 1, 1]
