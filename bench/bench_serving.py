@@ -349,14 +349,30 @@ def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float,
 
 # ---------------------------------------------------------------- 3. batch scores
 
-def copy_for_batch(data_root: Path, work: Path) -> Path:
-    """What batch_score reads (features, champion pointer, model store) in a scratch root it may write to."""
+def copy_for_batch(data_root: Path, work: Path, scale: int = 1) -> Path:
+    """What batch_score reads (features, champion pointer, model store) in a scratch root it may write to.
+
+    scale > 1 repeats the active entities and their newest feature rows `scale` times under new ids (the
+    same feature distributions, `scale` times the rows), for the second size BENCHMARKING.md asks for.
+    """
+    import polars as pl
+
+    from lakehouse.domains.churn import CHURN
+    from lakehouse.paths import LakePaths
+
     for part in ("lake/features", "registry", "bentoml/models"):
         shutil.copytree(data_root / part, work / part)
+    if scale > 1:
+        key, paths = CHURN.entity_key, LakePaths(work)
+        for name in [f"_{CHURN.name}_active", *(v.name for v in CHURN.feature_views)]:
+            table = pl.read_parquet(paths.latest(name))
+            step = int(table[key].max()) + 1
+            pl.concat([table.with_columns(pl.col(key) + k * step) for k in range(scale)]).write_parquet(
+                paths.latest(name))
     return work
 
 
-def bench_batch(args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
+def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> dict[str, Any]:
     """Pairs of (batch_score end to end with its timings, bare Booster.predict) on the same rows."""
     import numpy as np
     import polars as pl
@@ -368,7 +384,7 @@ def bench_batch(args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
 
     work = Path(tempfile.mkdtemp(prefix="bench_serving_batch_"))
     try:
-        paths = LakePaths(copy_for_batch(data_root, work / "data"))
+        paths = LakePaths(copy_for_batch(data_root, work / "data", scale))
         champion = scoring.load_champion(paths, CHURN.name)
         model = champion.model
         matrix = model_matrix(batch_scores.latest_features(paths, CHURN), model.features, model.categories)
@@ -404,7 +420,7 @@ def bench_batch(args: argparse.Namespace, data_root: Path) -> dict[str, Any]:
             log(f"  batch pair {i}/{args.batch_pairs}: batch_score {a['seconds'] * 1000:.0f} ms (read "
                 f"{a['read_seconds'] * 1000:.0f}, score {a['score_seconds'] * 1000:.0f}), bare predict {b * 1000:.0f} ms")
         return {"rows": len(matrix), "pairs": pairs, "trees": model.best_iteration,
-                "num_threads": champion.num_threads}
+                "num_threads": champion.num_threads, "scale": scale}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -416,7 +432,9 @@ def report_batch(args: argparse.Namespace, batch: dict[str, Any]) -> list[str]:
     read_share = [a["read_seconds"] / a["seconds"] for a, _ in pairs]
     rest = [a["seconds"] - a["read_seconds"] - a["score_seconds"] for a, _ in pairs]
     return [
-        f"### Batch scores: {rows:,} active customers, {batch['trees']} trees, LightGBM num_threads="
+        f"### Batch scores: {rows:,} active customers"
+        + (f" (the demo's, repeated {batch['scale']}x under new ids)" if batch["scale"] > 1 else "")
+        + f", {batch['trees']} trees, LightGBM num_threads="
         f"{batch['num_threads']} (the model's own, both sides); {len(pairs)} pairs after a warm-up",
         "",
         "| | rows/s | vs bare `Booster.predict` rows/s per pair: median (min-max) | goal | |",
@@ -470,6 +488,8 @@ def main() -> None:
     parser.add_argument("--lookup-pairs", type=int, default=11)
     parser.add_argument("--lookup-calls", type=int, default=200, help="single-entity calls per side and pair")
     parser.add_argument("--batch-pairs", type=int, default=7)
+    parser.add_argument("--batch-scales", type=int, nargs="+", default=[1, 10],
+                        help="batch sizes as multiples of the demo's active customers")
     parser.add_argument("--quick", action="store_true", help="a smoke run: few pairs and requests")
     parser.add_argument("--only", choices=["http", "lookup", "batch"], action="append", help="run only these parts")
     args = parser.parse_args()
@@ -494,8 +514,9 @@ def main() -> None:
         log("feature lookup: online_lookup vs get_online_features")
         lines += report_lookup(args, bench_lookup(args, data_root, ids)) + [""]
     if "batch" in parts:
-        log("batch scores: batch_score vs Booster.predict")
-        lines += report_batch(args, bench_batch(args, data_root)) + [""]
+        for scale in args.batch_scales:
+            log(f"batch scores at {scale}x the demo's rows: batch_score vs Booster.predict")
+            lines += report_batch(args, bench_batch(args, data_root, scale)) + [""]
     lines.append(f"- machine: {machine_info()}")
     print("\n".join(lines))
 
