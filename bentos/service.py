@@ -32,6 +32,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Optional, Union
 
+import lakehouse  # noqa: F401  (first: Feast then loads without typeguard's recompile, lakehouse/__init__.py)
+
 import bentoml
 from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from feast.errors import FeatureViewNotFoundException
