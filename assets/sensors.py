@@ -8,8 +8,8 @@ check, within a cooldown and never beside a retraining run in flight.
 
 import json
 import time
-from itertools import zip_longest
 from datetime import datetime
+from itertools import zip_longest
 
 import dagster as dg
 
@@ -125,8 +125,8 @@ def publish_job(domain: Domain):
     )
 
 
-# Runs go one at a time; a burst of landing files must not keep publishing and retraining waiting behind
-# it (Dagster's queue dequeues higher dagster/priority first).
+# The queue starts two runs at a time (pools decide which may pair up); a burst of landing files must not
+# keep publishing and retraining waiting behind it (Dagster's queue dequeues higher dagster/priority first).
 JUMP_THE_QUEUE = {"dagster/priority": "1"}
 
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -169,8 +169,8 @@ def publish_sensor(domain: Domain) -> dg.SensorDefinition:
         if landing:
             return dg.SkipReason(f"{len(landing)} landing run(s) queued or running; publishing once they are done")
         context.update_cursor(str(newest))
-        return dg.RunRequest(run_key=f"publish:{newest}", tags={"lakehouse/trigger": f"silver:{newest}",
-                                                                 **JUMP_THE_QUEUE})
+        return dg.RunRequest(run_key=f"publish:{newest}",
+                             tags={"lakehouse/trigger": f"silver:{newest}", **JUMP_THE_QUEUE})
 
     return _sensor
 
