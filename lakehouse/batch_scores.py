@@ -11,18 +11,15 @@ No BentoML or Dagster import here.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from lakehouse import scoring
 from lakehouse.domain import Domain
-from lakehouse.io import _temp_beside, write_parquet_atomic
+from lakehouse.io import copy_file_atomic, write_parquet_atomic
 from lakehouse.paths import LakePaths
 
 
@@ -47,16 +44,6 @@ def latest_features(paths: LakePaths, domain: Domain) -> pl.DataFrame:
         stamps.append(f"_t{n}")
     return frame.with_columns(event_timestamp=pl.max_horizontal(stamps)).select(
         key, "event_timestamp", *(f.name for view in domain.feature_views for f in view.features))
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    """Copy a file under a temporary name beside the target, then rename it into place."""
-    tmp = _temp_beside(target)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _stats(frame: pl.DataFrame) -> dict[str, Any]:
@@ -91,7 +78,7 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         # One file per feature day, rewritten when that day is scored again (by a new champion, say);
         # the same bytes as the table just written, so copied rather than encoded again.
         day = out["event_timestamp"].max().date()
-        _copy_atomic(path, paths.score_history(domain.name) / f"{day.isoformat()}.parquet")
+        copy_file_atomic(path, paths.score_history(domain.name) / f"{day.isoformat()}.parquet")
     return {
         "path": path,
         "rows": out.height,

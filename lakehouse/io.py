@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,17 @@ def copy_to_parquet_atomic(con: Any, query: str, path: Path) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     return rows
+
+
+def copy_file_atomic(source: Path, path: Path) -> Path:
+    """Copy a file under a temporary name beside the target, then rename it into place."""
+    tmp = _temp_beside(path)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
 
 
 def write_json_atomic(record: dict[str, Any], path: Path) -> Path:

@@ -60,21 +60,21 @@ def decide(state: RetrainState, policy: RetrainPolicy) -> Decision:
         return Decision(False, f"cooldown: the last retraining was requested {since:.0f}s ago "
                                f"(cooldown {policy.cooldown_seconds:.0f}s)", "")
     for check in state.failed_checks:
-        if check.name in policy.retrain_on_failed_checks and not state.new_batches and state.last_trained:
+        if check.name not in policy.retrain_on_failed_checks:
+            continue
+        if not state.new_batches and state.last_trained:
             # Same inputs give the same model byte for byte: only new data can answer a failed check.
             return Decision(False, f"{check.name} failed, but no batch arrived since {state.last_trained} was "
                                    f"trained: retraining would reproduce it", "")
-        if check.name in policy.retrain_on_failed_checks and state.last_trigger == check.name and \
-                len(state.new_batches) < policy.min_new_batches:
+        if state.last_trigger == check.name and len(state.new_batches) < policy.min_new_batches:
             # The last retraining answered this check and the gate kept the champion (the check still
             # fails against it): another try needs as much new data as a routine retraining.
             return Decision(False, f"{check.name} still fails after the retraining it triggered; "
                                    f"{len(state.new_batches)} new published batches since, waiting for "
                                    f"{policy.min_new_batches}", "")
-        if check.name in policy.retrain_on_failed_checks:
-            detail = f": {check.description}" if check.description else ""
-            return Decision(True, f"{check.name} failed (evaluation {check.evaluation_id}){detail}", check.name,
-                            run_key=f"retrain:{check.name}:{check.evaluation_id}")
+        detail = f": {check.description}" if check.description else ""
+        return Decision(True, f"{check.name} failed (evaluation {check.evaluation_id}){detail}", check.name,
+                        run_key=f"retrain:{check.name}:{check.evaluation_id}")
     fingerprint = hashlib.sha256("\n".join(sorted(state.new_batches)).encode()).hexdigest()[:16]
     if state.last_trained is None:
         if not state.new_batches:
