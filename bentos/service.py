@@ -36,6 +36,7 @@ import lakehouse  # noqa: F401  (first: Feast then loads without typeguard's rec
 
 import bentoml
 from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
+from bentoml.validators import ContentType
 from feast.errors import FeatureViewNotFoundException
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 
@@ -58,6 +59,8 @@ INT_ID = Annotated[StrictInt, Field(ge=1, le=2**63 - 1, description="entity id (
 STR_ID = Annotated[StrictStr, Field(min_length=1, max_length=200, description="entity id (1 to 200 characters)")]
 FeatureValue = Optional[Union[StrictInt, StrictFloat, StrictStr]]
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+# Declared, so BentoML does not derive the media type from a JSON schema on every response (~80 us).
+JsonAnswer = Annotated[dict[str, Any], ContentType("application/json")]
 
 
 class ApiKeyMiddleware:
@@ -155,7 +158,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             logger.warning("champion changed: now serving %s (was %s)", new.tag, old.tag)
 
         @bentoml.api(input_spec=models["ids"])
-        def predict_ids(self, **request: Any) -> dict[str, Any]:
+        def predict_ids(self, **request: Any) -> JsonAnswer:
             """Score entities with online features; unknown ones get an error entry, never a default score."""
             started = time.perf_counter()
             champion = self.champions.current()  # one model for the whole request, even across a switch
@@ -175,7 +178,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 
         @bentoml.api(input_spec=models["ids"])
-        def precomputed(self, **request: Any) -> dict[str, Any]:
+        def precomputed(self, **request: Any) -> JsonAnswer:
             """Batch scores from the online store (no model run); an entity never batch-scored gets an error entry."""
             started = time.perf_counter()
             champion = self.champions.current()
@@ -193,7 +196,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             return {"model_version": champion.tag, "predictions": results}
 
         @bentoml.api(input_spec=models["rows"])
-        def predict_features(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        def predict_features(self, rows: list[dict[str, Any]]) -> JsonAnswer:
             """Score rows of explicit feature values (every champion feature; unknown or missing names are a 400)."""
             started = time.perf_counter()
             champion = self.champions.current()
@@ -235,7 +238,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             self.prediction_log.close()
 
         @bentoml.api(input_spec=models["explain"])
-        def explain(self, top: int = 5, **request: Any) -> dict[str, Any]:
+        def explain(self, top: int = 5, **request: Any) -> JsonAnswer:
             """Top SHAP contributions (LightGBM pred_contrib, log-odds) for one entity's online features."""
             champion = self.champions.current()
             entity_id = request[key]
@@ -246,7 +249,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             return {key: entity_id, **scoring.explain(champion, frame, top=top)}
 
         @bentoml.api(input_spec=models["info"])
-        def model_info(self) -> dict[str, Any]:
+        def model_info(self) -> JsonAnswer:
             """The served champion: tag, threshold, feature service, features and test metrics."""
             champion = self.champions.current()
             meta = champion.metadata

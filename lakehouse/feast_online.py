@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -219,6 +219,46 @@ class LakehouseSqliteOnlineStore(SqliteOnlineStore):
             if pending is not None:
                 written += write(pending.result())
         return written
+
+    def online_read(
+        self,
+        config: RepoConfig,
+        table: FeatureView,
+        entity_keys: list[EntityKeyProto],
+        requested_features: Optional[list[str]] = None,
+    ) -> list[tuple[Optional[datetime], Optional[dict[str, ValueProto]]]]:
+        """Feast's sqlite read (same query, same answer), converting one timestamp per entity, not per feature."""
+        return self.online_read_views(config, [table], entity_keys)[0]
+
+    def online_read_views(
+        self, config: RepoConfig, views: list[FeatureView], entity_keys: list[EntityKeyProto]
+    ) -> list[list[tuple[Optional[datetime], Optional[dict[str, ValueProto]]]]]:
+        """online_read of several views for the same entities: one key encoding and one SQL statement in all."""
+        version = config.entity_key_serialization_version
+        keys = [serialize_entity_key(key, entity_key_serialization_version=version) for key in entity_keys]
+        marks = ",".join("?" * len(keys))
+        # `+event_ts` has no declared type, so sqlite's per-row timestamp converter does not run on it.
+        sql = " UNION ALL ".join(
+            f"SELECT {n}, entity_key, feature_name, value, +event_ts FROM {_quote_id(self._table_name(config, view))} "
+            f"WHERE entity_key IN ({marks})"
+            for n, view in enumerate(views)
+        ) + " ORDER BY 1, 2, 3"  # Feast's order (its ORDER BY entity_key walks the (entity_key, feature_name) key)
+        found: list[dict[bytes, tuple[int, dict[str, ValueProto]]]] = [{} for _ in views]
+        for n, key, name, value, event_ts in self._get_conn(config).execute(sql, keys * len(views)).fetchall():
+            entity = found[n].get(key)
+            if entity is None:
+                entity = found[n][key] = (event_ts, {})
+            elif entity[0] != event_ts:
+                entity = found[n][key] = (event_ts, entity[1])  # Feast keeps the last row's time
+            proto = ValueProto()
+            proto.ParseFromString(value)
+            entity[1][name] = proto
+        # As Feast's converter reads it back: the stored integer is a naive UTC time taken as local.
+        return [
+            [(datetime.fromtimestamp(int(hit[0])).replace(tzinfo=UTC), hit[1]) if (hit := rows.get(key)) else (None, None)
+             for key in keys]
+            for rows in found
+        ]
 
     @staticmethod
     def _table_name(config: RepoConfig, feature_view: FeatureView) -> str:

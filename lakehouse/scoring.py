@@ -254,6 +254,7 @@ class _OnlineReader:
 
     key_type: Any  # Feast ValueType of the entity key
     views: list[tuple[Any, list[str], dict[str, Any]]]  # (feature view, the champion's features in it, value types)
+    scalar: frozenset[str]  # features of a plain scalar type: their proto field is the value, as Feast returns it
     expires: float  # time.monotonic() after which the registry is read again
 
 
@@ -294,7 +295,8 @@ def _online_reader(store: Any, champion: ChampionModel, entity_key: str) -> tupl
     if lacking:
         raise registry.RegistryError(f"feature service {champion.feature_service} does not serve {sorted(lacking)}")
     ttl = store.config.registry.cache_ttl_seconds
-    reader = _OnlineReader(key_type=views[0][0].entity_columns[0].dtype.to_value_type(), views=views,
+    scalar = frozenset(name for _, _, types in views for name, kind in types.items() if kind.name in _SCALAR_TYPES)
+    reader = _OnlineReader(key_type=views[0][0].entity_columns[0].dtype.to_value_type(), views=views, scalar=scalar,
                            expires=time.monotonic() + ttl if ttl > 0 else math.inf)
     readers[champion.tag] = reader
     return provider, reader
@@ -304,7 +306,8 @@ def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_i
                   ) -> tuple[list[dict[str, Any]], list[dict[str, float | None]]]:
     """Per entity: the champion's online feature values and their event times (epoch seconds; None if absent)."""
     # The provider's online_read, one call per feature view as get_online_features makes, works with any
-    # configured online store; values are converted as get_online_features converts them.
+    # configured online store (the lakehouse store reads all views at once); values are converted as
+    # get_online_features converts them.
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
@@ -313,8 +316,13 @@ def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_i
             for value in python_values_to_proto_values(entity_ids, reader.key_type)]
     rows = [dict.fromkeys(champion.features) for _ in entity_ids]
     times: list[dict[str, float | None]] = [dict.fromkeys(champion.features) for _ in entity_ids]
-    for view, names, types in reader.views:
-        read = provider.online_read(store.config, view, keys, names)
+    read_views = getattr(getattr(provider, "online_store", None), "online_read_views", None)
+    if read_views is not None:  # the lakehouse sqlite store: every view in one statement
+        reads = read_views(store.config, [view for view, _, _ in reader.views], keys)
+    else:
+        reads = [provider.online_read(store.config, view, keys, names) for view, names, _ in reader.views]
+    scalar = reader.scalar
+    for (_, names, types), read in zip(reader.views, reads):
         for row, row_times, (event_time, values) in zip(rows, times, read):
             if values is None:
                 continue
@@ -325,7 +333,7 @@ def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_i
                     continue
                 kind = proto.WhichOneof("val")
                 # A plain scalar is its proto field, as Feast returns it; anything else takes Feast's conversion.
-                value = getattr(proto, kind) if kind in _SCALAR_FIELDS and types[name].name in _SCALAR_TYPES else \
+                value = getattr(proto, kind) if kind in _SCALAR_FIELDS and name in scalar else \
                     feast_value_type_to_python_type(proto, types[name])
                 if value is not None:
                     row[name], row_times[name] = value, at

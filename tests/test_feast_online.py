@@ -217,6 +217,25 @@ def test_window_and_latest_row(lakehouse_store):
     assert _table_rows(store, "fv_all")[0][-1] is None  # no created timestamp column
 
 
+def test_online_read_answers_like_feasts_sqlite_read(lakehouse_store):
+    """The overridden read and the all-views read return what Feast's own sqlite read returns, key for key."""
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    store, _ = lakehouse_store
+    provider = store._get_provider()
+    online_store = provider.online_store
+    assert isinstance(online_store, feast_online.LakehouseSqliteOnlineStore)
+    ids = [*ENTITY_IDS, 3, 45, 3]  # absent ids and repeats too
+    keys = [EntityKeyProto(join_keys=["customer_id"], entity_values=[ValueProto(int64_val=e)]) for e in ids]
+    views = [store.get_feature_view(name) for name in ("fv_all", "fv_created")]
+    reference = [SqliteOnlineStore.online_read(online_store, store.config, view, keys) for view in views]
+    assert [online_store.online_read(store.config, view, keys) for view in views] == reference
+    assert online_store.online_read_views(store.config, views, keys) == reference
+    assert sum(hit is not None for _, hit in reference[0]) > 30 and reference[0][-6] == (None, None)
+
+
 def test_feast_materialize_through_lakehouse_store(tmp_path, data_dir, feast_store):
     store = _store(tmp_path, data_dir, feast_online.STORE_TYPE)
     store.materialize(START, END)  # Feast's pipeline, ending in the overridden online_write_batch
