@@ -1,17 +1,20 @@
-"""The baseline of bench/bench_serving.py: a bare BentoML service that answers /predict_ids with a constant.
+"""The baselines of bench/bench_serving.py: bare BentoML services that answer /predict_ids with a constant.
 
     bentoml serve bench.bare_service:BareService --host 127.0.0.1 --port PORT   (from the repo root)
 
 Same bentoml.service options as bentos.churn_service:ChurnService (workers=1, 127.0.0.1, 30 s timeout)
 and the same kind of API (a sync method, so BentoML runs it in its thread pool too), so the difference
 between the two is what the churn service does per request: validation, Feast lookup, scoring, logging.
+BareService is written as BentoML's docs write a service; TypedBareService also declares its media type
+as ChurnService does (BentoML otherwise derives it from a JSON schema on every response), for reference.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import bentoml
+from bentoml.validators import ContentType
 
 # Shaped like a real single-customer answer of ChurnService, so JSON encoding costs about the same.
 CONSTANT: dict[str, Any] = {
@@ -36,5 +39,20 @@ class BareService:
 
     @bentoml.api
     def predict_ids(self, customer_ids: list[int]) -> dict[str, Any]:
+        """The constant answer, whatever the ids."""
+        return CONSTANT
+
+
+@bentoml.service(
+    name="typed_bare_service",
+    http={"host": "127.0.0.1", "port": 3001},
+    traffic={"timeout": 30},
+    workers=1,
+)
+class TypedBareService:
+    """BareService with its response media type declared, as ChurnService declares it."""
+
+    @bentoml.api
+    def predict_ids(self, customer_ids: list[int]) -> Annotated[dict[str, Any], ContentType("application/json")]:
         """The constant answer, whatever the ids."""
         return CONSTANT

@@ -150,6 +150,8 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             self._lock = threading.Lock()  # one Feast lookup at a time: the SQLite online store is shared
             self.prediction_log = PredictionLogger(self.paths.prediction_log(domain.name))
             atexit.register(self.prediction_log.close)  # fallback if the shutdown hook does not run
+            if os.environ.get("X_FREEZE"):
+                import gc; gc.collect(); gc.freeze()
             logger.info("serving %s (threshold %.4f, feature service %s) from %s", champion.tag,
                         champion.threshold, champion.feature_service, self.paths.root)
 
@@ -221,7 +223,8 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
                     "row_index": n,
                     "endpoint": endpoint,
                     "entity_id": str(ids[n]) if ids is not None else None,
-                    "features": {f: row.get(f) for f in champion.features} if row else None,  # JSON at flush
+                    # The row itself (exactly the champion's features, never changed after scoring); JSON at flush.
+                    "features": row or None,
                     "features_at": features_at[n] if features_at else None,
                     "model_version": result.get("model_version", champion.tag),
                     "score": result.get("score"),

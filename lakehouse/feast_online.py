@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -236,26 +237,21 @@ class LakehouseSqliteOnlineStore(SqliteOnlineStore):
         """online_read of several views for the same entities: one key encoding and one SQL statement in all."""
         version = config.entity_key_serialization_version
         keys = [serialize_entity_key(key, entity_key_serialization_version=version) for key in entity_keys]
-        marks = ",".join("?" * len(keys))
-        # `+event_ts` has no declared type, so sqlite's per-row timestamp converter does not run on it.
-        sql = " UNION ALL ".join(
-            f"SELECT {n}, entity_key, feature_name, value, +event_ts FROM {_quote_id(self._table_name(config, view))} "
-            f"WHERE entity_key IN ({marks})"
-            for n, view in enumerate(views)
-        ) + " ORDER BY 1, 2, 3"  # Feast's order (its ORDER BY entity_key walks the (entity_key, feature_name) key)
-        found: list[dict[bytes, tuple[int, dict[str, ValueProto]]]] = [{} for _ in views]
+        sql = _read_sql(tuple(self._table_name(config, view) for view in views), len(keys))
+        found: list[dict[bytes, list]] = [{} for _ in views]  # per view: key -> [feature name, event_ts, values]
         for n, key, name, value, event_ts in self._get_conn(config).execute(sql, keys * len(views)).fetchall():
             entity = found[n].get(key)
             if entity is None:
-                entity = found[n][key] = (event_ts, {})
-            elif entity[0] != event_ts:
-                entity = found[n][key] = (event_ts, entity[1])  # Feast keeps the last row's time
+                entity = found[n][key] = [name, event_ts, {}]
+            elif name > entity[0]:
+                # Feast's query walks the (entity_key, feature_name) key and keeps the last row's time.
+                entity[0], entity[1] = name, event_ts
             proto = ValueProto()
             proto.ParseFromString(value)
-            entity[1][name] = proto
+            entity[2][name] = proto
         # As Feast's converter reads it back: the stored integer is a naive UTC time taken as local.
         return [
-            [(datetime.fromtimestamp(int(hit[0])).replace(tzinfo=UTC), hit[1]) if (hit := rows.get(key)) else (None, None)
+            [(datetime.fromtimestamp(int(hit[1])).replace(tzinfo=UTC), hit[2]) if (hit := rows.get(key)) else (None, None)
              for key in keys]
             for rows in found
         ]
@@ -277,6 +273,15 @@ class LakehouseSqliteOnlineStore(SqliteOnlineStore):
             table_name,
         )
         return False
+
+
+@lru_cache(maxsize=64)
+def _read_sql(tables: tuple[str, ...], keys: int) -> str:
+    """The rows of `keys` entity keys in each table, tagged with the table's position (no ORDER BY: a sort costs more)."""
+    marks = ",".join("?" * keys)
+    # `+event_ts` has no declared type, so sqlite's per-row timestamp converter does not run on it.
+    return " UNION ALL ".join(f"SELECT {n}, entity_key, feature_name, value, +event_ts FROM {_quote_id(table)} "
+                              f"WHERE entity_key IN ({marks})" for n, table in enumerate(tables))
 
 
 def _columns(has_num: bool) -> list[str]:

@@ -96,10 +96,13 @@ class PredictionLogger:
         self._thread = threading.Thread(target=self._run, name=f"prediction-log-{self.folder.name}", daemon=True)
         self._thread.start()
 
-    def log(self, records: Iterable[Mapping[str, Any]]) -> None:
-        """Buffer records (missing logged_at is set to now, UTC); never writes to disk nor encodes features."""
+    def log(self, records: Iterable[dict[str, Any]]) -> None:
+        """Buffer records as they are, not copied (a missing logged_at is set to now, UTC); never touches the disk."""
         now = datetime.now(timezone.utc)
-        batch = [{**r, "logged_at": r.get("logged_at") or now} for r in records]
+        batch = list(records)
+        for r in batch:
+            if not r.get("logged_at"):
+                r["logged_at"] = now
         if not batch:
             return
         with self._cond:
