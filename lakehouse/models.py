@@ -6,6 +6,7 @@ Plain functions over training.py, evaluation.py and registry.py; the Dagster ass
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from lakehouse.domain import Domain
-from lakehouse.io import write_json_atomic
+from lakehouse.io import write_json_atomic, write_parquet_atomic
 from lakehouse.paths import LakePaths
 from lakehouse.validation import published_batches
 
@@ -39,6 +40,11 @@ class TrainingOptions:
 def model_dir(paths: LakePaths, domain: Domain, version: str) -> Path:
     """Where a model version's evaluation artifacts (plots, card, decision) live."""
     return paths.root / "models" / domain.name / version
+
+
+def baseline_scores_file(paths: LakePaths, domain: Domain, version: str, training_set_sha256: str) -> Path:
+    """The baselines' hold-out scores for a candidate, valid for the training set with this hash only."""
+    return model_dir(paths, domain, version) / f"baseline_scores_{training_set_sha256[:16]}.parquet"
 
 
 def latest_candidate(paths: LakePaths, domain: Domain) -> str | None:
@@ -107,8 +113,9 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
     test = evaluation.classification_metrics(y_test, scores, threshold)
     test["expected_value"] = evaluation.expected_value(y_test, scores, threshold, domain.costs)
     test["expected_value_at_0_5"] = evaluation.expected_value(y_test, scores, 0.5, domain.costs)
-    baseline_metrics = {name: evaluation.classification_metrics(y_test, fn(split.test), threshold)
-                        for name, fn in baselines.items()}
+    baseline_scores = {name: fn(split.test) for name, fn in baselines.items()}
+    baseline_metrics = {name: evaluation.classification_metrics(y_test, baseline, threshold)
+                        for name, baseline in baseline_scores.items()}
     importance = training.feature_importance(model)
     record = {
         "domain": domain.name,
@@ -145,6 +152,9 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
     plots = evaluation.evaluation_plots(model_dir(paths, domain, tag.split(":")[-1]), y_test, scores, importance,
                                         record["calibration"])
     record["plots"] = {k: str(p) for k, p in plots.items()}
+    # The gate compares on the same hold-out rows: it reads these instead of training the baselines again.
+    write_parquet_atomic(pl.DataFrame(baseline_scores), baseline_scores_file(
+        paths, domain, tag.split(":")[-1], record["data_versions"]["training_set_sha256"]))
     write_json_atomic({"tag": tag, "trained_at": record["trained_at"]},
                       paths.root / "models" / domain.name / "candidate.json")
     return record
@@ -156,8 +166,8 @@ def gate_candidate(paths: LakePaths, domain: Domain, tag: str, options: Training
 
     text, meta = registry.load_model_text(paths, tag)
     candidate = training.load_trained_model(text, meta["features"], meta["categories"], meta["params"])
-    frame = pl.read_parquet(paths.training_set(domain.name))
-    split = training.time_split(frame)
+    data = paths.training_set(domain.name).read_bytes()
+    split = training.time_split(pl.read_parquet(io.BytesIO(data)))
     y = split.test[domain.label_name].to_numpy()
     scores = candidate.predict(split.test)
     current = registry.champion(paths, domain.name)
@@ -170,10 +180,15 @@ def gate_candidate(paths: LakePaths, domain: Domain, tag: str, options: Training
             return _record_decision(paths, domain, tag, meta, decision, current)
         champion = training.load_trained_model(champion_text, champion_meta["features"], champion_meta["categories"])
         champion_scores = champion.predict(split.test)
-    baselines = training.train_baselines(split, meta["features"], training.categorical_columns(domain),
-                                         domain.label_name)
+    stored = baseline_scores_file(paths, domain, tag.split(":")[-1], hashlib.sha256(data).hexdigest())
+    if stored.exists():  # the candidate step scored these very rows
+        baseline_scores = {name: column.to_numpy() for name, column in pl.read_parquet(stored).to_dict().items()}
+    else:  # a candidate from before these files, or a training set rebuilt since
+        baselines = training.train_baselines(split, meta["features"], training.categorical_columns(domain),
+                                             domain.label_name)
+        baseline_scores = {name: fn(split.test) for name, fn in baselines.items()}
     gate = evaluation.promotion_gate(
-        y, scores, champion_scores, {name: fn(split.test) for name, fn in baselines.items()},
+        y, scores, champion_scores, baseline_scores,
         _slices(split.test, domain), meta["threshold"]["threshold"],
         min_auc_gain=options.min_auc_gain, slice_tolerance=options.slice_tolerance, seed=options.seed)
     decision = {**asdict(gate), "same_as_champion": False}

@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import polars as pl
 import pytest
 
 from lakehouse import registry
 from lakehouse.domains.churn import CHURN
-from lakehouse.models import TrainingOptions, gate_candidate, latest_candidate, model_card, train_candidate
+from lakehouse import training
+from lakehouse.models import (
+    TrainingOptions,
+    baseline_scores_file,
+    gate_candidate,
+    latest_candidate,
+    model_card,
+    train_candidate,
+)
 from lakehouse.paths import LakePaths
 from lakehouse.training import TrainingDataError
 
@@ -58,6 +67,21 @@ def test_the_gate_decision_is_recorded_either_way_and_the_card_shows_it(lake_cop
     for section in ("## Intended use", "## Training data", "## Hold-out metrics", "## Slices", "## Promotion decision",
                     "## Limitations"):
         assert section in markdown
+
+
+def test_the_gate_compares_with_the_baseline_scores_the_candidate_step_saved(lake_copy, monkeypatch):
+    """Saved for the training set they came from, equal to a fresh fit's; the gate does not fit them again."""
+    record = train_candidate(lake_copy, CHURN, FAST)
+    saved = pl.read_parquet(baseline_scores_file(lake_copy, CHURN, record["tag"].split(":")[-1],
+                                                 record["data_versions"]["training_set_sha256"]))
+    split = training.time_split(pl.read_parquet(lake_copy.training_set(CHURN.name)))
+    refit = training.train_baselines(split, record["features"], training.categorical_columns(CHURN), CHURN.label_name)
+    assert saved.columns == ["prior", "logistic"] and saved.height == split.test.height
+    for name, score in refit.items():
+        assert np.array_equal(saved[name].to_numpy(), score(split.test))
+    monkeypatch.setattr(training, "train_baselines", lambda *args: pytest.fail("the gate fitted the baselines again"))
+    decision = gate_candidate(lake_copy, CHURN, record["tag"])
+    assert decision["same_as_champion"] is False and decision["comparison"]
 
 
 def test_a_single_class_training_set_stops_with_a_clear_message_and_promotes_nothing(lake_copy):
