@@ -150,8 +150,6 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             self._lock = threading.Lock()  # one Feast lookup at a time: the SQLite online store is shared
             self.prediction_log = PredictionLogger(self.paths.prediction_log(domain.name))
             atexit.register(self.prediction_log.close)  # fallback if the shutdown hook does not run
-            if os.environ.get("X_FREEZE"):
-                import gc; gc.collect(); gc.freeze()
             logger.info("serving %s (threshold %.4f, feature service %s) from %s", champion.tag,
                         champion.threshold, champion.feature_service, self.paths.root)
 
