@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.metadata import records_table
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from lakehouse import scoring
@@ -35,7 +36,8 @@ def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:
             "dagster/row_count": stats["rows_out"],
             "path": dg.MetadataValue.path(str(stats["path"])),
             "model_versions": dg.MetadataValue.json(stats["model_versions"]),
-            "endpoints": dg.MetadataValue.json(stats["endpoints"]),
+            "endpoints": records_table(stats["endpoints"], ["endpoint", "requests", "rows", "errors", "latency_ms_p50",
+                                                            "latency_ms_p99", "latency_ms_max"]),
         }
         metadata.update({k: v for k, v in stats.items()
                          if k not in {"path", "model_versions", "endpoints"}})

@@ -193,6 +193,16 @@ def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFra
                          for c, t in columns.items()])
 
 
+def endpoint_summary(log: pl.DataFrame) -> list[dict[str, Any]]:
+    """Per endpoint: requests, rows, rows without a score, and request latency (ms, one value per request)."""
+    requests = log.unique(subset="request_id", keep="first").group_by("endpoint").agg(
+        requests=pl.len(), latency_ms_p50=pl.col("latency_ms").quantile(0.5),
+        latency_ms_p99=pl.col("latency_ms").quantile(0.99), latency_ms_max=pl.col("latency_ms").max())
+    rows = log.group_by("endpoint").agg(rows=pl.len(), errors=pl.col("error").is_not_null().sum())
+    return requests.join(rows, on="endpoint").sort("endpoint").select(
+        "endpoint", "requests", "rows", "errors", "latency_ms_p50", "latency_ms_p99", "latency_ms_max").to_dicts()
+
+
 def prediction_log_table(paths: LakePaths, domain: str) -> Path:
     return paths.lake / "serving" / domain / "prediction_log.parquet"
 
@@ -237,7 +247,7 @@ def ingest_prediction_log(paths: LakePaths, domain: str) -> dict[str, Any]:
         "errors": int(out["error"].is_not_null().sum()),
         "requests": out["request_id"].n_unique(),
         "model_versions": sorted(v for v in out["model_version"].unique().to_list() if v is not None),
-        "endpoints": {str(k): int(v) for k, v in out.group_by("endpoint").len().rows()},
+        "endpoints": endpoint_summary(out),
         **stats(scored, ""),
         **stats(new_scored, "new_"),
     }

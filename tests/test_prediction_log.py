@@ -182,6 +182,20 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
 # --- the ingestion asset ----------------------------------------------------------------------------
 
 
+def test_endpoint_summary_counts_requests_once_for_their_latency() -> None:
+    from lakehouse.prediction_log import endpoint_summary, to_frame
+
+    log = to_frame([record(0, request_id="a", latency_ms=1.0), record(1, request_id="a", latency_ms=1.0),
+                    record(2, request_id="b", latency_ms=2.0), record(3, request_id="c", latency_ms=30.0, error="x"),
+                    record(4, request_id="d", endpoint="predict_features", latency_ms=7.0)])
+    assert endpoint_summary(log) == [
+        {"endpoint": "predict_features", "requests": 1, "rows": 1, "errors": 0,
+         "latency_ms_p50": 7.0, "latency_ms_p99": 7.0, "latency_ms_max": 7.0},
+        {"endpoint": "predict_ids", "requests": 3, "rows": 4, "errors": 1,
+         "latency_ms_p50": 2.0, "latency_ms_p99": 30.0, "latency_ms_max": 30.0},
+    ]
+
+
 def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     from assets.resources import LakehouseResource
     from assets.serving import prediction_log_asset, prediction_log_key
@@ -212,6 +226,9 @@ def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     assert md["new_files"] == 2 and md["rows_in"] == 9 and md["duplicates_dropped"] == 2
     assert md["rows_out"] == md["dagster/row_count"] == 7 and md["errors"] == 1
     assert md["score_max"] == pytest.approx(0.007) and md["score_min"] == 0.0
+    [endpoint] = md["endpoints"].records
+    assert endpoint.data == {"endpoint": "predict_ids", "requests": "2", "rows": "7", "errors": "1",
+                             "latency_ms_p50": "1.5", "latency_ms_p99": "1.5", "latency_ms_max": "1.5"}
     table = pl.read_parquet(prediction_log_table(paths, "churn"))
     assert table.height == 7 and table.select("request_id", "entity_id").unique().height == 7
 
