@@ -243,19 +243,18 @@ def _timestamp_check(column: str, values: pl.Series) -> tuple[str | None, list[s
     except pl.exceptions.ComputeError:  # polars guesses the format from the first value, and gives up on some
         return f"timestamp {column!r} is not parseable as a date-time (e.g. {first[0]!r}); {example}", [], values
     unparsed = values.filter(_present(values) & parsed.is_null())
-    if getattr(parsed.dtype, "time_zone", None):
-        zoned = values.filter(_present(values))[0]
-        return (f"timestamp {column!r} carries a time zone (e.g. {zoned!r}); write times without one, in UTC", [],
-                parsed)
     if written == 0:
         return f"timestamp {column!r} is always empty", [], parsed
     if len(unparsed) / written > MAX_BAD_TIMESTAMP_SHARE:
-        if re.search(ZONE_SUFFIX, unparsed[0]):
-            return (f"timestamp {column!r} carries a time zone (e.g. {unparsed[0]!r}); write times without one, "
-                    "in UTC"), [], parsed
+        offsets = {bool(re.search(ZONE_SUFFIX, v.strip())) for v in (first[0], unparsed[0])}
+        if len(offsets) == 2 and parsed.is_not_null().any():  # polars reads all times the way the first is written
+            return (f"timestamp {column!r} mixes times with and without a UTC offset (e.g. {unparsed[0]!r}); "
+                    "write every time the same way"), [], parsed
         return (f"timestamp {column!r} is not parseable as a date-time in {len(unparsed):,} of {written:,} rows "
                 f"(e.g. {unparsed[0]!r}); {example}"), [], parsed
     notes = []
+    if first and re.search(ZONE_SUFFIX, first[0].strip()):
+        notes.append(f"times carry a UTC offset (e.g. {first[0]!r}): stored as UTC times without one")
     if first and not re.match(r"\d{4}-\d{2}-\d{2}", first[0]):
         notes.append(f"times are not written year-first (e.g. {first[0]!r}): check the range above, "
                      "day and month may be swapped")

@@ -55,7 +55,9 @@ def cast_column(column: Column, raw: pl.Expr, raw_dtype: pl.DataType) -> pl.Expr
     if column.dtype == "date":
         return text.str.to_date("%Y-%m-%d", strict=False)
     if column.dtype == "datetime":
-        return text.str.to_datetime(time_unit="us", strict=False, time_zone=None)
+        # Naive times are UTC already; one with an offset ("...Z", "...+01:00") becomes that UTC time, as
+        # a zoned Parquet timestamp does in the cast above.
+        return text.str.to_datetime(time_unit="us", strict=False, time_zone="UTC").dt.replace_time_zone(None)
     return text.cast(target, strict=False)
 
 

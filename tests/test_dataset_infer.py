@@ -152,7 +152,10 @@ def _infer(path: Path, **kwargs):
                                       "(e.g. '1704277321'); write it like 2024-01-03 10:22:01.123"),
     ({"ts": ["2024-01-03 10:22:01"] * 30 + ["yesterday"] * 10}, {}, "timestamp 'ts' is not parseable as a "
                                                                     "date-time in 10 of 40 rows (e.g. 'yesterday')"),
-    ({"ts": ["2024-01-03T10:22:01+01:00"] * 40}, {}, "timestamp 'ts' carries a time zone"),
+    ({"ts": ["2024-01-03 10:22:01"] * 30 + ["2024-01-03T10:22:01+01:00"] * 10}, {},
+     "timestamp 'ts' mixes times with and without a UTC offset (e.g. '2024-01-03T10:22:01+01:00')"),
+    ({"ts": ["2024-01-03T10:22:01Z"] * 30 + ["2024-01-03 10:22:01"] * 10}, {},
+     "timestamp 'ts' mixes times with and without a UTC offset (e.g. '2024-01-03 10:22:01')"),
     ({"churned": ["no", "yes", "unknown", "no"] * 10}, {}, "label 'churned' has 3 distinct values ('no', 'yes', "
                                                            "'unknown'); a binary label needs exactly two"),
     ({"churned": ["no"] * 40}, {}, "label 'churned' has 1 distinct values ('no')"),
@@ -169,6 +172,14 @@ def test_bad_input_gives_a_clear_error(tmp_path: Path, overrides: dict, kwargs: 
         _infer(_events(tmp_path, **overrides), **kwargs)
     assert message in str(raised.value)
     assert str(raised.value).startswith("dataset 'subs': ")
+
+
+def test_times_with_a_utc_offset_are_accepted_and_said_to_become_utc(tmp_path: Path) -> None:
+    spec, lines = _infer(_events(tmp_path, ts=[f"2024-01-{1 + i % 28:02d}T10:00:{i:02d}+01:00" for i in range(40)]))
+    assert spec.timestamp == "ts"
+    assert any("times carry a UTC offset (e.g. '2024-01-01T10:00:00+01:00'): stored as UTC times without one" in line
+               for line in lines)
+    assert any("timestamp 'ts': 2024-01-01 09:00:00" in line for line in lines)  # the range, in UTC
 
 
 def test_missing_files_and_empty_globs_are_errors(tmp_path: Path) -> None:

@@ -34,6 +34,14 @@ def test_valid_rows_are_typed():
     assert valid.row(0)[:5] == ("P1", 7, datetime(2025, 3, 1, 10), 9.99, True)
 
 
+def test_times_with_a_utc_offset_are_stored_as_their_utc_time():
+    valid, quarantined = validate_frame(raw_payments([
+        ("P1", "7", "2025-03-01T10:00:00+02:00", "9.99", "True"), ("P2", "7", "2025-03-01T10:00:00Z", "1.5", "False"),
+    ]), PAYMENTS, now=NOW)
+    assert quarantined.height == 0 and valid.schema["charged_at"] == pl.Datetime("us")
+    assert valid["charged_at"].to_list() == [datetime(2025, 3, 1, 8), datetime(2025, 3, 1, 10)]
+
+
 def test_each_rule_quarantines_the_row_with_the_failing_check():
     found = reasons_of([
         ("P1", "1", "2025-01-01 10:00:00", "9.99", "false"),
