@@ -6,8 +6,9 @@ Needs a built demo lake (`make demo`); the data root is LAKEHOUSE_DATA_ROOT or d
 is only read (the churn service appends its prediction log there; batch scoring writes into a copy).
 
 1. HTTP: `bentoml serve bentos.churn_service:ChurnService` vs `bentoml serve bench.bare_service:BareService`
-   (a constant answer), both started the same way; single-customer POST /predict_ids at concurrency 1
-   and 8 from keep-alive http.client connections, one thread each, in this process.
+   (a constant answer; the goal's baseline) and, for reference, TypedBareService (the same with its media
+   type declared, as the churn service declares it), all started the same way; single-customer POST
+   /predict_ids at concurrency 1 and 8 from keep-alive http.client connections, one thread each, in this process.
 2. Feature lookup, in process: lakehouse.scoring.online_lookup vs FeatureStore.get_online_features(...).to_dict()
    for the same entities (1 and 100 per call).
 3. Batch scores: lakehouse.batch_scores.batch_score end to end, and its scoring step, vs a bare
