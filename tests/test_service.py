@@ -156,6 +156,7 @@ def test_service_methods_in_process(service, champion: scoring.ChampionModel, kn
 def test_http_endpoints(client, champion: scoring.ChampionModel, known_ids: list[int]) -> None:
     r = client.post("/predict_ids", json={"customer_ids": [*known_ids[:3], UNKNOWN_ID]})
     assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/json"  # declared on every endpoint (service.JsonAnswer)
     preds = r.json()["predictions"]
     assert [p["customer_id"] for p in preds] == [*known_ids[:3], UNKNOWN_ID]
     assert "error" in preds[-1] and "score" not in preds[-1]
@@ -169,6 +170,7 @@ def test_http_endpoints(client, champion: scoring.ChampionModel, known_ids: list
 
     r = client.post("/model_info", json={})
     assert r.status_code == 200 and r.json()["model_version"] == champion.tag
+    assert r.headers["content-type"] == "application/json"
     assert client.get("/readyz").status_code == 200
 
 
