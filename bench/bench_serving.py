@@ -349,8 +349,9 @@ def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float,
                      f"| {goal(med(ratios) <= 1.1)} |")
     lines += ["",
               "- same entities on both sides, same values (checked); online_lookup also returns each value's "
-              "event time (for the service's freshness fields) and reads through the provider's `online_read` "
-              "with the feature service resolved once per champion; the baseline holds the feature service object"]
+              "event time (for the service's freshness fields) and reads all the feature service's views in one "
+              "statement of the lakehouse online store (`online_read_views`), with the feature service resolved once "
+              "per champion; the baseline holds the feature service object and reads through the same store"]
     return lines
 
 
