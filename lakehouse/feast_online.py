@@ -238,14 +238,15 @@ class LakehouseSqliteOnlineStore(SqliteOnlineStore):
         version = config.entity_key_serialization_version
         keys = [serialize_entity_key(key, entity_key_serialization_version=version) for key in entity_keys]
         sql = _read_sql(tuple(self._table_name(config, view) for view in views), len(keys))
-        found: list[dict[bytes, list]] = [{} for _ in views]  # per view: key -> [feature name, event_ts, values]
-        for n, key, name, value, event_ts in self._get_conn(config).execute(sql, keys * len(views)).fetchall():
+        found: list[dict[bytes, list]] = [{} for _ in views]  # per view: key -> [rowid, event_ts, values]
+        for n, key, name, value, event_ts, rowid in self._get_conn(config).execute(sql, keys * len(views)).fetchall():
             entity = found[n].get(key)
             if entity is None:
-                entity = found[n][key] = [name, event_ts, {}]
-            elif name > entity[0]:
-                # Feast's query walks the (entity_key, feature_name) key and keeps the last row's time.
-                entity[0], entity[1] = name, event_ts
+                entity = found[n][key] = [rowid, event_ts, {}]
+            elif rowid > entity[0]:
+                # Feast's query walks the entity_key index, so an entity's rows come in rowid order, and it
+                # answers with the last row's time.
+                entity[0], entity[1] = rowid, event_ts
             proto = ValueProto()
             proto.ParseFromString(value)
             entity[2][name] = proto
@@ -280,7 +281,7 @@ def _read_sql(tables: tuple[str, ...], keys: int) -> str:
     """The rows of `keys` entity keys in each table, tagged with the table's position (no ORDER BY: a sort costs more)."""
     marks = ",".join("?" * keys)
     # `+event_ts` has no declared type, so sqlite's per-row timestamp converter does not run on it.
-    return " UNION ALL ".join(f"SELECT {n}, entity_key, feature_name, value, +event_ts FROM {_quote_id(table)} "
+    return " UNION ALL ".join(f"SELECT {n}, entity_key, feature_name, value, +event_ts, rowid FROM {_quote_id(table)} "
                               f"WHERE entity_key IN ({marks})" for n, table in enumerate(tables))
 
 

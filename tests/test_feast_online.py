@@ -236,6 +236,25 @@ def test_online_read_answers_like_feasts_sqlite_read(lakehouse_store):
     assert sum(hit is not None for _, hit in reference[0]) > 30 and reference[0][-6] == (None, None)
 
 
+def test_online_read_keeps_feasts_time_when_an_entitys_rows_disagree(tmp_path, data_dir):
+    """Feast answers with the time of the entity's last written row (it reads them in rowid order); so do we."""
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    store = _store(tmp_path, data_dir, feast_online.STORE_TYPE)
+    materialize_window(store, ["fv_all"], START, END)
+    with sqlite3.connect(store.config.online_store.path) as conn:  # one feature of every entity written later
+        conn.execute(f'UPDATE "{PROJECT}_fv_all" SET event_ts = event_ts + 3600 WHERE feature_name = "b"')
+        conn.execute(f'UPDATE "{PROJECT}_fv_all" SET event_ts = event_ts - 7200 WHERE feature_name = "s"')
+    online_store = store._get_provider().online_store
+    view = store.get_feature_view("fv_all")
+    keys = [EntityKeyProto(join_keys=["customer_id"], entity_values=[ValueProto(int64_val=e)]) for e in ENTITY_IDS]
+    reference = SqliteOnlineStore.online_read(online_store, store.config, view, keys)
+    assert online_store.online_read(store.config, view, keys) == reference
+    assert any(hit is not None for _, hit in reference)
+
+
 def test_feast_materialize_through_lakehouse_store(tmp_path, data_dir, feast_store):
     store = _store(tmp_path, data_dir, feast_online.STORE_TYPE)
     store.materialize(START, END)  # Feast's pipeline, ending in the overridden online_write_batch
