@@ -27,13 +27,11 @@ CONSTANT: dict[str, Any] = {
     }],
 }
 
+# ChurnService's options (bentos/service.py): one worker on 127.0.0.1, a 30 s timeout.
+OPTIONS: dict[str, Any] = {"http": {"host": "127.0.0.1", "port": 3001}, "traffic": {"timeout": 30}, "workers": 1}
 
-@bentoml.service(
-    name="bare_service",
-    http={"host": "127.0.0.1", "port": 3001},
-    traffic={"timeout": 30},
-    workers=1,
-)
+
+@bentoml.service(name="bare_service", **OPTIONS)
 class BareService:
     """Returns the same constant for every request: the cost of BentoML alone."""
 
@@ -43,12 +41,7 @@ class BareService:
         return CONSTANT
 
 
-@bentoml.service(
-    name="typed_bare_service",
-    http={"host": "127.0.0.1", "port": 3001},
-    traffic={"timeout": 30},
-    workers=1,
-)
+@bentoml.service(name="typed_bare_service", **OPTIONS)
 class TypedBareService:
     """BareService with its response media type declared, as ChurnService declares it."""
 

@@ -400,7 +400,7 @@ def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> di
         def bare() -> float:
             t0 = time.perf_counter()
             # The model's own thread count, as batch_score uses: LightGBM's predict ignores the trained params.
-            model.booster.predict(matrix, num_iteration=model.best_iteration, num_threads=champion.num_threads)
+            model.booster.predict(matrix, num_iteration=model.best_iteration, num_threads=model.num_threads)
             return time.perf_counter() - t0
 
         def end_to_end() -> dict[str, Any]:
@@ -413,7 +413,7 @@ def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> di
         written = pl.read_parquet(first["path"])
         if written.height != len(matrix) or not np.allclose(
                 written["score"].to_numpy(), model.booster.predict(matrix, num_iteration=model.best_iteration,
-                                                                    num_threads=champion.num_threads),
+                                                                    num_threads=model.num_threads),
                 rtol=1e-12, atol=0):
             raise SystemExit("batch_score and the bare Booster.predict disagree")
         pairs = []
@@ -428,7 +428,7 @@ def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> di
             log(f"  batch pair {i}/{args.batch_pairs}: batch_score {a['seconds'] * 1000:.0f} ms (read "
                 f"{a['read_seconds'] * 1000:.0f}, score {a['score_seconds'] * 1000:.0f}), bare predict {b * 1000:.0f} ms")
         return {"rows": len(matrix), "pairs": pairs, "trees": model.best_iteration,
-                "num_threads": champion.num_threads, "scale": scale}
+                "num_threads": model.num_threads, "scale": scale}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

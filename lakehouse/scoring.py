@@ -57,11 +57,6 @@ class ChampionModel:
             return None  # trust LightGBM's own mapping (TrainedModel.predict) instead
         return {f: {value: float(code) for code, value in enumerate(model.categories[f])} for f in categorical}
 
-    @cached_property
-    def num_threads(self) -> int:
-        """The model's own num_threads (TrainedModel.num_threads), looked up once per champion."""
-        return self.model.num_threads
-
 
 def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
     """The domain's champion, its model file checked against the recorded SHA-256 (ModelIntegrityError if not)."""
@@ -195,7 +190,7 @@ def predict(champion: ChampionModel, frame: pl.DataFrame) -> np.ndarray:
         else:
             columns.append(frame[f].cast(pl.Float64).to_numpy())
     return model.booster.predict(np.column_stack(columns), num_iteration=model.best_iteration,
-                                 num_threads=champion.num_threads)
+                                 num_threads=model.num_threads)
 
 
 def predict_rows(champion: ChampionModel, rows: list[dict[str, Any]]) -> np.ndarray:
@@ -207,7 +202,7 @@ def predict_rows(champion: ChampionModel, rows: list[dict[str, Any]]) -> np.ndar
     matrix = np.array([[nan if row[f] is None else codes[f].get(str(row[f]), nan) if f in codes else float(row[f])
                         for f in model.features] for row in rows], dtype=np.float64)
     # One row on an OpenMP team of all cores cost 2-40x one thread's time on the shared cores.
-    return model.booster.predict(matrix, num_iteration=model.best_iteration, num_threads=champion.num_threads)
+    return model.booster.predict(matrix, num_iteration=model.best_iteration, num_threads=model.num_threads)
 
 
 def _results(champion: ChampionModel, scores: np.ndarray) -> list[dict[str, Any]]:
@@ -231,7 +226,7 @@ def explain(champion: ChampionModel, frame_row: pl.DataFrame, top: int = 5) -> d
     model = champion.model
     matrix = model_matrix(frame_row, model.features, model.categories)
     contrib = np.asarray(model.booster.predict(matrix, num_iteration=model.best_iteration, pred_contrib=True,
-                                                num_threads=champion.num_threads))[0]
+                                                num_threads=model.num_threads))[0]
     names = model.booster.feature_name()
     if list(names) != list(model.features):
         raise ValueError(f"{champion.tag}: booster features {names} differ from metadata features {model.features}")

@@ -84,6 +84,18 @@ def test_the_gate_compares_with_the_baseline_scores_the_candidate_step_saved(lak
     assert decision["same_as_champion"] is False and decision["comparison"]
 
 
+def test_without_saved_baseline_scores_the_gate_fits_the_baselines_itself(lake_copy, monkeypatch):
+    """A candidate saved before these files existed (or a training set rebuilt since): the gate still compares."""
+    record = train_candidate(lake_copy, CHURN, FAST)
+    baseline_scores_file(lake_copy, CHURN, record["tag"].split(":")[-1],
+                         record["data_versions"]["training_set_sha256"]).unlink()
+    fits = []
+    fit = training.train_baselines
+    monkeypatch.setattr(training, "train_baselines", lambda *args: fits.append(1) or fit(*args))
+    decision = gate_candidate(lake_copy, CHURN, record["tag"])
+    assert fits == [1] and decision["same_as_champion"] is False and decision["comparison"]
+
+
 def test_a_single_class_training_set_stops_with_a_clear_message_and_promotes_nothing(lake_copy):
     frame = pl.read_parquet(lake_copy.training_set("churn")).with_columns(pl.lit(0, dtype=pl.Int64).alias("churned_30d"))
     frame.write_parquet(lake_copy.training_set("churn"))

@@ -353,7 +353,7 @@ def test_online_lookup_names_features_the_service_does_not_serve(served: LakePat
 def test_predictions_use_the_models_own_thread_count(champion: scoring.ChampionModel,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """LightGBM's predict ignores the trained num_threads, so scoring passes the model's own (1 by default)."""
-    assert champion.model.params["num_threads"] == champion.num_threads == 1
+    assert champion.model.params["num_threads"] == champion.model.num_threads == 1
     booster, calls = champion.model.booster, []
     real = booster.predict
     monkeypatch.setattr(booster, "predict", lambda *a, **kw: calls.append(kw.get("num_threads")) or real(*a, **kw))
