@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 
 from lakehouse.domain import Domain, FeatureView
-from lakehouse.io import copy_to_parquet_atomic
+from lakehouse.io import copy_to_arrow_atomic, copy_to_parquet_atomic
 from lakehouse.paths import LakePaths
 
 
@@ -22,14 +22,19 @@ def _connect(paths: LakePaths, sources: tuple[str, ...], spine_of: str | None) -
     return con
 
 
+def _active_sql(domain: Domain, spine: str) -> str:
+    """The domain's entities on the spine's newest day, in key order (the order of the latest-row tables)."""
+    key = domain.entity_key
+    return f"SELECT DISTINCT {key} FROM {spine} WHERE day = (SELECT max(day) FROM {spine}) ORDER BY {key}"
+
+
 def build_spine(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """Write the (entity, day) spine every feature view is computed on."""
     with _connect(paths, domain.spine_sources, spine_of=None) as con:
         rows = copy_to_parquet_atomic(con, domain.spine_sql, paths.spine(domain.name))
         # The entities of the newest day, for batch scoring (one small file instead of a scan of the spine).
-        spine = f"read_parquet('{paths.spine(domain.name)}')"
-        copy_to_parquet_atomic(con, f"SELECT DISTINCT {domain.entity_key} FROM {spine} "
-                                    f"WHERE day = (SELECT max(day) FROM {spine})", paths.latest(f"_{domain.name}_active"))
+        copy_to_arrow_atomic(con, _active_sql(domain, f"read_parquet('{paths.spine(domain.name)}')"),
+                             paths.latest(f"_{domain.name}_active"))
         first, last, entities = con.execute(
             f"SELECT min(day), max(day), count(DISTINCT {domain.entity_key}) FROM read_parquet('{paths.spine(domain.name)}')"
         ).fetchall()[0]
@@ -41,10 +46,13 @@ def build_feature_view(paths: LakePaths, domain: Domain, view: FeatureView) -> d
     out = paths.features(view.name)
     with _connect(paths, view.sources, spine_of=domain.name) as con:
         rows = copy_to_parquet_atomic(con, view.sql, out)
-        # The newest row per entity: what the online store holds after materialization, read by batch scoring.
-        copy_to_parquet_atomic(con, f"SELECT * FROM read_parquet('{out}') QUALIFY row_number() OVER "
-                                    f"(PARTITION BY {domain.entity_key} ORDER BY event_timestamp DESC) = 1",
-                               paths.latest(view.name))
+        # The newest row per active entity (what the online store holds after materialization; nulls where
+        # the view has none), in the active entities' order, so batch scoring puts the views side by side.
+        key = domain.entity_key
+        newest = (f"SELECT * FROM read_parquet('{out}') "
+                  f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY event_timestamp DESC) = 1")
+        copy_to_arrow_atomic(con, f"SELECT * FROM ({_active_sql(domain, 'spine')}) LEFT JOIN ({newest}) USING ({key}) "
+                                  f"ORDER BY {key}", paths.latest(view.name))
         stats = feature_statistics(con, out, view)
     return {"rows": rows, **stats}
 

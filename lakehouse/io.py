@@ -40,6 +40,20 @@ def copy_to_parquet_atomic(con: Any, query: str, path: Path) -> int:
     return rows
 
 
+def copy_to_arrow_atomic(con: Any, query: str, path: Path) -> int:
+    """Write a DuckDB query's rows as an uncompressed Arrow IPC file (read without decoding); return the rows."""
+    from pyarrow import feather
+
+    table = con.sql(query).to_arrow_table()
+    tmp = _temp_beside(path)
+    try:
+        feather.write_feather(table, tmp, compression="uncompressed")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return table.num_rows
+
+
 def copy_file_atomic(source: Path, path: Path) -> Path:
     """Copy a file under a temporary name beside the target, then rename it into place."""
     tmp = _temp_beside(path)

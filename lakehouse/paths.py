@@ -63,8 +63,11 @@ class LakePaths:
         return self.lake / "features" / f"{view}.parquet"
 
     def latest(self, name: str) -> Path:
-        """A view's newest row per entity, or a domain's entities of the newest day ("_<domain>_active")."""
-        return self.lake / "features" / "_latest" / f"{name}.parquet"
+        """A view's newest row per active entity, or a domain's entities of the newest day ("_<domain>_active").
+
+        Arrow IPC files in the order of the active entities, for batch scoring.
+        """
+        return self.lake / "features" / "_latest" / f"{name}.arrow"
 
     def spine(self, domain: str) -> Path:
         """One row per entity per active day: what every feature view of the domain is computed on."""

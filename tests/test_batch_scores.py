@@ -9,11 +9,13 @@ import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from pyarrow import feather
 
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_asset
 from lakehouse import registry, scoring
-from lakehouse.batch_scores import batch_score, latest_features, precomputed_scores, publish_online
+from lakehouse.batch_scores import (StaleFeaturesError, batch_score, latest_features, precomputed_scores,
+                                    publish_online)
 from lakehouse.domains.churn import CHURN
 from lakehouse.models import latest_candidate
 from lakehouse.paths import LakePaths
@@ -112,6 +114,15 @@ def test_batch_score_without_champion_is_a_clear_error(lake: LakePaths, tmp_path
                        resources={"lakehouse": LakehouseResource(data_root=str(copy.root))},
                        instance=dg.DagsterInstance.ephemeral())
     assert not copy.batch_scores("churn").exists()
+
+
+def test_feature_tables_out_of_step_with_the_spine_are_a_clear_error(lake: LakePaths, tmp_path: Path) -> None:
+    """A spine rebuilt without its feature views must not pair one customer's features with another's."""
+    copy = _copy(lake, tmp_path)
+    active = copy.latest("_churn_active")
+    feather.write_feather(feather.read_table(active).slice(1), active)  # the newest day lost a customer
+    with pytest.raises(StaleFeaturesError, match=r"customer_usage.*materialize the churn feature views again"):
+        latest_features(copy, CHURN)
 
 
 def test_batch_scores_asset(scored: tuple[LakePaths, dict]) -> None:
