@@ -363,7 +363,9 @@ def copy_for_batch(data_root: Path, work: Path, scale: int = 1) -> Path:
     scale > 1 repeats the active entities and their newest feature rows `scale` times under new ids (the
     same feature distributions, `scale` times the rows), for the second size BENCHMARKING.md asks for.
     """
-    import polars as pl
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from pyarrow import feather
 
     from lakehouse.domains.churn import CHURN
     from lakehouse.paths import LakePaths
@@ -373,10 +375,11 @@ def copy_for_batch(data_root: Path, work: Path, scale: int = 1) -> Path:
     if scale > 1:
         key, paths = CHURN.entity_key, LakePaths(work)
         for name in [f"_{CHURN.name}_active", *(v.name for v in CHURN.feature_views)]:
-            table = pl.read_parquet(paths.latest(name))
-            step = int(table[key].max()) + 1
-            pl.concat([table.with_columns(pl.col(key) + k * step) for k in range(scale)]).write_parquet(
-                paths.latest(name))
+            table = feather.read_table(paths.latest(name))
+            step, column = pc.max(table[key]).as_py() + 1, table.schema.get_field_index(key)
+            # Blocks of ever larger ids keep the tables in key order, as the features step writes them.
+            blocks = [table.set_column(column, key, pc.add(table[key], k * step)) for k in range(scale)]
+            feather.write_feather(pa.concat_tables(blocks), paths.latest(name), compression="uncompressed")
     return work
 
 
@@ -425,8 +428,9 @@ def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> di
                 b = bare()
                 a = end_to_end()
             pairs.append((a, b))
-            log(f"  batch pair {i}/{args.batch_pairs}: batch_score {a['seconds'] * 1000:.0f} ms (read "
-                f"{a['read_seconds'] * 1000:.0f}, score {a['score_seconds'] * 1000:.0f}), bare predict {b * 1000:.0f} ms")
+            log(f"  batch pair {i}/{args.batch_pairs}: batch_score {a['seconds'] * 1000:.0f} ms (load "
+                f"{a['load_seconds'] * 1000:.0f}, score {a['score_seconds'] * 1000:.0f}, write {a['write_seconds'] * 1000:.0f}), "
+                f"bare predict {b * 1000:.0f} ms")
         return {"rows": len(matrix), "pairs": pairs, "trees": model.best_iteration,
                 "num_threads": model.num_threads, "scale": scale}
     finally:
@@ -437,8 +441,6 @@ def report_batch(args: argparse.Namespace, batch: dict[str, Any]) -> list[str]:
     rows, pairs = batch["rows"], batch["pairs"]
     e2e = [b / a["seconds"] for a, b in pairs]  # throughput ratio = bare time / our time
     step = [b / a["score_seconds"] for a, b in pairs]
-    read_share = [a["read_seconds"] / a["seconds"] for a, _ in pairs]
-    rest = [a["seconds"] - a["read_seconds"] - a["score_seconds"] for a, _ in pairs]
     return [
         f"### Batch scores: {rows:,} active customers"
         + (f" (the demo's, repeated {batch['scale']}x under new ids)" if batch["scale"] > 1 else "")
@@ -450,15 +452,15 @@ def report_batch(args: argparse.Namespace, batch: dict[str, Any]) -> list[str]:
         f"| `batch_score` end to end (read features, score, write Parquet) "
         f"| {spread([rows / a['seconds'] for a, _ in pairs], '{:,.0f}')} | **{spread(e2e)}** | >= 0.80 "
         f"| {goal(med(e2e) >= 0.8)} |",
-        f"| its scoring step (`scoring.score` on the feature frame) "
+        f"| its scoring step (`scoring.predict` on the feature frame) "
         f"| {spread([rows / a['score_seconds'] for a, _ in pairs], '{:,.0f}')} | **{spread(step)}** | >= 0.80 "
         f"| {goal(med(step) >= 0.8)} |",
         f"| bare `Booster.predict` on the prebuilt model matrix | {spread([rows / b for _, b in pairs], '{:,.0f}')} "
         f"| 1 | | |",
         "",
-        f"- where `batch_score`'s time goes (median ms): read features (`latest_features`) "
-        f"{med(a['read_seconds'] for a, _ in pairs) * 1000:.0f}, score {med(a['score_seconds'] for a, _ in pairs) * 1000:.0f}, "
-        f"load champion + write {med(rest) * 1000:.0f}; reading is {med(read_share):.0%} of the run",
+        "- where `batch_score`'s time goes (median ms): "
+        + ", ".join(f"{part} {med(a[f'{part}_seconds'] for a, _ in pairs) * 1000:.1f}" for part in ("load", "score", "write"))
+        + " (load: the champion's SHA-checked text, then LightGBM parsing it while the features are read)",
         "- checked: the written scores equal the bare Booster.predict on the same rows",
     ]
 

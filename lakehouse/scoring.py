@@ -60,11 +60,16 @@ class ChampionModel:
 
 def load_champion(paths: LakePaths, domain: str) -> ChampionModel:
     """The domain's champion, its model file checked against the recorded SHA-256 (ModelIntegrityError if not)."""
+    return champion_model(*champion_text(paths, domain))
+
+
+def champion_text(paths: LakePaths, domain: str) -> tuple[str, str, dict[str, Any]]:
+    """The champion's tag, LightGBM text (SHA-checked) and metadata, unparsed; NoChampionError if none."""
     tag = registry.champion(paths, domain)
     if tag is None:
         raise NoChampionError(f"domain {domain!r} has no champion model under {paths.root}; "
                               f"train and promote one first (the registry's promote/gate)")
-    return champion_model(tag, *registry.load_model_text(paths, tag))
+    return (tag, *registry.load_model_text(paths, tag))
 
 
 def champion_model(tag: str, text: str, meta: dict[str, Any]) -> ChampionModel:
