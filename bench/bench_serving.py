@@ -28,21 +28,18 @@ import platform
 import random
 import resource
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # bento_process: the tests' `bentoml serve` helper
 
 CHURN_SERVICE = "bentos.churn_service:ChurnService"
 BARE_SERVICE = "bench.bare_service:BareService"
@@ -70,53 +67,6 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 # ---------------------------------------------------------------- 1. HTTP
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_service(target: str, data_root: Path, logdir: Path) -> tuple[subprocess.Popen, int, Any]:
-    """`bentoml serve TARGET` on a free port in its own process group, as `make serve` starts it."""
-    port = free_port()
-    env = {**os.environ, "LAKEHOUSE_DATA_ROOT": str(data_root), "BENTOML_HOME": str(data_root / "bentoml"),
-           "BENTOML_DO_NOT_TRACK": "True"}
-    env.pop("LAKEHOUSE_API_KEY", None)  # the benchmark measures the open service
-    logfile = open(logdir / f"{target.split(':')[-1]}_{port}.log", "wb")
-    cmd = [str(Path(sys.executable).parent / "bentoml"), "serve", target, "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, port, logfile
-
-
-def wait_ready(proc: subprocess.Popen, port: int, logfile: Any, timeout: float = 120) -> None:
-    """Poll /readyz until 200; fail if the server exits or takes too long."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"bentoml serve exited early (code {proc.returncode}); see {logfile.name}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bentoml serve not ready within {timeout:.0f} s; see {logfile.name}")
-        time.sleep(0.5)
-
-
-def stop_service(proc: subprocess.Popen, logfile: Any) -> None:
-    """SIGTERM the service's process group (a clean shutdown flushes the prediction log), SIGKILL if stuck."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-    logfile.close()
-
 
 def server_cpu_seconds(pid: int) -> float:
     """User+system CPU of the service process and all its children (the arbiter and the worker)."""
@@ -196,35 +146,40 @@ def check_answer(port: int, customer_id: int) -> None:
 
 def bench_http(args: argparse.Namespace, data_root: Path, ids: list[int]) -> dict[str, Any]:
     """Start the services, warm them up, then per pair and concurrency: churn and the bare ones, in turn."""
+    from bento_process import ServeProcess, start_serve
+
+    from lakehouse.paths import LakePaths
+
     logdir = Path(tempfile.mkdtemp(prefix="bench_serving_logs_"))
-    services: dict[str, tuple[subprocess.Popen, int, Any]] = {}
+    services: dict[str, ServeProcess] = {}
     rng = random.Random(7)
     try:
         for name, target in (("churn", CHURN_SERVICE), ("bare", BARE_SERVICE), ("typed", TYPED_BARE_SERVICE)):
-            services[name] = start_service(target, data_root, logdir)
-        for name, (proc, port, logfile) in services.items():
-            wait_ready(proc, port, logfile)
-            log(f"{name} service ready on port {port}")
-        check_answer(services["churn"][1], ids[0])
-        for name, (_, port, _) in services.items():
-            load(port, rng.choices(ids, k=args.warmup), 8)  # warm caches, thread pools, connections
+            # As `make serve` starts it; the benchmark measures the open service (no API key).
+            services[name] = start_serve(LakePaths(data_root), target, log_dir=logdir)
+        for name, server in services.items():
+            server.wait_ready(timeout=120)
+            log(f"{name} service ready on port {server.port}")
+        check_answer(services["churn"].port, ids[0])
+        for server in services.values():
+            load(server.port, rng.choices(ids, k=args.warmup), 8)  # warm caches, thread pools, connections
         results: dict[tuple[str, int], list[dict[str, Any]]] = {}
         for i in range(1, args.pairs + 1):
             order = ("churn", "bare", "typed") if i % 2 else ("typed", "bare", "churn")  # drift hits all
             for c in CONCURRENCIES:
                 sample = rng.choices(ids, k=args.requests)  # the same customers for both sides of a pair
                 for name in order:
-                    proc, port, _ = services[name]
-                    cpu0 = server_cpu_seconds(proc.pid)
-                    r = load(port, sample, c)
-                    r["server_cores"] = (server_cpu_seconds(proc.pid) - cpu0) / r["seconds"]
+                    server = services[name]
+                    cpu0 = server_cpu_seconds(server.proc.pid)
+                    r = load(server.port, sample, c)
+                    r["server_cores"] = (server_cpu_seconds(server.proc.pid) - cpu0) / r["seconds"]
                     results.setdefault((name, c), []).append(r)
                     log(f"  pair {i}/{args.pairs} c={c} {name:5s}: p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
                         f"{r['rps']:7.0f} req/s  errors {r['errors']}  client {r['client_cores']:.2f} cores  "
                         f"server {r['server_cores']:.2f} cores")
     finally:
-        for proc, _, logfile in services.values():
-            stop_service(proc, logfile)
+        for server in services.values():
+            server.stop()
     shutil.rmtree(logdir, ignore_errors=True)
     return {"results": results}
 

@@ -1,4 +1,4 @@
-"""A real `bentoml serve` subprocess for tests: started on a free port, ready-checked, always stopped."""
+"""A real `bentoml serve` subprocess for tests and benchmarks: started on a free port, ready-checked, always stopped."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
 
@@ -24,13 +26,51 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def bentoml_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnService",
-                  extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                  command: list[str] | None = None) -> Iterator[str]:
-    """`bentoml serve TARGET [ARGS]` (a service path or a bento tag) on the data root; yields its base URL.
+@dataclass
+class ServeProcess:
+    """A started `bentoml serve`: its process (leader of its own process group), port and log file."""
 
-    `command` replaces the bentoml command line (e.g. `lakehouse serve NAME`); "--port <free port>" is appended.
+    proc: subprocess.Popen
+    port: int
+    log: BinaryIO
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        """Poll /readyz until 200; fail if the server exits or takes longer than `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, f"bentoml serve exited early: {self.log.name}"
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"bentoml serve not ready within {timeout:.0f} s: {self.log.name}"
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """SIGTERM the process group (a clean shutdown flushes the prediction log), SIGKILL if stuck."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+def start_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnService",
+                extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                command: list[str] | None = None, log_dir: Path | None = None) -> ServeProcess:
+    """Start `bentoml serve TARGET [ARGS]` (a service path or a bento tag) on the data root and a free port.
+
+    `command` replaces the bentoml command line (e.g. `lakehouse serve NAME`); "--port <free port>" is
+    appended. The log goes to `log_dir` (default: beside the data root). Not ready yet: see wait_ready.
     """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "BENTOML_HOME"}
@@ -42,33 +82,25 @@ def bentoml_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnSer
     env.update({DATA_ROOT_ENV: str(paths.root), "BENTOML_DO_NOT_TRACK": "True", **(extra_env or {})})
     env.pop("LAKEHOUSE_API_KEY", None) if "LAKEHOUSE_API_KEY" not in (extra_env or {}) else None
     bentoml_cli = str(Path(sys.executable).parent / "bentoml")
-    log = open(paths.root.parent / f"bentoml_serve_{port}.log", "wb")
+    name = target.split(":")[-1] if command is None else command[-1]
+    log = open((log_dir or paths.root.parent) / f"bentoml_serve_{name}_{port}.log", "wb")
     argv = [*command, "--port", str(port)] if command else [bentoml_cli, "serve", target, *args, "--port", str(port),
                                                             "--host", "127.0.0.1"]
-    proc = subprocess.Popen(argv,
-                            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return ServeProcess(proc, port, log)
+
+
+@contextmanager
+def bentoml_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnService",
+                  extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
+                  command: list[str] | None = None) -> Iterator[str]:
+    """start_serve, ready-checked and always stopped; yields its base URL."""
+    server = start_serve(paths, target, extra_env, args, command)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"bentoml serve exited early: {log.name}"
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"bentoml serve not ready within 90 s: {log.name}"
-            time.sleep(0.5)
-        yield base
+        server.wait_ready()
+        yield server.url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        log.close()
+        server.stop()
 
 
 def post_json(base: str, path: str, payload: object, headers: dict[str, str] | None = None) -> tuple[int, dict]:
