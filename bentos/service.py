@@ -11,7 +11,9 @@ Scoring logic lives in lakehouse.scoring; this file only does IO.
 Endpoints (POST, JSON): /predict_ids, /predict_features, /precomputed, /explain, /model_info;
 BentoML adds /healthz, /livez, /readyz, /metrics. Ids go in "<entity key>s" (churn: customer_ids),
 at most 1000 ids or rows per request (MAX_BATCH). If LAKEHOUSE_API_KEY is set, every path except
-the health probes needs header x-api-key (else 401).
+the health probes needs header x-api-key (else 401). predict_ids, predict_features and explain take
+an optional "model_version": another registered version answers instead of the champion, loaded and
+SHA-checked on first use, the last four kept (model on demand; a pinned bento refuses it).
 
 Every prediction is logged (one record per id or row, one request id per call, the call's latency)
 through lakehouse.prediction_log into <data root>/prediction_log/<domain>; the buffer is flushed by a
@@ -37,7 +39,7 @@ import lakehouse  # noqa: F401  (first: Feast then loads without typeguard's rec
 import bentoml
 from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from bentoml.validators import ContentType
-from feast.errors import FeatureViewNotFoundException
+from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 
 from lakehouse import registry, scoring
@@ -97,6 +99,8 @@ def request_models(domain: Domain, example_id: Any, example_row: dict[str, Any])
     rows = Annotated[list[dict[str, FeatureValue]], Field(min_length=1, max_length=MAX_BATCH,
                                                          description=f"1 to {MAX_BATCH} feature rows")]
     top = Annotated[StrictInt, Field(ge=1, le=50, description="how many contributions to return")]
+    version = Annotated[Optional[StrictStr], Field(min_length=1, max_length=100, description=(
+        "a registered model version or tag (a unique prefix will do) to answer with instead of the champion"))]
 
     def model(name: str, doc: str, example: dict[str, Any], **fields: Any) -> type[BaseModel]:
         built = create_model(name, __config__=ConfigDict(**_STRICT, json_schema_extra={"example": example}), **fields)
@@ -104,12 +108,17 @@ def request_models(domain: Domain, example_id: Any, example_row: dict[str, Any])
         return built
 
     return {
-        "ids": model("PredictIdsRequest", f"{key} values to score from the Feast online store (1 to {MAX_BATCH}).",
-                     {ids_field: [example_id]}, **{ids_field: (ids, ...)}),
-        "rows": model("PredictFeaturesRequest", "Rows of explicit feature values: every champion feature, no others "
-                      f"(null = missing); 1 to {MAX_BATCH} rows.", {"rows": [example_row]}, rows=(rows, ...)),
-        "explain": model("ExplainRequest", f"One {key} to explain with LightGBM's SHAP contributions (log-odds).",
-                         {key: example_id, "top": 5}, **{key: (entity_id, ...)}, top=(top, 5)),
+        "ids": model("PredictIdsRequest", f"{key} values to score from the Feast online store (1 to {MAX_BATCH}); "
+                     "model_version: score with that registered version instead of the champion.",
+                     {ids_field: [example_id]}, **{ids_field: (ids, ...)}, model_version=(version, None)),
+        "precomputed": model("PrecomputedRequest", f"{key} values whose batch scores to look up (1 to {MAX_BATCH}).",
+                             {ids_field: [example_id]}, **{ids_field: (ids, ...)}),
+        "rows": model("PredictFeaturesRequest", "Rows of explicit feature values: every feature of the model, no "
+                      f"others (null = missing); 1 to {MAX_BATCH} rows. model_version: as in predict_ids.",
+                      {"rows": [example_row]}, rows=(rows, ...), model_version=(version, None)),
+        "explain": model("ExplainRequest", f"One {key} to explain with LightGBM's SHAP contributions (log-odds); "
+                         "model_version: as in predict_ids.", {key: example_id, "top": 5},
+                         **{key: (entity_id, ...)}, top=(top, 5), model_version=(version, None)),
         "info": model("ModelInfoRequest", "No fields: POST {}.", {}),
     }
 
@@ -146,6 +155,8 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             else:
                 self.champions = scoring.ChampionWatcher(self.paths, domain.name, on_switch=self._switched)
             champion = self.champions.current()
+            # Other registered versions, when a request names one (a pinned bento holds only its own).
+            self.on_demand = None if pinned_tag else scoring.OnDemandModels(self.paths, domain.name)
             self.store = feature_store(self.paths)
             self._lock = threading.Lock()  # one Feast lookup at a time: the SQLite online store is shared
             self.prediction_log = PredictionLogger(self.paths.prediction_log(domain.name))
@@ -157,11 +168,37 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
         def _switched(old: scoring.ChampionModel, new: scoring.ChampionModel) -> None:
             logger.warning("champion changed: now serving %s (was %s)", new.tag, old.tag)
 
+        def _model(self, version: Optional[str], online: bool = True) -> scoring.ChampionModel:
+            """The champion, or the registered version a request names (loaded on demand, then kept).
+
+            One model for the whole request, even across a champion switch. An unknown version is a 404;
+            with `online`, so is a version whose feature service the feature store no longer has.
+            """
+            champion = self.champions.current()
+            if version is None or version in (champion.tag, champion.tag.partition(":")[2]):
+                return champion
+            if self.on_demand is None:
+                raise InvalidArgument(f"this bento serves only {champion.tag}, not model_version {version!r}")
+            try:
+                model = self.on_demand.get(version)
+            except registry.ModelIntegrityError as exc:
+                raise ServiceUnavailable(str(exc)) from None
+            except registry.RegistryError as exc:
+                raise NotFound(f"model_version {version!r}: {exc}") from None
+            if online:
+                try:
+                    with self._lock:
+                        self.store.get_feature_service(model.feature_service, allow_cache=True)
+                except FeatureServiceNotFoundException:
+                    raise NotFound(f"{model.tag} reads feature service {model.feature_service}, which the feature "
+                                   "store no longer has; use predict_features with its features") from None
+            return model
+
         @bentoml.api(input_spec=models["ids"])
-        def predict_ids(self, **request: Any) -> JsonAnswer:
+        def predict_ids(self, model_version: Optional[str] = None, **request: Any) -> JsonAnswer:
             """Score entities with online features; unknown ones get an error entry, never a default score."""
             started = time.perf_counter()
-            champion = self.champions.current()  # one model for the whole request, even across a switch
+            champion = self._model(model_version)
             ids = list(request[ids_field])
             with self._lock:
                 rows, times = scoring.online_lookup(self.store, champion, key, ids)
@@ -177,7 +214,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             self._log_predictions("predict_ids", started, champion, results, rows, ids, features_at)
             return {"model_version": champion.tag, "threshold": champion.threshold, "predictions": results}
 
-        @bentoml.api(input_spec=models["ids"])
+        @bentoml.api(input_spec=models["precomputed"])
         def precomputed(self, **request: Any) -> JsonAnswer:
             """Batch scores from the online store (no model run); an entity never batch-scored gets an error entry."""
             started = time.perf_counter()
@@ -196,10 +233,10 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             return {"model_version": champion.tag, "predictions": results}
 
         @bentoml.api(input_spec=models["rows"])
-        def predict_features(self, rows: list[dict[str, Any]]) -> JsonAnswer:
-            """Score rows of explicit feature values (every champion feature; unknown or missing names are a 400)."""
+        def predict_features(self, rows: list[dict[str, Any]], model_version: Optional[str] = None) -> JsonAnswer:
+            """Score rows of explicit feature values (every model feature; unknown or missing names are a 400)."""
             started = time.perf_counter()
-            champion = self.champions.current()
+            champion = self._model(model_version, online=False)
             rows = list(rows)
             try:
                 frame = scoring.features_frame(champion, rows)
@@ -239,9 +276,9 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             self.prediction_log.close()
 
         @bentoml.api(input_spec=models["explain"])
-        def explain(self, top: int = 5, **request: Any) -> JsonAnswer:
+        def explain(self, top: int = 5, model_version: Optional[str] = None, **request: Any) -> JsonAnswer:
             """Top SHAP contributions (LightGBM pred_contrib, log-odds) for one entity's online features."""
-            champion = self.champions.current()
+            champion = self._model(model_version)
             entity_id = request[key]
             with self._lock:
                 frame = scoring.online_frame(self.store, champion, key, entity_id)
@@ -264,6 +301,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
                 "trained_at": meta.get("trained_at"),
                 "code_version": meta.get("code_version"),
                 "model_sha256": meta.get("model_sha256"),
+                "loaded_on_demand": self.on_demand.loaded() if self.on_demand else [],
             }
 
     Service.__name__ = Service.__qualname__ = "".join(p.title() for p in domain.name.split("_")) + "Service"

@@ -197,6 +197,14 @@ def load_model_text(paths: LakePaths, tag_or_version: str) -> tuple[str, dict[st
     return read_model(_get_model(paths, tag_or_version))
 
 
+def load_domain_model(paths: LakePaths, domain: str, tag_or_version: str) -> tuple[str, str, dict[str, Any]]:
+    """A domain's stored model by tag or version (a unique prefix will do): its tag, SHA-checked text and metadata."""
+    model = _get_model(paths, tag_or_version)
+    if _domain_of(model) != domain:
+        raise RegistryError(f"{model.tag} is a model of {_domain_of(model)!r}, not of {domain!r}")
+    return (str(model.tag), *read_model(model))
+
+
 def model_metadata(paths: LakePaths, tag_or_version: str) -> dict[str, Any]:
     """A stored model's full metadata record (no SHA check: the model file is not read)."""
     return _full_metadata(_get_model(paths, tag_or_version))

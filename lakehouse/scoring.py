@@ -11,6 +11,7 @@ import math
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -131,6 +132,45 @@ class ChampionWatcher:
                 if self.on_switch and new.tag != old.tag:
                     self.on_switch(old, new)
             return self._champion
+
+
+class OnDemandModels:
+    """Registered model versions loaded (SHA-checked) when a request first names one; the last `size` kept.
+
+    The model-on-demand serving pattern: a challenger, a retired champion or any audited version
+    answers beside the champion without a deployment of its own.
+    """
+
+    def __init__(self, paths: LakePaths, domain: str, size: int = 4) -> None:
+        self.paths, self.domain, self.size = paths, domain, size
+        self._models: OrderedDict[str, ChampionModel] = OrderedDict()  # by tag, least recently used first
+        self._tags: dict[str, str] = {}  # what requests named (a version, a prefix, a tag) -> tag
+        self._lock = threading.Lock()
+
+    def get(self, tag_or_version: str) -> ChampionModel:
+        """The model with this tag or version (prefix); registry.RegistryError if the domain has none such."""
+        with self._lock:
+            model = self._models.get(self._tags.get(tag_or_version, ""))
+            if model is not None:
+                self._models.move_to_end(model.tag)
+                return model
+        # Loaded outside the lock: other versions keep answering meanwhile.
+        loaded = champion_model(*registry.load_domain_model(self.paths, self.domain, tag_or_version))
+        with self._lock:
+            model = self._models.setdefault(loaded.tag, loaded)  # the same version named another way: one copy
+            self._models.move_to_end(model.tag)
+            self._tags[tag_or_version] = model.tag
+            while len(self._models) > self.size:
+                evicted, _ = self._models.popitem(last=False)
+                self._tags = {name: tag for name, tag in self._tags.items() if tag != evicted}
+        if model is loaded:
+            logging.getLogger(__name__).info("loaded %s on demand", model.tag)
+        return model
+
+    def loaded(self) -> list[str]:
+        """The tags held, least recently used first."""
+        with self._lock:
+            return [model.tag for model in self._models.values()]
 
 
 def features_frame(champion: ChampionModel, records: list[dict[str, Any]]) -> pl.DataFrame:

@@ -95,6 +95,12 @@ def test_served_bento_keeps_its_model_while_the_repo_service_switches(packaged: 
         _, body = post_json(live, "/precomputed", {"customer_ids": ids[:1]})
         assert body["predictions"][0]["by_current_model"] is False  # scored by the previous champion
 
+        # The repo service answers with the retired champion on demand; a bento holds only its own model.
+        status, body = post_json(live, "/predict_ids", {"customer_ids": ids, "model_version": first})
+        assert status == 200 and {p["model_version"] for p in body["predictions"]} == {first}
+        status, body = post_json(pinned, "/predict_ids", {"customer_ids": ids, "model_version": other["tag"]})
+        assert status == 400 and f"serves only {first}" in str(body), body
+
 
 def test_requirements_match_the_lock() -> None:
     """bentos/requirements.txt (what a bento installs) is uv.lock's export: `make lock` keeps them in step."""

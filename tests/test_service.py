@@ -311,6 +311,72 @@ def test_a_running_service_switches_to_a_new_champion_without_a_restart(served: 
     assert watcher.current().tag == first.tag
 
 
+@pytest.fixture(scope="module")
+def other_version(served: LakePaths, tmp_path_factory: pytest.TempPathFactory) -> tuple[LakePaths, str]:
+    """A copy of the lake with a second churn model that was never promoted: (its paths, its tag)."""
+    from lakehouse.models import TrainingOptions, train_candidate
+
+    copy = LakePaths(tmp_path_factory.mktemp("on_demand") / "data")
+    shutil.copytree(served.root, copy.root)
+    other = train_candidate(copy, CHURN, TrainingOptions(tune=False, params={"num_leaves": 7}))
+    assert other["tag"] != registry.champion(copy, CHURN.name)
+    return copy, other["tag"]
+
+
+def test_a_registered_version_answers_on_demand(other_version: tuple[LakePaths, str], champion: scoring.ChampionModel,
+                                                known_ids: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """model_version loads that version once and scores exactly as it does offline; the champion stays the default."""
+    from bentos.churn_service import ChurnService
+
+    paths, tag = other_version
+    monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
+    service = ChurnService()
+    other = scoring.champion_model(*registry.load_domain_model(paths, CHURN.name, tag))
+    ids = known_ids[:3]
+    version = tag.partition(":")[2]
+
+    out = service.predict_ids(customer_ids=ids, model_version=version[:8])  # a unique prefix will do
+    expected = scoring.score_rows(other, CHURN.entity_key, ids,
+                                  scoring.online_rows(feature_store(paths), other, CHURN.entity_key, ids))
+    assert out["model_version"] == tag and out["threshold"] == other.threshold
+    assert [p["score"] for p in out["predictions"]] == [r["score"] for r in expected]
+    assert {p["model_version"] for p in out["predictions"]} == {tag}
+    assert [p["score"] for p in out["predictions"]] != [p["score"] for p in service.predict_ids(customer_ids=ids)[
+        "predictions"]], "the two models should differ"
+    assert service.predict_ids(customer_ids=ids)["model_version"] == champion.tag  # no model_version: the champion
+    assert service.predict_ids(customer_ids=ids, model_version=champion.tag)["model_version"] == champion.tag
+
+    row = full_row(other)
+    assert service.predict_features(rows=[row], model_version=tag)["predictions"][0]["score"] == \
+        scoring.score(other, scoring.features_frame(other, [row]))[0]["score"]
+    assert service.explain(customer_id=ids[0], model_version=tag)["model_version"] == tag
+    assert service.model_info()["loaded_on_demand"] == [tag]  # loaded once, for every later request too
+    assert service.on_demand.get(version[:8]) is service.on_demand.get(version[:8])
+
+
+def test_on_demand_models_keep_the_most_recently_used(other_version: tuple[LakePaths, str],
+                                                      champion: scoring.ChampionModel) -> None:
+    paths, tag = other_version
+    models = scoring.OnDemandModels(paths, CHURN.name, size=1)
+    first = models.get(tag)
+    models.get(champion.tag)
+    assert models.loaded() == [champion.tag]
+    assert models.get(tag) is not first  # evicted, so loaded again
+    with pytest.raises(registry.RegistryError, match="no model"):
+        models.get("churn_model:nosuchversion")
+
+
+@pytest.mark.parametrize("version,status", [
+    ("nosuchversion", 404), ("churn_model:nosuchversion", 404), ("a:b:c", 404), (":", 404), ("../../x", 404),
+    ("", 400), ("x" * 101, 400), (7, 400), (None, 200),
+])
+def test_an_unknown_model_version_is_a_clear_4xx(client, known_ids: list[int], version, status: int) -> None:
+    r = client.post("/predict_ids", json={"customer_ids": known_ids[:1], "model_version": version})
+    assert r.status_code == status or (status == 400 and 400 <= r.status_code < 500), (r.status_code, r.text)
+    if status == 404:
+        assert "model_version" in r.text
+
+
 def test_freshness_flags_features_older_than_their_ttl() -> None:
     from datetime import UTC, datetime, timedelta
 
