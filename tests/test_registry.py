@@ -81,6 +81,15 @@ def test_tampered_model_file_is_refused(paths: LakePaths, model_text: str) -> No
     assert registry._sha256(model_file.read_bytes()) in str(error.value)
 
 
+def test_a_domain_model_is_found_by_prefix_and_only_in_its_domain(paths: LakePaths, model_text: str) -> None:
+    churn = registry.save_model(paths, "churn", model_text, metadata(0.8))
+    fraud = registry.save_model(paths, "fraud", model_text, metadata(0.8))
+    tag, text, meta = registry.load_domain_model(paths, "churn", churn.split(":")[1][:6])
+    assert (tag, text, meta["model_sha256"]) == (churn, model_text, registry._sha256(model_text.encode()))
+    with pytest.raises(registry.RegistryError, match="a model of 'fraud', not of 'churn'"):
+        registry.load_domain_model(paths, "churn", fraud)
+
+
 def test_list_models_newest_first_with_the_champion_marked(paths: LakePaths, model_text: str) -> None:
     first = registry.save_model(paths, "churn", model_text, metadata(0.7))
     second = registry.save_model(paths, "churn", model_text, metadata(0.8))
