@@ -5,10 +5,12 @@ Feast is imported inside this module only; callers import it where Feast is need
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -16,6 +18,7 @@ from lakehouse.domain import Domain
 from lakehouse.paths import FEATURE_REPO, LakePaths
 
 FEAST_TYPES = {"int64": "Int64", "float64": "Float64", "string": "String"}
+ONLINE_STORE_ENV = "LAKEHOUSE_ONLINE_STORE"  # the production profile's Redis, e.g. redis://127.0.0.1:6379/0
 SCORES_TTL = timedelta(days=2)  # a precomputed score older than this is not served: batch scoring runs daily
 
 
@@ -98,11 +101,40 @@ def scores_view_name(domain: Domain) -> str:
     return f"{domain.name}_scores"
 
 
+def online_store_url() -> str | None:
+    """The production profile's online store, redis://[:password@]host:port[/db] from LAKEHOUSE_ONLINE_STORE.
+
+    Unset (or "sqlite"): the lakehouse sqlite store under the data root.
+    """
+    url = os.environ.get(ONLINE_STORE_ENV, "").strip()
+    return None if url in ("", "sqlite") else url
+
+
+def redis_online_store(url: str) -> dict[str, Any]:
+    """Feast's Redis online store settings for a redis:// or rediss:// URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(f"{ONLINE_STORE_ENV}={url!r}: expected redis://[:password@]host:port[/db] (or sqlite)")
+    db = parts.path.strip("/") or "0"
+    if not db.isdigit():
+        raise ValueError(f"{ONLINE_STORE_ENV}={url!r}: the database is a number, e.g. redis://127.0.0.1:6379/0")
+    options = [f"{parts.hostname}:{parts.port or 6379}", f"db={db}"]
+    if parts.password:
+        options.append(f"password={parts.password}")
+    if parts.scheme == "rediss":
+        options.append("ssl=true")
+    return {"type": "redis", "connection_string": ",".join(options)}
+
+
 def resolved_yaml(paths: LakePaths) -> dict[str, Any]:
-    """feature_repo/feature_store.yaml with its registry and online store moved under the data root."""
+    """feature_repo/feature_store.yaml with its registry and online store under the data root (or on Redis)."""
     raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
     raw["registry"]["path"] = str(paths.feast / "registry.db")
-    raw["online_store"]["path"] = str(paths.feast / "online_store.db")
+    url = online_store_url()
+    if url:
+        raw["online_store"] = redis_online_store(url)
+    else:
+        raw["online_store"]["path"] = str(paths.feast / "online_store.db")
     return raw
 
 

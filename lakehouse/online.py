@@ -35,9 +35,14 @@ def offline_range(paths: LakePaths, view: str) -> tuple[datetime | None, datetim
 
 
 def materialize_online(store: Any, domain: Domain, paths: LakePaths, full_refresh: bool = False) -> dict[str, Any]:
-    """Write each feature view's rows since its last window end (or all of them) to the online store."""
-    from lakehouse.feast_online import materialize_window
+    """Write each feature view's rows since its last window end (or all of them) to the online store.
 
+    The lakehouse sqlite store is written in bulk (materialize_window); any other online store (the
+    production profile's Redis) through Feast's own materialize.
+    """
+    from lakehouse.feast_online import LakehouseSqliteOnlineStoreConfig, materialize_window
+
+    bulk = isinstance(store.config.online_store, LakehouseSqliteOnlineStoreConfig)
     state = {} if full_refresh else materialization_state(paths)
     rows: dict[str, int] = {}
     starts, ends = [], []
@@ -48,8 +53,12 @@ def materialize_online(store: Any, domain: Domain, paths: LakePaths, full_refres
             continue
         start = datetime.fromisoformat(state[view.name]) if view.name in state else first
         end = last + ONE_TICK  # windows are [start, end): the newest row must be inside
-        written = materialize_window(store, [view.name], start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
-        rows[view.name] = written.get(view.name, 0)
+        if bulk:
+            written = materialize_window(store, [view.name], start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
+            rows[view.name] = written.get(view.name, 0)
+        else:
+            store.materialize(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC), feature_views=[view.name])
+            rows[view.name] = _window_entities(paths, domain, view.name, start, end)
         state[view.name] = end.isoformat()
         starts.append(start)
         ends.append(end)
@@ -66,6 +75,14 @@ def materialize_online(store: Any, domain: Domain, paths: LakePaths, full_refres
         "end": str(max(ends)) if ends else None,
         "entities": entities,
     }
+
+
+def _window_entities(paths: LakePaths, domain: Domain, view: str, start: datetime, end: datetime) -> int:
+    """Entities with a row in [start, end] of a view's offline table: the rows a materialization writes."""
+    with duckdb.connect() as con:
+        return con.execute(
+            f"SELECT count(DISTINCT {domain.entity_key}) FROM read_parquet('{paths.features(view)}') "
+            "WHERE event_timestamp BETWEEN ? AND ?", [start, end]).fetchall()[0][0]
 
 
 def online_lag(paths: LakePaths, domain: Domain) -> dict[str, timedelta | None]:

@@ -20,10 +20,14 @@ def _count(path) -> int | None:
         return con.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchall()[0][0]
 
 
-def online_entity_count(paths: LakePaths) -> int:
-    """Distinct entity keys in the sqlite online store (0 before the first materialization)."""
+def online_entity_count(paths: LakePaths) -> int | None:
+    """Distinct entity keys in the sqlite online store (0 before the first materialization; None on Redis)."""
     import sqlite3
 
+    from lakehouse.feast_defs import online_store_url
+
+    if online_store_url():
+        return None  # the production profile's Redis is shared and not scanned here
     db = paths.feast / "online_store.db"
     if not db.exists():
         return 0
@@ -71,6 +75,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for view, rows in summary["features"].items():
         end = summary["online_windows"].get(view)
         lines.append(f"{view:<22}{(rows or 0):>13,}  {end[:19] if end else 'not materialized'}")
-    lines.append(f"entities in the online store: {summary['online_entities']:,}")
+    online = summary["online_entities"]
+    lines.append(f"entities in the online store: {'not counted (Redis)' if online is None else f'{online:,}'}")
     lines += ["", f"label events: {summary['label_events'] or 0:,}   training rows: {summary['training_rows'] or 0:,}"]
     return "\n".join(lines)

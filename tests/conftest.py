@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+
+# The tests choose their online store themselves (tests/test_redis_online_store.py sets Redis).
+os.environ.pop("LAKEHOUSE_ONLINE_STORE", None)
 
 # Small enough for a quick session, large enough for thousands of label events (weekly as-of dates
 # need 35 days of history and 30 days of hindsight).

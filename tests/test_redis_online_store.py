@@ -1,0 +1,117 @@
+"""The production profile's online store: Feast's Redis store, chosen by LAKEHOUSE_ONLINE_STORE, on a real Redis.
+
+Uses database 13 of the Redis at 127.0.0.1:6379 (LAKEHOUSE_TEST_REDIS_URL to change it), emptied
+before and after.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lakehouse import feast_defs, online, registry, scoring
+from lakehouse.batch_scores import precomputed_scores, publish_online
+from lakehouse.domains.churn import CHURN
+from lakehouse.models import latest_candidate
+from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+
+REDIS_URL = os.environ.get("LAKEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+UNKNOWN_ID = 10**9
+
+
+def _flush() -> None:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+@pytest.fixture(scope="module")
+def redis_lake(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory):
+    """A copy of the session lake (with a churn champion) whose online store is the test Redis, materialized."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.ConnectionError as exc:
+        pytest.skip(f"no Redis at {REDIS_URL} ({exc}); start one (the README's Production profile) to run these")
+    copy = LakePaths(tmp_path_factory.mktemp("redis") / "data")
+    shutil.copytree(lake.root, copy.root)
+    if registry.champion(copy, CHURN.name) is None:
+        registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
+    sqlite_store = feast_defs.feature_store(copy)
+    _flush()
+    with pytest.MonkeyPatch.context() as mp:  # the setting only while the store is made
+        mp.setenv(feast_defs.ONLINE_STORE_ENV, REDIS_URL)
+        store = feast_defs.feature_store(copy)
+    yield copy, store, sqlite_store, online.materialize_online(store, CHURN, copy, full_refresh=True)
+    _flush()
+
+
+def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert feast_defs.resolved_yaml(paths)["online_store"]["path"] == str(paths.feast / "online_store.db")
+    monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, "redis://:secret@10.0.0.5:6380/2")
+    assert feast_defs.resolved_yaml(paths)["online_store"] == {
+        "type": "redis", "connection_string": "10.0.0.5:6380,db=2,password=secret"}
+    for bad in ("http://host", "redis://host/first", "redis://"):
+        monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, bad)
+        with pytest.raises(ValueError, match=feast_defs.ONLINE_STORE_ENV):
+            feast_defs.resolved_yaml(paths)
+    monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, "sqlite")
+    assert feast_defs.resolved_yaml(paths)["online_store"]["type"] == "lakehouse.feast_online.LakehouseSqliteOnlineStore"
+
+
+def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lake) -> None:
+    paths, store, sqlite_store, result = redis_lake
+    assert store.config.online_store.type == "redis"
+    import duckdb
+
+    for view in CHURN.feature_views:  # every entity of every view written: counted in and out
+        [(entities,)] = duckdb.sql(f"SELECT count(DISTINCT {CHURN.entity_key}) "
+                                   f"FROM read_parquet('{paths.features(view.name)}')").fetchall()
+        assert result["rows"][view.name] == entities
+    ids = [*range(1, 80), UNKNOWN_ID]
+    assert feast_defs.online_features(store, CHURN, ids) == feast_defs.online_features(sqlite_store, CHURN, ids)
+    champion = scoring.load_champion(paths, CHURN.name)
+    # The service's lookup reads Redis view by view (Feast's online_read) and answers as on sqlite, times included.
+    assert scoring.online_lookup(store, champion, CHURN.entity_key, ids) == \
+        scoring.online_lookup(sqlite_store, champion, CHURN.entity_key, ids)
+    again = online.materialize_online(store, CHURN, paths)  # nothing new since the last window
+    assert set(again["rows"].values()) == {0}
+
+
+def test_the_service_and_precomputed_scores_work_on_redis(redis_lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bentos.churn_service import ChurnService
+
+    paths, store, sqlite_store, _ = redis_lake
+    monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, REDIS_URL)
+    monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
+    service = ChurnService()
+    assert service.store.config.online_store.type == "redis"
+    champion = scoring.load_champion(paths, CHURN.name)
+    ids = list(range(1, 21))
+    served = service.predict_ids(customer_ids=[*ids, UNKNOWN_ID])["predictions"]
+    expected = scoring.score_rows(champion, CHURN.entity_key, ids,
+                                  scoring.online_rows(sqlite_store, champion, CHURN.entity_key, ids))
+    assert [p.get("score") for p in served[:-1]] == [r.get("score") for r in expected]
+    assert served[-1]["error"].startswith("unknown entity")
+
+    from lakehouse.batch_scores import batch_score
+
+    batch_score(paths, CHURN)
+    assert publish_online(store, CHURN, paths) > 0
+    hits = precomputed_scores(store, CHURN, [*ids, UNKNOWN_ID])
+    assert hits[-1] is None and any(hit is not None for hit in hits[:-1])
+    assert {hit["model_version"] for hit in hits if hit} == {champion.tag}
+
+
+def test_the_summary_does_not_count_a_shared_redis(redis_lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse.summary import online_entity_count
+
+    paths = redis_lake[0]
+    assert online_entity_count(paths) > 0  # the copy's own sqlite store
+    monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, REDIS_URL)
+    assert online_entity_count(paths) is None
+    assert Path(paths.feast / "online_store.db").exists()
