@@ -19,6 +19,7 @@ from lakehouse.paths import FEATURE_REPO, LakePaths
 
 FEAST_TYPES = {"int64": "Int64", "float64": "Float64", "string": "String"}
 ONLINE_STORE_ENV = "LAKEHOUSE_ONLINE_STORE"  # the production profile's Redis, e.g. redis://127.0.0.1:6379/0
+REGISTRY_ENV = "LAKEHOUSE_FEAST_REGISTRY"  # its registry on PostgreSQL, e.g. postgresql://feast@db:5432/feast
 SCORES_TTL = timedelta(days=2)  # a precomputed score older than this is not served: batch scoring runs daily
 
 
@@ -126,10 +127,23 @@ def redis_online_store(url: str) -> dict[str, Any]:
     return {"type": "redis", "connection_string": ",".join(options)}
 
 
+def sql_registry(url: str) -> dict[str, Any]:
+    """Feast's SQL registry settings for a postgresql:// URL (the production profile's registry)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgresql+psycopg") or not parts.hostname or not parts.path.strip("/"):
+        raise ValueError(f"{REGISTRY_ENV}={url!r}: expected postgresql://user[:password]@host:port/database")
+    return {"registry_type": "sql", "path": url, "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
+
+
 def resolved_yaml(paths: LakePaths) -> dict[str, Any]:
-    """feature_repo/feature_store.yaml with its registry and online store under the data root (or on Redis)."""
+    """feature_repo/feature_store.yaml with its registry and online store under the data root, or on
+    PostgreSQL (LAKEHOUSE_FEAST_REGISTRY) and Redis (LAKEHOUSE_ONLINE_STORE)."""
     raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
-    raw["registry"]["path"] = str(paths.feast / "registry.db")
+    registry_url = os.environ.get(REGISTRY_ENV, "").strip()
+    if registry_url in ("", "file"):
+        raw["registry"]["path"] = str(paths.feast / "registry.db")
+    else:
+        raw["registry"] = sql_registry(registry_url)
     url = online_store_url()
     if url:
         raw["online_store"] = redis_online_store(url)

@@ -9,8 +9,9 @@ import pytest
 
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 
-# The tests choose their online store themselves (tests/test_redis_online_store.py sets Redis).
+# The tests choose their Feast online store and registry themselves (the production profile's tests set them).
 os.environ.pop("LAKEHOUSE_ONLINE_STORE", None)
+os.environ.pop("LAKEHOUSE_FEAST_REGISTRY", None)
 
 # Small enough for a quick session, large enough for thousands of label events (weekly as-of dates
 # need 35 days of history and 30 days of hindsight).
