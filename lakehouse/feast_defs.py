@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
@@ -132,7 +132,9 @@ def sql_registry(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgresql+psycopg") or not parts.hostname or not parts.path.strip("/"):
         raise ValueError(f"{REGISTRY_ENV}={url!r}: expected postgresql://user[:password]@host:port/database")
-    return {"registry_type": "sql", "path": url, "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
+    # Named psycopg (3) explicitly, as Feast would rewrite it, warning each time.
+    path = urlunsplit(parts._replace(scheme="postgresql+psycopg"))
+    return {"registry_type": "sql", "path": path, "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
 
 
 def resolved_yaml(paths: LakePaths) -> dict[str, Any]:

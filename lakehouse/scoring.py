@@ -289,7 +289,7 @@ class _OnlineReader:
     """A champion's feature service resolved for Feast's online store: its views and the features read from each."""
 
     key_type: Any  # Feast ValueType of the entity key
-    views: list[tuple[Any, list[str], dict[str, Any]]]  # (feature view, the champion's features in it, value types)
+    views: list[tuple[Any, tuple[str, ...], dict[str, Any]]]  # (feature view, the champion's features in it, types)
     scalar: frozenset[str]  # features of a plain scalar type: their proto field is the value, as Feast returns it
     expires: float  # time.monotonic() after which the registry is read again
 
@@ -326,7 +326,7 @@ def _online_reader(store: Any, champion: ChampionModel, entity_key: str) -> tupl
             raise registry.RegistryError(f"feature view {view.name} is not keyed by {entity_key} alone")
         used = [f for f in projection.features if f.name in wanted]
         if used:
-            views.append((view, [f.name for f in used], {f.name: f.dtype.to_value_type() for f in used}))
+            views.append((view, tuple(f.name for f in used), {f.name: f.dtype.to_value_type() for f in used}))
     lacking = wanted - {name for _, names, _ in views for name in names}
     if lacking:
         raise registry.RegistryError(f"feature service {champion.feature_service} does not serve {sorted(lacking)}")
@@ -356,7 +356,8 @@ def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_i
     if read_views is not None:  # the lakehouse sqlite store: every view in one statement
         reads = read_views(store.config, [view for view, _, _ in reader.views], keys)
     else:
-        reads = [provider.online_read(store.config, view, keys, names) for view, names, _ in reader.views]
+        # A fresh list each call: Feast's Redis online_read appends its timestamp key to the list it is given.
+        reads = [provider.online_read(store.config, view, keys, list(names)) for view, names, _ in reader.views]
     scalar = reader.scalar
     for (_, names, types), read in zip(reader.views, reads):
         for row, row_times, (event_time, values) in zip(rows, times, read):

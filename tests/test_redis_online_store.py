@@ -82,6 +82,27 @@ def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lak
     assert set(again["rows"].values()) == {0}
 
 
+def test_repeated_lookups_ask_redis_for_the_same_features(redis_lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feast's Redis online_read appends to the feature list it is given: the lookup must not hand it its own."""
+    from feast.infra.online_stores.redis import RedisOnlineStore
+
+    paths, store, _, _ = redis_lake
+    champion = scoring.load_champion(paths, CHURN.name)
+    asked: list[tuple[str, tuple[str, ...]]] = []
+    read = RedisOnlineStore.online_read
+
+    def recording(self, config, table, entity_keys, requested_features=None):
+        asked.append((table.name, tuple(requested_features)))
+        return read(self, config, table, entity_keys, requested_features)
+
+    monkeypatch.setattr(RedisOnlineStore, "online_read", recording)
+    for customer in range(1, 6):
+        scoring.online_lookup(store, champion, CHURN.entity_key, [customer])
+    views = {view.name: [f.name for f in view.features if f.name in champion.features] for view in CHURN.feature_views}
+    assert len(asked) == 5 * len(views)
+    assert set(asked) == {(name, tuple(features)) for name, features in views.items() if features}
+
+
 def test_the_service_and_precomputed_scores_work_on_redis(redis_lake, monkeypatch: pytest.MonkeyPatch) -> None:
     from bentos.churn_service import ChurnService
 
