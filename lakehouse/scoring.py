@@ -356,7 +356,8 @@ def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_i
     if read_views is not None:  # the lakehouse sqlite store: every view in one statement
         reads = read_views(store.config, [view for view, _, _ in reader.views], keys)
     else:
-        # A fresh list each call: Feast's Redis online_read appends its timestamp key to the list it is given.
+        # A fresh list each call: Feast's Redis online_read appends its timestamp key to the list it is given
+        # (feast-dev/feast#6841, still in 0.67), which made a cached list grow by one name per lookup.
         reads = [provider.online_read(store.config, view, keys, list(names)) for view, names, _ in reader.views]
     scalar = reader.scalar
     for (_, names, types), read in zip(reader.views, reads):
