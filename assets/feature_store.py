@@ -9,7 +9,7 @@ from assets.features import feature_key
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from lakehouse.domain import Domain
-from lakehouse.feast_defs import apply_definitions, write_resolved_yaml
+from lakehouse.feast_defs import apply_definitions, online_store_kind, store_locations, write_resolved_yaml
 from lakehouse.online import materialization_state, materialize_online, online_lag
 
 
@@ -48,6 +48,7 @@ def registry_asset(domain: Domain) -> dg.AssetsDefinition:
             "feature_services": dg.MetadataValue.json(applied["feature_services"]),
             "entities": dg.MetadataValue.json(applied["entities"]),
             "feature_store_yaml": dg.MetadataValue.path(str(yaml_path)),
+            "registry": store_locations(store.config)["registry"],
         })
 
     return _registry
@@ -63,7 +64,7 @@ def online_asset(domain: Domain) -> dg.AssetsDefinition:
         group_name=f"{domain.name}_feature_store",
         pool=LAKE_POOL,
         description="Latest feature values per entity in Feast's online store, written window by window.",
-        kinds={"feast", "sqlite"},
+        kinds={"feast", online_store_kind()},
     )
     def _online(context: dg.AssetExecutionContext, config: OnlineMaterializationConfig, lakehouse: LakehouseResource):
         store = lakehouse.feature_store()
@@ -78,6 +79,7 @@ def online_asset(domain: Domain) -> dg.AssetsDefinition:
             "rows_written": rows,
             "rows_per_view": dg.MetadataValue.json(result["rows"]),
             "entities_online": result["entities"],
+            "online_store": store_locations(store.config)["online_store"],
             "seconds": round(seconds, 2),
             "rows_per_second": round(rows / seconds) if seconds else 0,
         })

@@ -137,6 +137,27 @@ def sql_registry(url: str) -> dict[str, Any]:
     return {"registry_type": "sql", "path": path, "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
 
 
+def store_locations(config: Any) -> dict[str, str]:
+    """Where a feature store's registry and online store live, passwords left out (for UI metadata)."""
+    registry, online = config.registry, config.online_store
+    if registry.registry_type == "sql":
+        parts = urlsplit(registry.path)
+        where = f"sql: {parts.scheme}://{parts.username or ''}@{parts.hostname}:{parts.port or 5432}{parts.path}"
+    else:
+        where = f"file: {registry.path}"
+    if online.type == "redis":
+        host, *options = online.connection_string.split(",")
+        there = f"redis: {host} {' '.join(o for o in options if not o.startswith('password='))}".strip()
+    else:
+        there = f"sqlite: {online.path}"
+    return {"registry": where, "online_store": there}
+
+
+def online_store_kind() -> str:
+    """The online store's kind tag for the Dagster UI: redis or sqlite."""
+    return "redis" if online_store_url() else "sqlite"
+
+
 def resolved_yaml(paths: LakePaths) -> dict[str, Any]:
     """feature_repo/feature_store.yaml with its registry and online store under the data root, or on
     PostgreSQL (LAKEHOUSE_FEAST_REGISTRY) and Redis (LAKEHOUSE_ONLINE_STORE)."""

@@ -115,6 +115,16 @@ def test_the_definitions_load_with_the_expected_asset_graph():
                                                "churn_retraining_sensor"}
 
 
+def test_the_feast_assets_say_where_the_registry_and_online_store_are(lake):
+    with dg.DagsterInstance.from_config(str(lake.root / "dagster")) as instance:
+        def metadata(name: str) -> dict:
+            event = instance.get_latest_materialization_event(dg.AssetKey(["churn", name]))
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+        assert metadata("feast_registry")["registry"] == f"file: {lake.feast / 'registry.db'}"
+        assert metadata("online_features")["online_store"] == f"sqlite: {lake.feast / 'online_store.db'}"
+
+
 def test_only_runs_that_write_different_files_may_go_side_by_side(tmp_path):
     """Pools (run granularity, limit 1): landing runs of different sources are disjoint, the rest share the lake."""
     defs = build_definitions()
