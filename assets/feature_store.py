@@ -48,7 +48,7 @@ def registry_asset(domain: Domain) -> dg.AssetsDefinition:
             "feature_services": dg.MetadataValue.json(applied["feature_services"]),
             "entities": dg.MetadataValue.json(applied["entities"]),
             "feature_store_yaml": dg.MetadataValue.path(str(yaml_path)),
-            "registry": store_locations(store.config)["registry"],
+            "registry": store_locations(lakehouse.paths)["registry"],
         })
 
     return _registry
@@ -79,7 +79,7 @@ def online_asset(domain: Domain) -> dg.AssetsDefinition:
             "rows_written": rows,
             "rows_per_view": dg.MetadataValue.json(result["rows"]),
             "entities_online": result["entities"],
-            "online_store": store_locations(store.config)["online_store"],
+            "online_store": store_locations(lakehouse.paths)["online_store"],
             "seconds": round(seconds, 2),
             "rows_per_second": round(rows / seconds) if seconds else 0,
         })

@@ -137,19 +137,20 @@ def sql_registry(url: str) -> dict[str, Any]:
     return {"registry_type": "sql", "path": path, "sqlalchemy_config_kwargs": {"echo": False, "pool_pre_ping": True}}
 
 
-def store_locations(config: Any) -> dict[str, str]:
-    """Where a feature store's registry and online store live, passwords left out (for UI metadata)."""
-    registry, online = config.registry, config.online_store
-    if registry.registry_type == "sql":
-        parts = urlsplit(registry.path)
+def store_locations(paths: LakePaths) -> dict[str, str]:
+    """Where the data root's Feast registry and online store live, passwords left out (UI and summary)."""
+    config = resolved_yaml(paths)
+    registry, online = config["registry"], config["online_store"]
+    if registry.get("registry_type") == "sql":
+        parts = urlsplit(registry["path"])
         where = f"sql: {parts.scheme}://{parts.username or ''}@{parts.hostname}:{parts.port or 5432}{parts.path}"
     else:
-        where = f"file: {registry.path}"
-    if online.type == "redis":
-        host, *options = online.connection_string.split(",")
+        where = f"file: {registry['path']}"
+    if online["type"] == "redis":
+        host, *options = online["connection_string"].split(",")
         there = f"redis: {host} {' '.join(o for o in options if not o.startswith('password='))}".strip()
     else:
-        there = f"sqlite: {online.path}"
+        there = f"sqlite: {online['path']}"
     return {"registry": where, "online_store": there}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import duckdb
 
 from lakehouse.domain import Domain
+from lakehouse.feast_defs import online_store_url, store_locations
 from lakehouse.ingestion import manifest, rejected_files
 from lakehouse.online import materialization_state
 from lakehouse.paths import LakePaths
@@ -23,8 +24,6 @@ def _count(path) -> int | None:
 def online_entity_count(paths: LakePaths) -> int | None:
     """Distinct entity keys in the sqlite online store (0 before the first materialization; None on Redis)."""
     import sqlite3
-
-    from lakehouse.feast_defs import online_store_url
 
     if online_store_url():
         return None  # the production profile's Redis is shared and not scanned here
@@ -57,6 +56,7 @@ def lake_summary(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         "data_root": str(paths.root),
         "sources": sources,
         "features": {v.name: _count(paths.features(v.name)) for v in domain.feature_views},
+        "feast": store_locations(paths),
         "online_windows": materialization_state(paths),
         "online_entities": online_entity_count(paths),
         "label_events": _count(paths.labels(domain.name)),
@@ -77,5 +77,6 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{view:<22}{(rows or 0):>13,}  {end[:19] if end else 'not materialized'}")
     online = summary["online_entities"]
     lines.append(f"entities in the online store: {'not counted (Redis)' if online is None else f'{online:,}'}")
+    lines.append(f"Feast registry {summary['feast']['registry']}; online store {summary['feast']['online_store']}")
     lines += ["", f"label events: {summary['label_events'] or 0:,}   training rows: {summary['training_rows'] or 0:,}"]
     return "\n".join(lines)

@@ -34,6 +34,8 @@ def test_every_layer_accounts_for_every_row(lake):
     assert rejected_files(lake), "the generator injected malformed files"
     assert all(r["reason"] for r in rejected_files(lake))
     assert summary["training_rows"] == summary["label_events"] > 1000
+    assert summary["feast"] == {"registry": f"file: {lake.feast / 'registry.db'}",
+                                "online_store": f"sqlite: {lake.feast / 'online_store.db'}"}
 
 
 def test_quarantined_rows_keep_their_batch_and_reason(lake):

@@ -60,7 +60,7 @@ def test_the_registry_is_chosen_by_one_setting(paths: LakePaths, monkeypatch: py
     settings = feast_defs.resolved_yaml(paths)["registry"]
     assert settings["registry_type"] == "sql" and settings["path"] == "postgresql+psycopg://feast:pw@db:5432/feast"
     # What the UI shows of it (the feast_registry asset's metadata): no password.
-    assert feast_defs.store_locations(feast_defs.repo_config(paths))["registry"] == \
+    assert feast_defs.store_locations(paths)["registry"] == \
         "sql: postgresql+psycopg://feast@db:5432/feast"
     for bad in ("mysql://db/feast", "postgresql://db:5432", "registry.db"):
         monkeypatch.setenv(feast_defs.REGISTRY_ENV, bad)

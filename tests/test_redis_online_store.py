@@ -56,7 +56,7 @@ def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch
     assert feast_defs.resolved_yaml(paths)["online_store"] == {
         "type": "redis", "connection_string": "10.0.0.5:6380,db=2,password=secret"}
     # What the UI shows of it (the online_features asset's metadata): no password.
-    assert feast_defs.store_locations(feast_defs.repo_config(paths))["online_store"] == "redis: 10.0.0.5:6380 db=2"
+    assert feast_defs.store_locations(paths)["online_store"] == "redis: 10.0.0.5:6380 db=2"
     assert feast_defs.online_store_kind() == "redis"
     for bad in ("http://host", "redis://host/first", "redis://"):
         monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, bad)
