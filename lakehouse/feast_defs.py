@@ -221,4 +221,5 @@ def write_resolved_yaml(paths: LakePaths) -> Path:
     out = paths.feast / "feature_store.yaml"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(resolved_yaml(paths), sort_keys=False))
+    out.chmod(0o600)  # the production profile's connection strings may carry passwords
     return out

@@ -58,6 +58,8 @@ def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch
     # What the UI shows of it (the online_features asset's metadata): no password.
     assert feast_defs.store_locations(paths)["online_store"] == "redis: 10.0.0.5:6380 db=2"
     assert feast_defs.online_store_kind() == "redis"
+    written = feast_defs.write_resolved_yaml(paths)  # for `feast -f`: the password is there, so owner-only
+    assert "password=secret" in written.read_text() and written.stat().st_mode & 0o077 == 0
     for bad in ("http://host", "redis://host/first", "redis://"):
         monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, bad)
         with pytest.raises(ValueError, match=feast_defs.ONLINE_STORE_ENV):
