@@ -10,7 +10,8 @@ is only read (the churn service appends its prediction log there; batch scoring 
    type declared, as the churn service declares it), all started the same way; single-customer POST
    /predict_ids at concurrency 1 and 8 from keep-alive http.client connections, one thread each, in this process.
 2. Feature lookup, in process: lakehouse.scoring.online_lookup vs FeatureStore.get_online_features(...).to_dict()
-   for the same entities (1 and 100 per call).
+   for the same entities (1 and 100 per call), on the data root's online store: with LAKEHOUSE_ONLINE_STORE
+   set, the production profile's Redis (materialize the data root into it first, e.g. `lakehouse demo`).
 3. Batch scores: lakehouse.batch_scores.batch_score end to end, and its scoring step, vs a bare
    Booster.predict on the model matrix of the same rows.
 
@@ -287,11 +288,14 @@ def bench_lookup(args: argparse.Namespace, data_root: Path, ids: list[int]) -> d
     return out
 
 
-def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float, float]]]) -> list[str]:
+def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float, float]]], data_root: Path) -> list[str]:
+    from lakehouse.feast_defs import store_locations
+    from lakehouse.paths import LakePaths
+
     lines = [
         f"### Feature lookup in process: `scoring.online_lookup` vs `FeatureStore.get_online_features(...).to_dict()` "
         f"({args.lookup_pairs} pairs; per pair the median of {args.lookup_calls} calls of 1 entity, "
-        f"{max(5, args.lookup_calls // 10)} of 100)",
+        f"{max(5, args.lookup_calls // 10)} of 100); online store {store_locations(LakePaths(data_root))['online_store']}",
         "",
         "| entities per call | online_lookup ms | get_online_features ms | time ratio per pair: median (min-max) "
         "| goal | |",
@@ -304,9 +308,10 @@ def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float,
                      f"| {goal(med(ratios) <= 1.1)} |")
     lines += ["",
               "- same entities on both sides, same values (checked); online_lookup also returns each value's "
-              "event time (for the service's freshness fields) and reads all the feature service's views in one "
-              "statement of the lakehouse online store (`online_read_views`), with the feature service resolved once "
-              "per champion; the baseline holds the feature service object and reads through the same store"]
+              "event time (for the service's freshness fields) and reads all the feature service's views at once "
+              "(`online_read_views`: one SQL statement in the lakehouse sqlite store, one HMGET per entity on Redis), "
+              "with the feature service resolved once per champion; the baseline holds the feature service object "
+              "and reads through the same store"]
     return lines
 
 
@@ -477,7 +482,7 @@ def main() -> None:
         lines += report_http(args, bench_http(args, data_root, ids)) + [""]
     if "lookup" in parts:
         log("feature lookup: online_lookup vs get_online_features")
-        lines += report_lookup(args, bench_lookup(args, data_root, ids)) + [""]
+        lines += report_lookup(args, bench_lookup(args, data_root, ids), data_root) + [""]
     if "batch" in parts:
         for scale in args.batch_scales:
             log(f"batch scores at {scale}x the demo's rows: batch_score vs Booster.predict")

@@ -124,7 +124,8 @@ def redis_online_store(url: str) -> dict[str, Any]:
         options.append(f"password={parts.password}")
     if parts.scheme == "rediss":
         options.append("ssl=true")
-    return {"type": "redis", "connection_string": ",".join(options)}
+    # Feast's Redis store, read for all of a feature service's views at once (lakehouse/feast_redis.py).
+    return {"type": "lakehouse.feast_redis.LakehouseRedisOnlineStore", "connection_string": ",".join(options)}
 
 
 def sql_registry(url: str) -> dict[str, Any]:
@@ -146,7 +147,7 @@ def store_locations(paths: LakePaths) -> dict[str, str]:
         where = f"sql: {parts.scheme}://{parts.username or ''}@{parts.hostname}:{parts.port or 5432}{parts.path}"
     else:
         where = f"file: {registry['path']}"
-    if online["type"] == "redis":
+    if "connection_string" in online:
         host, *options = online["connection_string"].split(",")
         there = f"redis: {host} {' '.join(o for o in options if not o.startswith('password='))}".strip()
     else:

@@ -341,9 +341,9 @@ def _online_reader(store: Any, champion: ChampionModel, entity_key: str) -> tupl
 def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[Any]
                   ) -> tuple[list[dict[str, Any]], list[dict[str, float | None]]]:
     """Per entity: the champion's online feature values and their event times (epoch seconds; None if absent)."""
-    # The provider's online_read, one call per feature view as get_online_features makes, works with any
-    # configured online store (the lakehouse store reads all views at once); values are converted as
-    # get_online_features converts them.
+    # The provider's online_read, one call per feature view, works with any configured online store; the
+    # lakehouse stores (sqlite, and Redis in the production profile) read all views at once. Values are
+    # converted as get_online_features converts them.
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
@@ -353,7 +353,7 @@ def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_i
     rows = [dict.fromkeys(champion.features) for _ in entity_ids]
     times: list[dict[str, float | None]] = [dict.fromkeys(champion.features) for _ in entity_ids]
     read_views = getattr(getattr(provider, "online_store", None), "online_read_views", None)
-    if read_views is not None:  # the lakehouse sqlite store: every view in one statement
+    if read_views is not None:  # the lakehouse stores: every view in one statement (sqlite) or HMGET (Redis)
         reads = read_views(store.config, [view for view, _, _ in reader.views], keys)
     else:
         # A fresh list each call: Feast's Redis online_read appends its timestamp key to the list it is given

@@ -15,6 +15,7 @@ import pytest
 from lakehouse import feast_defs, online, registry, scoring
 from lakehouse.batch_scores import precomputed_scores, publish_online
 from lakehouse.domains.churn import CHURN
+from lakehouse.feast_redis import STORE_TYPE, LakehouseRedisOnlineStore
 from lakehouse.models import latest_candidate
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 
@@ -54,7 +55,7 @@ def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch
     assert feast_defs.resolved_yaml(paths)["online_store"]["path"] == str(paths.feast / "online_store.db")
     monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, "redis://:secret@10.0.0.5:6380/2")
     assert feast_defs.resolved_yaml(paths)["online_store"] == {
-        "type": "redis", "connection_string": "10.0.0.5:6380,db=2,password=secret"}
+        "type": STORE_TYPE, "connection_string": "10.0.0.5:6380,db=2,password=secret"}
     # What the UI shows of it (the online_features asset's metadata): no password.
     assert feast_defs.store_locations(paths)["online_store"] == "redis: 10.0.0.5:6380 db=2"
     assert feast_defs.online_store_kind() == "redis"
@@ -70,7 +71,7 @@ def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch
 
 def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lake) -> None:
     paths, store, sqlite_store, result = redis_lake
-    assert store.config.online_store.type == "redis"
+    assert store.config.online_store.type == STORE_TYPE
     import duckdb
 
     for view in CHURN.feature_views:  # every entity of every view written: counted in and out
@@ -87,12 +88,31 @@ def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lak
     assert set(again["rows"].values()) == {0}
 
 
+def test_one_read_for_all_views_answers_as_feasts_per_view_reads(redis_lake) -> None:
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+    _, store, _, _ = redis_lake
+    online_store = store._get_provider().online_store
+    assert isinstance(online_store, LakehouseRedisOnlineStore)
+    views = [store.get_feature_view(v.name) for v in CHURN.feature_views]
+    keys = [EntityKeyProto(join_keys=[CHURN.entity_key], entity_values=[ValueProto(int64_val=i)])
+            for i in (1, 2, 3, 2, UNKNOWN_ID)]  # a repeated and an absent key too
+    together = online_store.online_read_views(store.config, views, keys)
+    for view, answer in zip(views, together):
+        assert answer == online_store.online_read(store.config, view, keys)
+
+
 def test_repeated_lookups_ask_redis_for_the_same_features(redis_lake, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Feast's Redis online_read appends to the feature list it is given: the lookup must not hand it its own."""
+    """Feast's Redis online_read appends to the feature list it is given: the lookup must not hand it its own.
+
+    (The per-view read that online stores without online_read_views get.)
+    """
     from feast.infra.online_stores.redis import RedisOnlineStore
 
     paths, store, _, _ = redis_lake
     champion = scoring.load_champion(paths, CHURN.name)
+    monkeypatch.delattr(LakehouseRedisOnlineStore, "online_read_views")
     asked: list[tuple[str, tuple[str, ...]]] = []
     read = RedisOnlineStore.online_read
 
@@ -115,7 +135,7 @@ def test_the_service_and_precomputed_scores_work_on_redis(redis_lake, monkeypatc
     monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, REDIS_URL)
     monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
     service = ChurnService()
-    assert service.store.config.online_store.type == "redis"
+    assert service.store.config.online_store.type == STORE_TYPE
     champion = scoring.load_champion(paths, CHURN.name)
     ids = list(range(1, 21))
     served = service.predict_ids(customer_ids=[*ids, UNKNOWN_ID])["predictions"]
