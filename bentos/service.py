@@ -9,7 +9,8 @@ restart. Either way the model file's SHA-256 is checked at load: a modified file
 Scoring logic lives in lakehouse.scoring; this file only does IO.
 
 Endpoints (POST, JSON): /predict_ids, /predict_features, /precomputed, /explain, /model_info;
-BentoML adds /healthz, /livez, /readyz, /metrics. Ids go in "<entity key>s" (churn: customer_ids),
+BentoML adds /healthz, /livez, /readyz (ready once the online store answers), /metrics. An online store
+that does not answer makes a request a 503. Ids go in "<entity key>s" (churn: customer_ids),
 at most 1000 ids or rows per request (MAX_BATCH). If LAKEHOUSE_API_KEY is set, every path except
 the health probes needs header x-api-key (else 401). predict_ids, predict_features and explain take
 an optional "model_version": another registered version answers instead of the champion, loaded and
@@ -24,6 +25,7 @@ never fails a prediction.
 from __future__ import annotations
 
 import atexit
+import sqlite3
 import hmac
 import json
 import logging
@@ -31,6 +33,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Optional, Union
 
@@ -41,6 +45,7 @@ from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from bentoml.validators import ContentType
 from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundException
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+from redis import RedisError
 
 from lakehouse import registry, scoring
 from lakehouse.batch_scores import precomputed_scores
@@ -55,6 +60,8 @@ MAX_BATCH = 1000
 API_KEY_ENV = "LAKEHOUSE_API_KEY"
 API_KEY_HEADER = "x-api-key"
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+# An online store that cannot be reached or read (sqlite, Redis, the network): the service is unavailable.
+ONLINE_STORE_ERRORS = (OSError, sqlite3.Error, RedisError)
 
 # Int64 ids: a larger number is a client error, not a server one. String ids: bounded, non-empty.
 INT_ID = Annotated[StrictInt, Field(ge=1, le=2**63 - 1, description="entity id (1 to 2^63-1)")]
@@ -130,6 +137,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
     ids_field = f"{key}s"
     ttl_seconds = {f.name: view.ttl.total_seconds() for view in domain.feature_views for f in view.features}
     pinned_tag = getattr(bentoml.use_arguments(), "model_tag", None)
+    probe_id = "readiness-probe" if domain.entity_dtype == "string" else 0  # no such entity: the read is the probe
     models = request_models(domain, example_id, example_row or {})
 
     def packaged_model() -> bentoml.models.BentoModel | None:
@@ -163,6 +171,26 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             atexit.register(self.prediction_log.close)  # fallback if the shutdown hook does not run
             logger.info("serving %s (threshold %.4f, feature service %s) from %s", champion.tag,
                         champion.threshold, champion.feature_service, self.paths.root)
+
+        @contextmanager
+        def _online_store(self) -> Iterator[None]:
+            """One online store read at a time (sqlite is shared); a store that does not answer is a 503, not a 500."""
+            try:
+                with self._lock:
+                    yield
+            except ONLINE_STORE_ERRORS as exc:
+                raise ServiceUnavailable(f"the online store did not answer ({type(exc).__name__}: {exc}); "
+                                         "try again later") from None
+
+        def __is_ready__(self) -> bool:
+            """/readyz: ready when the online store answers a lookup for the current champion."""
+            try:
+                with self._online_store():
+                    scoring.online_lookup(self.store, self.champions.current(), key, [probe_id])
+            except Exception as exc:
+                logger.warning("not ready: %s", exc)
+                return False
+            return True
 
         @staticmethod
         def _switched(old: scoring.ChampionModel, new: scoring.ChampionModel) -> None:
@@ -200,7 +228,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             started = time.perf_counter()
             champion = self._model(model_version)
             ids = list(request[ids_field])
-            with self._lock:
+            with self._online_store():
                 rows, times = scoring.online_lookup(self.store, champion, key, ids)
             results = scoring.score_rows(champion, key, ids, rows)
             now = time.time()
@@ -221,7 +249,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             champion = self.champions.current()
             ids = list(request[ids_field])
             try:
-                with self._lock:
+                with self._online_store():
                     found = precomputed_scores(self.store, domain, ids)
             except FeatureViewNotFoundException:
                 raise ServiceUnavailable(f"no precomputed scores yet: materialize the {domain.name}/batch_scores "
@@ -280,7 +308,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             """Top SHAP contributions (LightGBM pred_contrib, log-odds) for one entity's online features."""
             champion = self._model(model_version)
             entity_id = request[key]
-            with self._lock:
+            with self._online_store():
                 frame = scoring.online_frame(self.store, champion, key, entity_id)
             if frame is None:
                 raise NotFound(f"unknown entity: no online features for {key} {entity_id}")

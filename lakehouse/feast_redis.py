@@ -4,7 +4,7 @@ Feast keeps every feature view of an entity in one Redis hash (fields: a hash of
 plus "_ts:<view>"), but its online_read asks per view: one round trip per view and lookup.
 online_read_views asks for the fields of all the views in one HMGET per entity, and decodes each view's
 part with Feast's own code, so the answer is exactly online_read's (tests/test_redis_online_store.py
-compares them). Writes and materialization are Feast's, unchanged.
+compares them). Writes and materialization are Feast's, with the same bounded retries.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from feast.infra.online_stores.helpers import _mmh3
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig, _versioned_fv_name
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 STORE_TYPE = "lakehouse.feast_redis.LakehouseRedisOnlineStore"
+RETRIES = 2  # after the first attempt, 50 and 100 ms apart
 
 
 class LakehouseRedisOnlineStoreConfig(RedisOnlineStoreConfig):
@@ -28,7 +31,15 @@ class LakehouseRedisOnlineStoreConfig(RedisOnlineStoreConfig):
 
 
 class LakehouseRedisOnlineStore(RedisOnlineStore):
-    """Feast's Redis online store with one read for several feature views."""
+    """Feast's Redis online store with one read for several feature views, and retries bounded in time."""
+
+    def _get_client(self, online_store_config: RedisOnlineStoreConfig) -> Any:
+        """Feast's client, retrying for about 0.3 s instead of redis-py's 8 s: a Redis that is down is a quick 503."""
+        new = not self._client
+        client = super()._get_client(online_store_config)
+        if new:
+            client.set_retry(Retry(ExponentialBackoff(cap=0.25, base=0.05), RETRIES))
+        return client
 
     def online_read_views(
         self, config: RepoConfig, views: list[FeatureView], entity_keys: list[EntityKeyProto]

@@ -38,13 +38,13 @@ class ServeProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 90) -> None:
-        """Poll /readyz until 200; fail if the server exits or takes longer than `timeout` seconds."""
+    def wait_ready(self, timeout: float = 90, probe: str = "/readyz") -> None:
+        """Poll the probe until 200; fail if the server exits or takes longer than `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             assert self.proc.poll() is None, f"bentoml serve exited early: {self.log.name}"
             try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as r:
+                with urllib.request.urlopen(f"{self.url}{probe}", timeout=2) as r:
                     if r.status == 200:
                         return
             except OSError:

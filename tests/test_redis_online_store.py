@@ -88,6 +88,15 @@ def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lak
     assert set(again["rows"].values()) == {0}
 
 
+def test_the_redis_client_retries_a_bounded_number_of_times(redis_lake) -> None:
+    """redis-py retries a refused connection for about 8 s by default; the service must fail fast instead."""
+    from lakehouse.feast_redis import RETRIES
+
+    _, store, _, _ = redis_lake
+    client = store._get_provider().online_store._get_client(store.config.online_store)
+    assert client.get_retry().get_retries() == RETRIES == 2
+
+
 def test_one_read_for_all_views_answers_as_feasts_per_view_reads(redis_lake) -> None:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
@@ -151,6 +160,29 @@ def test_the_service_and_precomputed_scores_work_on_redis(redis_lake, monkeypatc
     hits = precomputed_scores(store, CHURN, [*ids, UNKNOWN_ID])
     assert hits[-1] is None and any(hit is not None for hit in hits[:-1])
     assert {hit["model_version"] for hit in hits if hit} == {champion.tag}
+
+
+def test_an_unreachable_redis_makes_the_service_unready_and_its_lookups_503(redis_lake) -> None:
+    """A real `bentoml serve` on a Redis that does not answer: alive, not ready; lookups 503, not 500."""
+    import urllib.error
+    import urllib.request
+
+    from bento_process import post_json, start_serve
+
+    paths = redis_lake[0]
+    server = start_serve(paths, extra_env={feast_defs.ONLINE_STORE_ENV: "redis://127.0.0.1:1/0"})  # nothing on port 1
+    try:
+        server.wait_ready(probe="/livez")
+        with pytest.raises(urllib.error.HTTPError) as unready:
+            urllib.request.urlopen(f"{server.url}/readyz", timeout=30)
+        assert unready.value.code == 503
+        # BentoML shows no message for a 5xx: the reason ("the online store did not answer") is in the log.
+        assert post_json(server.url, "/predict_ids", {"customer_ids": [1]})[0] == 503
+        assert post_json(server.url, "/explain", {"customer_id": 1})[0] == 503
+        assert post_json(server.url, "/model_info", {})[0] == 200  # what needs no online store still answers
+    finally:
+        server.stop()
+    assert "the online store did not answer" in Path(server.log.name).read_text()
 
 
 def test_the_summary_does_not_count_a_shared_redis(redis_lake, monkeypatch: pytest.MonkeyPatch) -> None:
