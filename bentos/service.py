@@ -25,11 +25,11 @@ never fails a prediction.
 from __future__ import annotations
 
 import atexit
-import sqlite3
 import hmac
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid

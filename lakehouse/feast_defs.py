@@ -19,6 +19,7 @@ from lakehouse.paths import FEATURE_REPO, LakePaths
 
 FEAST_TYPES = {"int64": "Int64", "float64": "Float64", "string": "String"}
 ONLINE_STORE_ENV = "LAKEHOUSE_ONLINE_STORE"  # the production profile's Redis, e.g. redis://127.0.0.1:6379/0
+REDIS_STORE_TYPE = "lakehouse.feast_redis.LakehouseRedisOnlineStore"  # Feast's Redis store, all views in one read
 REGISTRY_ENV = "LAKEHOUSE_FEAST_REGISTRY"  # its registry on PostgreSQL, e.g. postgresql://feast@db:5432/feast
 SCORES_TTL = timedelta(days=2)  # a precomputed score older than this is not served: batch scoring runs daily
 
@@ -124,8 +125,7 @@ def redis_online_store(url: str) -> dict[str, Any]:
         options.append(f"password={parts.password}")
     if parts.scheme == "rediss":
         options.append("ssl=true")
-    # Feast's Redis store, read for all of a feature service's views at once (lakehouse/feast_redis.py).
-    return {"type": "lakehouse.feast_redis.LakehouseRedisOnlineStore", "connection_string": ",".join(options)}
+    return {"type": REDIS_STORE_TYPE, "connection_string": ",".join(options)}
 
 
 def sql_registry(url: str) -> dict[str, Any]:

@@ -20,14 +20,15 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-STORE_TYPE = "lakehouse.feast_redis.LakehouseRedisOnlineStore"
+from lakehouse.feast_defs import REDIS_STORE_TYPE
+
 RETRIES = 2  # after the first attempt, 50 and 100 ms apart
 
 
 class LakehouseRedisOnlineStoreConfig(RedisOnlineStoreConfig):
     """Config of LakehouseRedisOnlineStore: the same fields as Feast's Redis store."""
 
-    type: Literal["lakehouse.feast_redis.LakehouseRedisOnlineStore"] = STORE_TYPE  # type: ignore[assignment]
+    type: Literal["lakehouse.feast_redis.LakehouseRedisOnlineStore"] = REDIS_STORE_TYPE  # type: ignore[assignment]
 
 
 class LakehouseRedisOnlineStore(RedisOnlineStore):

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +20,28 @@ def _temp_beside(path: Path) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
-    """Write a Parquet file under a temporary name, then rename it into place."""
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write; renamed onto `path` if the block succeeds, removed if not."""
     tmp = _temp_beside(path)
     try:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: Path) -> Path:
+    """Write a Parquet file under a temporary name, then rename it into place."""
+    with _replacing(path) as tmp:
+        df.write_parquet(tmp, compression="zstd", statistics=True)
     return path
 
 
 def copy_to_parquet_atomic(con: Any, query: str, path: Path) -> int:
     """Run DuckDB's COPY (query) TO a temporary name, rename it into place; return the rows written."""
-    tmp = _temp_beside(path)
-    try:
+    with _replacing(path) as tmp:
         [(rows,)] = con.execute(f"COPY ({query}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)").fetchall()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return rows
 
 
@@ -45,34 +50,22 @@ def copy_to_arrow_atomic(con: Any, query: str, path: Path) -> int:
     from pyarrow import feather
 
     table = con.sql(query).to_arrow_table()
-    tmp = _temp_beside(path)
-    try:
+    with _replacing(path) as tmp:
         feather.write_feather(table, tmp, compression="uncompressed")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return table.num_rows
 
 
 def copy_file_atomic(source: Path, path: Path) -> Path:
     """Copy a file under a temporary name beside the target, then rename it into place."""
-    tmp = _temp_beside(path)
-    try:
+    with _replacing(path) as tmp:
         shutil.copyfile(source, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def write_json_atomic(record: dict[str, Any], path: Path) -> Path:
     """Write a JSON record under a temporary name, then rename it into place."""
-    tmp = _temp_beside(path)
-    try:
+    with _replacing(path) as tmp:
         tmp.write_text(json.dumps(record, indent=2, default=str, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

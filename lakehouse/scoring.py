@@ -70,7 +70,7 @@ def champion_text(paths: LakePaths, domain: str) -> tuple[str, str, dict[str, An
     if tag is None:
         raise NoChampionError(f"domain {domain!r} has no champion model under {paths.root}; "
                               f"train and promote one first (the registry's promote/gate)")
-    return (tag, *registry.load_model_text(paths, tag))
+    return registry.load_domain_model(paths, domain, tag)
 
 
 def champion_model(tag: str, text: str, meta: dict[str, Any]) -> ChampionModel:

@@ -44,3 +44,18 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> LakePaths:
     # the champion step); nothing else may fail.
     assert set(failed_steps(result)) <= GATE_STEP, "the whole asset graph must materialize on the small demo data"
     return lake_paths
+
+
+def copy_with_champion(lake: LakePaths, dest: Path) -> LakePaths:
+    """A copy of the session lake under dest with a churn champion (its last candidate if the gate refused it)."""
+    import shutil
+
+    from lakehouse import registry
+    from lakehouse.domains.churn import CHURN
+    from lakehouse.models import latest_candidate
+
+    copy = LakePaths(dest / "data")
+    shutil.copytree(lake.root, copy.root)
+    if registry.champion(copy, CHURN.name) is None:
+        registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
+    return copy

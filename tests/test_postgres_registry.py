@@ -7,16 +7,15 @@ administrative connection, to change it) and drops it afterwards.
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 
 import pandas as pd
 import pytest
 
-from lakehouse import feast_defs, online, registry, scoring
+from lakehouse import feast_defs, online, scoring
 from lakehouse.domains.churn import CHURN
-from lakehouse.models import latest_candidate
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+from tests.conftest import copy_with_champion
 
 ADMIN_URL = os.environ.get("LAKEHOUSE_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 
@@ -42,10 +41,7 @@ def registry_url():
 @pytest.fixture(scope="module")
 def sql_lake(lake: LakePaths, registry_url: str, tmp_path_factory: pytest.TempPathFactory):
     """A copy of the session lake whose Feast registry is the new database, applied and materialized."""
-    copy = LakePaths(tmp_path_factory.mktemp("sql_registry") / "data")
-    shutil.copytree(lake.root, copy.root)
-    if registry.champion(copy, CHURN.name) is None:
-        registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
+    copy = copy_with_champion(lake, tmp_path_factory.mktemp("sql_registry"))
     file_store = feast_defs.feature_store(copy)
     with pytest.MonkeyPatch.context() as mp:  # the setting only while the store is made
         mp.setenv(feast_defs.REGISTRY_ENV, registry_url)

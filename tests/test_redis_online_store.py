@@ -7,17 +7,17 @@ before and after.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from lakehouse import feast_defs, online, registry, scoring
+from lakehouse import feast_defs, online, scoring
 from lakehouse.batch_scores import precomputed_scores, publish_online
 from lakehouse.domains.churn import CHURN
-from lakehouse.feast_redis import STORE_TYPE, LakehouseRedisOnlineStore
-from lakehouse.models import latest_candidate
+from lakehouse.feast_defs import REDIS_STORE_TYPE
+from lakehouse.feast_redis import LakehouseRedisOnlineStore
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+from tests.conftest import copy_with_champion
 
 REDIS_URL = os.environ.get("LAKEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 UNKNOWN_ID = 10**9
@@ -38,10 +38,7 @@ def redis_lake(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory):
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.ConnectionError as exc:
         pytest.skip(f"no Redis at {REDIS_URL} ({exc}); start one (the README's Production profile) to run these")
-    copy = LakePaths(tmp_path_factory.mktemp("redis") / "data")
-    shutil.copytree(lake.root, copy.root)
-    if registry.champion(copy, CHURN.name) is None:
-        registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
+    copy = copy_with_champion(lake, tmp_path_factory.mktemp("redis"))
     sqlite_store = feast_defs.feature_store(copy)
     _flush()
     with pytest.MonkeyPatch.context() as mp:  # the setting only while the store is made
@@ -55,7 +52,7 @@ def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch
     assert feast_defs.resolved_yaml(paths)["online_store"]["path"] == str(paths.feast / "online_store.db")
     monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, "redis://:secret@10.0.0.5:6380/2")
     assert feast_defs.resolved_yaml(paths)["online_store"] == {
-        "type": STORE_TYPE, "connection_string": "10.0.0.5:6380,db=2,password=secret"}
+        "type": REDIS_STORE_TYPE, "connection_string": "10.0.0.5:6380,db=2,password=secret"}
     # What the UI shows of it (the online_features asset's metadata): no password.
     assert feast_defs.store_locations(paths)["online_store"] == "redis: 10.0.0.5:6380 db=2"
     assert feast_defs.online_store_kind() == "redis"
@@ -71,7 +68,7 @@ def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch
 
 def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lake) -> None:
     paths, store, sqlite_store, result = redis_lake
-    assert store.config.online_store.type == STORE_TYPE
+    assert store.config.online_store.type == REDIS_STORE_TYPE
     import duckdb
 
     for view in CHURN.feature_views:  # every entity of every view written: counted in and out
@@ -144,7 +141,7 @@ def test_the_service_and_precomputed_scores_work_on_redis(redis_lake, monkeypatc
     monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, REDIS_URL)
     monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
     service = ChurnService()
-    assert service.store.config.online_store.type == STORE_TYPE
+    assert service.store.config.online_store.type == REDIS_STORE_TYPE
     champion = scoring.load_champion(paths, CHURN.name)
     ids = list(range(1, 21))
     served = service.predict_ids(customer_ids=[*ids, UNKNOWN_ID])["predictions"]
