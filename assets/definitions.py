@@ -9,16 +9,13 @@ from assets.models import candidate_asset, champion_asset, model_card_asset
 from assets.monitoring import drift_asset, performance_asset, skew_asset
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_asset, bento_asset, prediction_log_asset
-from assets.sensors import (landing_jobs, landing_sensor, publish_job, publish_sensor, retrain_job,
-                            retraining_sensor)
+from assets.jobs import all_job, landing_jobs, publish_job, retrain_job
+from assets.sensors import landing_sensor, publish_sensor, retraining_sensor
 from assets.training import labels_asset, training_set_asset, training_set_check
 from assets.validation import silver_asset, validated_asset
-from lakehouse.domain import Domain
-from lakehouse.domains.registry import load_domains
+from lakehouse.declarations.domain import Domain
+from lakehouse.domains import load_domains
 
-
-def all_job_name(domain: str) -> str:
-    return f"{domain}_all_job"
 
 
 def domain_definitions(domain: Domain) -> dg.Definitions:
@@ -48,9 +45,7 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=[online_freshness_check(domain), training_set_check(domain)],
-        jobs=[*landing, publish_job(domain), retrain_job(domain),
-              dg.define_asset_job(all_job_name(domain.name), selection=dg.AssetSelection.key_prefixes([domain.name]),
-                                  description=f"Every asset and check of {domain.name}: `lakehouse run {domain.name}`.")],
+        jobs=[*landing, publish_job(domain), retrain_job(domain), all_job(domain)],
         sensors=[landing_sensor(domain, landing), publish_sensor(domain), retraining_sensor(domain)],
     )
 

@@ -5,12 +5,12 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from assets.features import feature_key
+from assets.keys import DomainKeys, ONLINE_FRESHNESS_CHECK
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
-from lakehouse.domain import Domain
-from lakehouse.feast_defs import apply_definitions, online_store_kind, store_locations, write_resolved_yaml
-from lakehouse.online import materialization_state, materialize_online, online_lag
+from lakehouse.declarations.domain import Domain
+from lakehouse.feature_store.feast_objects import apply_definitions, online_store_kind, store_locations, write_resolved_yaml
+from lakehouse.feature_store.materialization import materialization_state, materialize_online, online_lag
 
 
 class OnlineMaterializationConfig(dg.Config):
@@ -19,21 +19,14 @@ class OnlineMaterializationConfig(dg.Config):
     full_refresh: bool = False
 
 
-def registry_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "feast_registry"])
-
-
-def online_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "online_features"])
-
-
 def registry_asset(domain: Domain) -> dg.AssetsDefinition:
     """Apply the domain's Feast definitions (what `feast apply` does)."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=registry_key(domain),
-        deps=[feature_key(domain, v) for v in domain.feature_views],
-        group_name=f"{domain.name}_feature_store",
+        key=keys.feast_registry,
+        deps=[keys.features(v) for v in domain.feature_views],
+        group_name=keys.group("feature_store"),
         pool=LAKE_POOL,
         description=f"Feast registry: the {domain.entity} entity, its feature views and {domain.feature_service}.",
         kinds={"feast"},
@@ -56,12 +49,13 @@ def registry_asset(domain: Domain) -> dg.AssetsDefinition:
 
 def online_asset(domain: Domain) -> dg.AssetsDefinition:
     """Materialize feature views into the online store over an explicit time window."""
-    key = online_key(domain)
+    keys = DomainKeys.of(domain)
+    key = keys.online_features
 
     @dg.asset(
         key=key,
-        deps=[registry_key(domain)],
-        group_name=f"{domain.name}_feature_store",
+        deps=[keys.feast_registry],
+        group_name=keys.group("feature_store"),
         pool=LAKE_POOL,
         description="Latest feature values per entity in Feast's online store, written window by window.",
         kinds={"feast", online_store_kind()},
@@ -89,8 +83,9 @@ def online_asset(domain: Domain) -> dg.AssetsDefinition:
 
 def online_freshness_check(domain: Domain) -> dg.AssetChecksDefinition:
     """The online store holds every feature view up to the newest offline feature row."""
+    keys = DomainKeys.of(domain)
 
-    @dg.asset_check(asset=online_key(domain), name="online_freshness_check", pool=LAKE_POOL,
+    @dg.asset_check(asset=keys.online_features, name=ONLINE_FRESHNESS_CHECK, pool=LAKE_POOL,
                     description="Every feature view is materialized up to its newest offline row (lag <= 1 day).")
     def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
         lag = online_lag(lakehouse.paths, domain)

@@ -2,28 +2,22 @@
 
 import dagster as dg
 
+from assets.keys import DomainKeys
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
-from assets.validation import silver_key
-from lakehouse.domain import Domain, FeatureView
-from lakehouse.catalog import refresh_catalog
-from lakehouse.features import build_feature_view, build_spine
-
-def spine_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, f"{domain.entity}_spine"])
-
-
-def feature_key(domain: Domain, view: FeatureView) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, f"{view.name}_features"])
+from lakehouse.declarations.domain import Domain, FeatureView
+from lakehouse.lake.duckdb_catalog import refresh_catalog
+from lakehouse.lake.feature_tables import build_feature_view, build_spine
 
 
 def spine_asset(domain: Domain) -> dg.AssetsDefinition:
     """One row per entity per active day: the grid every feature view is computed on."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=spine_key(domain),
-        deps=[silver_key(domain, domain.source(s)) for s in domain.spine_sources],
-        group_name=f"{domain.name}_features",
+        key=keys.spine,
+        deps=[keys.silver(domain.source(s)) for s in domain.spine_sources],
+        group_name=keys.group("features"),
         pool=LAKE_POOL,
         description=f"One row per {domain.entity} per day it is active: the grid features are computed on.",
         kinds={"duckdb", "parquet"},
@@ -42,11 +36,12 @@ def spine_asset(domain: Domain) -> dg.AssetsDefinition:
 
 def feature_asset(domain: Domain, view: FeatureView) -> dg.AssetsDefinition:
     """The offline feature table of one feature view."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=feature_key(domain, view),
-        deps=[spine_key(domain), *(silver_key(domain, domain.source(s)) for s in view.sources)],
-        group_name=f"{domain.name}_features",
+        key=keys.features(view),
+        deps=[keys.spine, *(keys.silver(domain.source(s)) for s in view.sources)],
+        group_name=keys.group("features"),
         pool=LAKE_POOL,
         description=view.description,
         kinds={"duckdb", "parquet"},
@@ -77,17 +72,18 @@ def feature_asset(domain: Domain, view: FeatureView) -> dg.AssetsDefinition:
 
 def catalog_asset(domain: Domain) -> dg.AssetsDefinition:
     """A DuckDB file of views over the lake's tables, for ad-hoc SQL."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=dg.AssetKey([domain.name, "lake_catalog"]),
-        deps=[*(silver_key(domain, s) for s in domain.sources), *(feature_key(domain, v) for v in domain.feature_views)],
-        group_name=f"{domain.name}_features",
+        key=keys.lake_catalog,
+        deps=[*(keys.silver(s) for s in domain.sources), *(keys.features(v) for v in domain.feature_views)],
+        group_name=keys.group("features"),
         pool=LAKE_POOL,
         description=f"data/lakehouse.duckdb: one view per lake table in schema '{domain.name}' (bronze to features).",
         kinds={"duckdb"},
     )
     def _catalog(lakehouse: LakehouseResource):
-        from lakehouse.domains.registry import load_domains
+        from lakehouse.domains import load_domains
 
         # One file for every domain: rebuilding it for this one keeps the others' schemas.
         others = [d for d in load_domains().values() if d.name != domain.name]

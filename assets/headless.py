@@ -2,13 +2,15 @@
 
 import dagster as dg
 
-from assets.definitions import all_job_name, build_definitions
+from assets.definitions import build_definitions
+from assets.keys import DomainKeys
+from lakehouse.domains import get_domain
 from lakehouse.paths import LakePaths
 
 
 def dagster_instance(paths: LakePaths) -> dg.DagsterInstance:
     """The persistent Dagster instance under DAGSTER_HOME, so headless runs show up in the UI."""
-    from lakehouse.dagster_home import ensure_dagster_home
+    from assets.dagster_home import ensure_dagster_home
 
     return dg.DagsterInstance.from_config(str(ensure_dagster_home(paths)))
 
@@ -27,7 +29,7 @@ def materialize_all(paths: LakePaths, instance: dg.DagsterInstance | None = None
 def materialize_domain(paths: LakePaths, domain: str, instance: dg.DagsterInstance | None = None,
                        log_level: str = "INFO") -> dg.ExecuteInProcessResult:
     """Run every asset and check of one domain (its `<domain>_all_job`), in dependency order."""
-    job = build_definitions(str(paths.root)).resolve_job_def(all_job_name(domain))
+    job = build_definitions(str(paths.root)).resolve_job_def(DomainKeys.of(get_domain(domain)).all_job)
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     return job.execute_in_process(run_config=run_config, instance=instance or dagster_instance(paths),
                                   raise_on_error=False)

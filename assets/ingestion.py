@@ -2,11 +2,12 @@
 
 import dagster as dg
 
+from assets.keys import DomainKeys
 from assets.metadata import markdown_list, records_table
 from assets.pools import source_pool
 from assets.resources import LakehouseResource
-from lakehouse.domain import Domain, Source
-from lakehouse.ingestion import ingest_source, manifest, rejected_files
+from lakehouse.declarations.domain import Domain, Source
+from lakehouse.lake.ingestion import ingest_source, manifest, rejected_files
 
 
 class IngestConfig(dg.Config):
@@ -15,16 +16,14 @@ class IngestConfig(dg.Config):
     files: list[str] = []
 
 
-def bronze_key(domain: Domain, source: Source) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, f"{source.name}_bronze"])
-
 
 def bronze_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
     """The bronze asset of one raw source."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=bronze_key(domain, source),
-        group_name=f"{domain.name}_ingestion",
+        key=keys.bronze(source),
+        group_name=keys.group("ingestion"),
         pool=source_pool(domain, source),
         description=f"Raw {source.name} batches, one immutable Parquet file per landing file. {source.description}",
         kinds={"parquet"},

@@ -4,8 +4,8 @@ from typing import Any
 
 import dagster as dg
 
-from lakehouse.domain import Source
-from lakehouse.validation import POLARS_TYPES
+from lakehouse.declarations.domain import Source
+from lakehouse.lake.validation import POLARS_TYPES
 
 
 def records_table(records: list[dict[str, Any]], columns: list[str]) -> dg.TableMetadataValue:

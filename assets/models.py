@@ -2,12 +2,12 @@
 
 import dagster as dg
 
+from assets.keys import DomainKeys, PROMOTION_GATE_CHECK
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
-from assets.training import training_set_key
-from lakehouse.domain import Domain
-from lakehouse.models import TrainingOptions, gate_candidate, latest_candidate, model_card, train_candidate
-from lakehouse.training import LgbParams
+from lakehouse.declarations.domain import Domain
+from lakehouse.ml.candidates import TrainingOptions, gate_candidate, latest_candidate, model_card, train_candidate
+from lakehouse.ml.training import LgbParams
 
 
 class TrainingConfig(dg.Config):
@@ -36,27 +36,20 @@ class TrainingConfig(dg.Config):
         return TrainingOptions(params={k: fields.pop(k) for k in hyper}, **fields)
 
 
-def candidate_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "model_candidate"])
-
-
-def champion_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "champion_model"])
-
-
 def candidate_asset(domain: Domain) -> dg.AssetsDefinition:
     """Train, tune and evaluate a LightGBM candidate on the point-in-time training set."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=candidate_key(domain),
-        deps=[training_set_key(domain)],
-        group_name=f"{domain.name}_models",
+        key=keys.model_candidate,
+        deps=[keys.training_set],
+        group_name=keys.group("models"),
         pool=LAKE_POOL,
         description=f"A tuned LightGBM candidate for '{domain.prediction}', evaluated on the newest window.",
         kinds={"lightgbm", "bentoml"},
     )
     def _candidate(context: dg.AssetExecutionContext, config: TrainingConfig, lakehouse: LakehouseResource):
-        from lakehouse.training import TrainingDataError
+        from lakehouse.ml.training import TrainingDataError
 
         try:
             record = train_candidate(lakehouse.paths, domain, config.options(), progress=context.log.info)
@@ -77,14 +70,14 @@ def candidate_asset(domain: Domain) -> dg.AssetsDefinition:
             "recall": test["recall"],
             "f1": test["f1"],
             "threshold": record["threshold"]["threshold"],
-            "expected_value_per_customer": test["expected_value"],
+            "expected_value_per_entity": test["expected_value"],
             "expected_value_at_0_5": test["expected_value_at_0_5"],
             **{f"baseline_{k}_roc_auc": v["roc_auc"] for k, v in record["baselines"].items()},
             "rows": dg.MetadataValue.json(record["rows"]),
             "split": dg.MetadataValue.json(record["split"]),
             "confusion_matrix": dg.MetadataValue.md(
-                f"| | predicted churn | predicted stay |\n|---|---|---|\n| churned | {test['tp']} | {test['fn']} |\n"
-                f"| stayed | {test['fp']} | {test['tn']} |"),
+                f"| {domain.label_name} | predicted 1 | predicted 0 |\n|---|---|---|\n| actual 1 | {test['tp']} | {test['fn']} |\n"
+                f"| actual 0 | {test['fp']} | {test['tn']} |"),
             "tuning_trials": dg.MetadataValue.md(trials if record["trials"] else "tuning off"),
             "top_features": dg.MetadataValue.json(dict(list(record["importance"].items())[:10])),
             **{f"plot_{k}": dg.MetadataValue.path(v) for k, v in record["plots"].items()},
@@ -97,17 +90,18 @@ def candidate_asset(domain: Domain) -> dg.AssetsDefinition:
 
 def champion_asset(domain: Domain) -> dg.AssetsDefinition:
     """Gate the newest candidate against the champion; promote only a proven-better model."""
-    key = champion_key(domain)
+    keys = DomainKeys.of(domain)
+    key = keys.champion_model
 
     @dg.asset(
         key=key,
-        deps=[candidate_key(domain)],
-        group_name=f"{domain.name}_models",
+        deps=[keys.model_candidate],
+        group_name=keys.group("models"),
         pool=LAKE_POOL,
         description="The champion pointer: moved only when the promotion gate says the candidate is better.",
         kinds={"bentoml"},
         check_specs=[dg.AssetCheckSpec(
-            "promotion_gate_check", asset=key, blocking=True,
+            PROMOTION_GATE_CHECK, asset=key, blocking=True,
             description="Challenger vs champion on the same hold-out rows (paired bootstrap AUC, no slice "
                         "regression); a first model must beat the baselines. Fails (ERROR) when no champion exists.")],
     )
@@ -124,7 +118,7 @@ def champion_asset(domain: Domain) -> dg.AssetsDefinition:
                       "promoted": decision["promote"], "reasons": dg.MetadataValue.md(
                           "\n".join(f"- {r}" for r in decision["reasons"]))},
             check_results=[dg.AssetCheckResult(
-                check_name="promotion_gate_check",
+                check_name=PROMOTION_GATE_CHECK,
                 passed=decision["promote"] or decision["same_as_champion"],
                 # Refusing a challenger while a champion keeps serving is the gate working, not an outage.
                 severity=dg.AssetCheckSeverity.ERROR if serving is None else dg.AssetCheckSeverity.WARN,
@@ -139,11 +133,12 @@ def champion_asset(domain: Domain) -> dg.AssetsDefinition:
 
 def model_card_asset(domain: Domain) -> dg.AssetsDefinition:
     """The model card (Markdown and JSON) of the newest model version, with its promotion decision."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=dg.AssetKey([domain.name, "model_card"]),
-        deps=[champion_key(domain)],
-        group_name=f"{domain.name}_models",
+        key=keys.model_card,
+        deps=[keys.champion_model],
+        group_name=keys.group("models"),
         pool=LAKE_POOL,
         description="Intended use, risk category, data versions, metrics vs baselines, slices, threshold, decision.",
         kinds={"markdown"},

@@ -7,31 +7,11 @@ passes: there is nothing to monitor.
 
 import dagster as dg
 
-from assets.feature_store import online_key
-from assets.models import champion_key
+from assets.keys import DomainKeys, DRIFT_CHECK, PERFORMANCE_CHECK, SKEW_CHECK
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
-from assets.serving import batch_scores_key, prediction_log_key
-from assets.training import labels_key
-from lakehouse.domain import Domain
+from lakehouse.declarations.domain import Domain
 
-
-def drift_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "feature_drift"])
-
-
-def performance_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "live_performance"])
-
-
-def skew_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "serving_skew"])
-
-
-def monitoring_check_keys(domain: Domain) -> list[tuple[dg.AssetKey, str]]:
-    """(asset, check name) of every monitoring check."""
-    return [(drift_key(domain), "drift_check"), (performance_key(domain), "performance_check"),
-            (skew_key(domain), "skew_check")]
 
 
 def _no_champion(domain: Domain, check: str) -> dg.MaterializeResult:
@@ -43,28 +23,29 @@ def _no_champion(domain: Domain, check: str) -> dg.MaterializeResult:
 
 def drift_asset(domain: Domain) -> dg.AssetsDefinition:
     """Per-feature drift (effect sizes, Evidently) of the newest days and served features vs the champion's training rows."""
-    key = drift_key(domain)
+    keys = DomainKeys.of(domain)
+    key = keys.feature_drift
 
     @dg.asset(
         key=key,
-        deps=[online_key(domain), prediction_log_key(domain), champion_key(domain)],
-        group_name=f"{domain.name}_monitoring",
+        deps=[keys.online_features, keys.prediction_log, keys.champion_model],
+        group_name=keys.group("monitoring"),
         pool=LAKE_POOL,
         description="Evidently drift per feature (normed Wasserstein / Jensen-Shannon) of the last 7 feature days "
                     "plus the features the service was given, against the champion's training rows; the drifted "
                     "share is weighted by the champion's feature importance.",
         kinds={"evidently"},
-        check_specs=[dg.AssetCheckSpec("drift_check", asset=key, description=(
+        check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset=key, description=(
             "Fails when drifted features carry more than the allowed share of the champion's importance."))],
     )
     def _drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
-        from lakehouse import registry
-        from lakehouse.monitoring import domain_drift
+        from lakehouse.ml import model_registry
+        from lakehouse.monitoring.checks import domain_drift
 
-        champion = registry.champion(lakehouse.paths, domain.name)
+        champion = model_registry.champion(lakehouse.paths, domain.name)
         if champion is None:
-            return _no_champion(domain, "drift_check")
-        result = domain_drift(lakehouse.paths, domain, champion, domain.drift)
+            return _no_champion(domain, DRIFT_CHECK)
+        result = domain_drift(lakehouse.paths, domain, champion)
         context.log.info(f"drift {result.status}: {result.reason}")
         table = "| feature | method | score | threshold | drifted | weight |\n|---|---|---|---|---|---|\n" + "\n".join(
             f"| {f} | {v['method']} | {v['score']:.4f} | {v['threshold']} | {'yes' if v['drifted'] else ''} | "
@@ -87,7 +68,7 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
         if result.report_path:
             metadata["report"] = dg.MetadataValue.path(result.report_path)
         return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
-            check_name="drift_check", passed=result.passed is not False,
+            check_name=DRIFT_CHECK, passed=result.passed is not False,
             description=f"{result.status}: {result.reason}",
             metadata={"status": result.status, "drifted": dg.MetadataValue.json(result.drifted),
                       "weighted_drifted_share": result.weighted_drifted_share or 0.0,
@@ -98,27 +79,28 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
 
 def performance_asset(domain: Domain) -> dg.AssetsDefinition:
     """ROC AUC, precision, recall and F1 of the daily batch scores per day and model version, on matured labels."""
-    key = performance_key(domain)
+    keys = DomainKeys.of(domain)
+    key = keys.live_performance
 
     @dg.asset(
         key=key,
-        deps=[batch_scores_key(domain), labels_key(domain), champion_key(domain)],
-        group_name=f"{domain.name}_monitoring",
+        deps=[keys.batch_scores, keys.label_events, keys.champion_model],
+        group_name=keys.group("monitoring"),
         pool=LAKE_POOL,
         description="Daily batch scores joined to labels as they mature; metrics per day and model version "
                     "only for days whose label horizon has passed.",
         kinds={"lightgbm"},
-        check_specs=[dg.AssetCheckSpec("performance_check", asset=key, description=(
+        check_specs=[dg.AssetCheckSpec(PERFORMANCE_CHECK, asset=key, description=(
             "Fails when the champion's live ROC AUC falls below its hold-out AUC by more than the margin."))],
     )
     def _performance(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
-        from lakehouse import registry
-        from lakehouse.monitoring import domain_performance
+        from lakehouse.ml import model_registry
+        from lakehouse.monitoring.checks import domain_performance
 
-        champion = registry.champion(lakehouse.paths, domain.name)
+        champion = model_registry.champion(lakehouse.paths, domain.name)
         if champion is None:
-            return _no_champion(domain, "performance_check")
-        live, check = domain_performance(lakehouse.paths, domain, champion, domain.performance_margin)
+            return _no_champion(domain, PERFORMANCE_CHECK)
+        live, check = domain_performance(lakehouse.paths, domain, champion)
         context.log.info(f"performance: {check['reason']}")
         matured = [w for w in live["windows"] if w["status"] == "ok"]
         rows = "\n".join(f"| {w['day']} | {w['model_version']} | {w['labelled']} | {w['roc_auc']:.4f} | "
@@ -134,7 +116,7 @@ def performance_asset(domain: Domain) -> dg.AssetsDefinition:
             **{k: float(check[k]) for k in ("live_auc", "holdout_auc", "min_auc") if check.get(k) is not None},
         }
         return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
-            check_name="performance_check", passed=check["passed"] is not False,
+            check_name=PERFORMANCE_CHECK, passed=check["passed"] is not False,
             description=("skipped: " if check["passed"] is None else "") + check["reason"],
             metadata={k: v for k, v in check.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)})])
 
@@ -147,26 +129,27 @@ def _fmt(value: float | None) -> str:
 
 def skew_asset(domain: Domain) -> dg.AssetsDefinition:
     """Served feature values vs Feast's point-in-time recompute for a sample of logged online predictions."""
-    key = skew_key(domain)
+    keys = DomainKeys.of(domain)
+    key = keys.serving_skew
 
     @dg.asset(
         key=key,
-        deps=[prediction_log_key(domain), champion_key(domain)],
-        group_name=f"{domain.name}_monitoring",
+        deps=[keys.prediction_log, keys.champion_model],
+        group_name=keys.group("monitoring"),
         pool=LAKE_POOL,
         description="Training/serving skew: a sample of logged predict_ids rows, their served features compared "
                     "with get_historical_features at the time the online values were written.",
         kinds={"feast"},
-        check_specs=[dg.AssetCheckSpec("skew_check", asset=key,
+        check_specs=[dg.AssetCheckSpec(SKEW_CHECK, asset=key,
                                        description="Fails when served and recomputed features differ.")],
     )
     def _skew(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
-        from lakehouse import registry
-        from lakehouse.monitoring import domain_skew
+        from lakehouse.ml import model_registry
+        from lakehouse.monitoring.checks import domain_skew
 
-        champion = registry.champion(lakehouse.paths, domain.name)
+        champion = model_registry.champion(lakehouse.paths, domain.name)
         if champion is None:
-            return _no_champion(domain, "skew_check")
+            return _no_champion(domain, SKEW_CHECK)
         result = domain_skew(lakehouse.paths, domain, lakehouse.feature_store(), champion)
         context.log.info(f"skew: {result['reason']}")
         metadata = {"reason": result["reason"], "sample_rows": result.get("sample_rows", 0)}
@@ -178,7 +161,7 @@ def skew_asset(domain: Domain) -> dg.AssetsDefinition:
         if result.get("examples"):
             metadata["examples"] = dg.MetadataValue.json(result["examples"])
         return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
-            check_name="skew_check", passed=result["passed"] is not False,
+            check_name=SKEW_CHECK, passed=result["passed"] is not False,
             description=("skipped: " if result["passed"] is None else "") + result["reason"])])
 
     return _skew

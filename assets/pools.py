@@ -5,7 +5,7 @@ different sources run in parallel; everything else shares the Feast registry and
 DuckDB catalog and the model store of the whole data root, so those runs go one at a time.
 """
 
-from lakehouse.domain import Domain, Source
+from lakehouse.declarations.domain import Domain, Source
 
 LAKE_POOL = "lake"
 

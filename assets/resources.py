@@ -19,6 +19,6 @@ class LakehouseResource(dg.ConfigurableResource):
 
     def feature_store(self) -> Any:
         """Feast's FeatureStore for this data root."""
-        from lakehouse.feast_defs import feature_store
+        from lakehouse.feature_store.feast_objects import feature_store
 
         return feature_store(self.paths)

@@ -1,4 +1,4 @@
-"""Sensors and jobs: landing (one run per new file), publishing once per burst, and retraining.
+"""Sensors: landing (one run per new file), publishing once per burst, and retraining.
 
 The landing sensor keys each run by the file's content hash; a landing run stops at silver. The
 publish sensor runs the publish job (features offline and online, batch scores, monitoring) once a
@@ -13,45 +13,21 @@ from itertools import zip_longest
 
 import dagster as dg
 
-from assets.ingestion import bronze_key
-from assets.models import candidate_key, champion_key
-from assets.monitoring import monitoring_check_keys
+from assets.keys import DomainKeys
 from assets.resources import LakehouseResource
-from assets.serving import batch_scores_key, bento_key, prediction_log_key
-from assets.training import labels_key, training_set_key
-from assets.validation import silver_key
-from lakehouse.domain import Domain
-from lakehouse.ingestion import landing_files, manifest, rejected_files, sha256_file
+from lakehouse.declarations.domain import Domain
+from lakehouse.lake.ingestion import landing_files, manifest, rejected_files, sha256_file
 from lakehouse.paths import LakePaths
-from lakehouse.retraining import FailedCheck, RetrainState, decide, new_batches, record_decision
+from lakehouse.monitoring.retraining import FailedCheck, RetrainState, decide, new_batches, record_decision
 
-
-def landing_job_name(domain: Domain, source: str) -> str:
-    return f"{domain.name}_{source}_landing_job"
-
-
-def landing_jobs(domain: Domain) -> list:
-    """Per source: ingest, validate and append a file to silver.
-
-    Features and the online store are the publish job's, once per burst: every feature view is rebuilt
-    from all sources, and a run process pays seconds of imports (Feast's above all) before any work.
-    """
-    per_file = dg.AssetSelection.groups(*(f"{domain.name}_{g}" for g in ("ingestion", "validation", "silver")))
-    return [
-        dg.define_asset_job(
-            landing_job_name(domain, s.name),
-            selection=dg.AssetSelection.assets(bronze_key(domain, s)).downstream() & per_file,
-            description=f"Ingest new {s.name} files, validate them and append them to silver.",
-        )
-        for s in domain.sources
-    ]
 
 
 def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
     """Watch data/landing/<source>/ and request one run per new file (run key = source + SHA-256)."""
+    keys = DomainKeys.of(domain)
 
     @dg.sensor(
-        name=f"{domain.name}_landing_sensor",
+        name=keys.landing_sensor,
         jobs=jobs,
         minimum_interval_seconds=15,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -79,8 +55,8 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
                     continue
                 requests.append(dg.RunRequest(
                     run_key=f"{source.name}:{sha}",
-                    job_name=landing_job_name(domain, source.name),
-                    run_config={"ops": {bronze_key(domain, source).to_python_identifier():
+                    job_name=keys.landing_job(source.name),
+                    run_config={"ops": {keys.bronze(source).to_python_identifier():
                                         {"config": {"files": [str(path)]}}}},
                     tags={"lakehouse/source": source.name, "lakehouse/file": path.name, "lakehouse/sha256": sha},
                 ))
@@ -94,35 +70,6 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
         return requests
 
     return _sensor
-
-
-def retrain_job_name(domain: Domain) -> str:
-    return f"{domain.name}_retrain_job"
-
-
-def publish_job_name(domain: Domain) -> str:
-    return f"{domain.name}_publish_job"
-
-
-def retrain_job(domain: Domain):
-    """Labels -> training set -> candidate -> gate -> model card, bento and refreshed batch scores."""
-    keys = [labels_key(domain), training_set_key(domain), candidate_key(domain), champion_key(domain),
-            dg.AssetKey([domain.name, "model_card"]), batch_scores_key(domain), bento_key(domain)]
-    return dg.define_asset_job(retrain_job_name(domain), selection=dg.AssetSelection.assets(*keys),
-                               description="Retrain, gate against the champion; on promotion the bento and the "
-                                           "precomputed scores follow (the running service switches by itself).")
-
-
-def publish_job(domain: Domain):
-    """Features, the Feast registry and online store, the prediction log, the day's batch scores, and monitoring."""
-    return dg.define_asset_job(
-        publish_job_name(domain),
-        selection=dg.AssetSelection.groups(*(f"{domain.name}_{g}" for g in ("features", "feature_store", "monitoring")))
-        | dg.AssetSelection.assets(prediction_log_key(domain), batch_scores_key(domain)),
-        description="Rebuild the features and publish them to Feast's online store, ingest the prediction log and "
-                    "score the newest day (precomputed scores, kept per day for live performance); then drift, live "
-                    "performance and training/serving skew with their checks.",
-    )
 
 
 # The queue starts two runs at a time (pools decide which may pair up); a burst of landing files must not
@@ -142,15 +89,16 @@ def _in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
 def newest_silver(instance: dg.DagsterInstance, domain: Domain) -> int | None:
     """The storage id of the newest materialization of any of the domain's silver tables (None: never built)."""
     ids = [records[0].storage_id for source in domain.sources
-           if (records := instance.fetch_materializations(silver_key(domain, source), limit=1).records)]
+           if (records := instance.fetch_materializations(DomainKeys.of(domain).silver(source), limit=1).records)]
     return max(ids, default=None)
 
 
 def publish_sensor(domain: Domain) -> dg.SensorDefinition:
     """After new silver data, publish and monitor once (not beside a publish or landing run)."""
-    job_name = publish_job_name(domain)
+    keys = DomainKeys.of(domain)
+    job_name = keys.publish_job
 
-    @dg.sensor(name=f"{domain.name}_publish_sensor", job_name=job_name, minimum_interval_seconds=20,
+    @dg.sensor(name=keys.publish_sensor, job_name=job_name, minimum_interval_seconds=20,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Requests a publish run (features, online store, batch scores, monitoring) once new "
                            "data reached silver and no landing run is queued or running.")
@@ -165,7 +113,7 @@ def publish_sensor(domain: Domain) -> dg.SensorDefinition:
             return dg.SkipReason(f"publish run {', '.join(busy)} in flight; the next tick catches up")
         # One publish run per burst of landing files: between every file it would starve them, and
         # would put half a day's files online.
-        landing = [run for s in domain.sources for run in _in_flight(context.instance, landing_job_name(domain, s.name))]
+        landing = [run for s in domain.sources for run in _in_flight(context.instance, keys.landing_job(s.name))]
         if landing:
             return dg.SkipReason(f"{len(landing)} landing run(s) queued or running; publishing once they are done")
         context.update_cursor(str(newest))
@@ -177,10 +125,11 @@ def publish_sensor(domain: Domain) -> dg.SensorDefinition:
 
 def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
     """Request retraining on new data or a failed drift/performance check, with cooldown and in-flight guards."""
-    job_name = retrain_job_name(domain)
-    checks = {name: dg.AssetCheckKey(key, name) for key, name in monitoring_check_keys(domain)}
+    keys = DomainKeys.of(domain)
+    job_name = keys.retrain_job
+    checks = keys.monitoring_checks
 
-    @dg.sensor(name=f"{domain.name}_retraining_sensor", job_name=job_name, minimum_interval_seconds=30,
+    @dg.sensor(name=keys.retraining_sensor, job_name=job_name, minimum_interval_seconds=30,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Fires on enough new published batches or a failed drift/performance check; every "
                            "decision and its reason is on the tick and in data/monitoring/<domain>/.")
@@ -195,7 +144,7 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
         # A short search that starts from the champion's hyperparameters: the loop's latency is mostly tuning.
         tuning = {"trials": domain.retraining.tuning_trials, "warm_start": True}
         return dg.RunRequest(run_key=decision.run_key,
-                             run_config={"ops": {candidate_key(domain).to_python_identifier(): {"config": tuning}}},
+                             run_config={"ops": {keys.model_candidate.to_python_identifier(): {"config": tuning}}},
                              tags={"lakehouse/retrain_trigger": decision.trigger,
                                    "lakehouse/retrain_reason": decision.reason[:200], **JUMP_THE_QUEUE})
 
@@ -218,7 +167,7 @@ def newest_evaluation(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> tu
 def retrain_state(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain,
                   checks: dict[str, dg.AssetCheckKey]) -> RetrainState:
     """What the retraining decision needs, from the Dagster instance and the lake."""
-    from lakehouse.models import latest_training, trained_batches
+    from lakehouse.ml.candidates import latest_training, trained_batches
 
     training = latest_training(paths, domain)
     last = training["tag"] if training else None
@@ -229,9 +178,9 @@ def retrain_state(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain
         # Only a failure evaluated after the last training counts: older ones were already acted on.
         if found is not None and not found[1].passed and (trained_at is None or found[0].event.timestamp > trained_at):
             failed.append(FailedCheck(name, found[0].id, found[1].description or ""))
-    runs = instance.get_run_records(dg.RunsFilter(job_name=retrain_job_name(domain)), limit=1)
+    runs = instance.get_run_records(dg.RunsFilter(job_name=DomainKeys.of(domain).retrain_job), limit=1)
     since = time.time() - runs[0].create_timestamp.timestamp() if runs else None
     last_trigger = runs[0].dagster_run.tags.get("lakehouse/retrain_trigger") if runs else None
     return RetrainState(last_trained=last, new_batches=new_batches(paths, domain, trained_batches(paths, last)),
-                        failed_checks=failed, in_flight=_in_flight(instance, retrain_job_name(domain)),
+                        failed_checks=failed, in_flight=_in_flight(instance, DomainKeys.of(domain).retrain_job),
                         seconds_since_last_request=since, last_trigger=last_trigger)

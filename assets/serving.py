@@ -6,28 +6,27 @@ from typing import Any
 
 import dagster as dg
 
+from assets.keys import DomainKeys
 from assets.metadata import records_table
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
-from lakehouse import scoring
-from lakehouse.batch_scores import batch_score, publish_online
-from lakehouse.domain import Domain
-from lakehouse.feast_defs import scores_view_name
-from lakehouse.prediction_log import ingest_prediction_log
-
-def prediction_log_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "prediction_log"])
+from lakehouse.serving import scoring
+from lakehouse.serving.batch_scores import batch_score, publish_online
+from lakehouse.declarations.domain import Domain
+from lakehouse.feature_store.feast_objects import scores_view_name
+from lakehouse.serving.prediction_log import ingest_prediction_log
 
 
 def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:
     """The service's prediction log files, gathered into one deduplicated lake table."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=prediction_log_key(domain),
-        group_name=f"{domain.name}_serving",
+        key=keys.prediction_log,
+        group_name=keys.group("serving"),
         pool=LAKE_POOL,
         description=f"Every prediction the {domain.name} service logged (one row per id or feature row), "
-                    "deduplicated on request_id + customer_id + row_index.",
+                    "deduplicated on request_id + entity_id + row_index.",
         kinds={"bentoml", "parquet"},
     )
     def _prediction_log(lakehouse: LakehouseResource):
@@ -46,17 +45,15 @@ def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:
     return _prediction_log
 
 
-def batch_scores_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "batch_scores"])
-
 
 def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
     """Every active entity scored by the champion on its latest features (the precompute serving pattern)."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=batch_scores_key(domain),
-        deps=[dg.AssetKey([domain.name, "champion_model"]), dg.AssetKey([domain.name, "online_features"])],
-        group_name=f"{domain.name}_serving",
+        key=keys.batch_scores,
+        deps=[keys.champion_model, keys.online_features],
+        group_name=keys.group("serving"),
         pool=LAKE_POOL,
         description=f"The champion's score and decision for every {domain.entity} active on the newest day, "
                     "from the latest feature values (the ones the online store holds), written to Parquet and to "
@@ -92,27 +89,25 @@ def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
     return _batch_scores
 
 
-def bento_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "bento"])
-
 
 def bento_asset(domain: Domain) -> dg.AssetsDefinition:
     """`bentoml build` of the domain's service pinned to the champion: every champion gets a deployable bento."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=bento_key(domain),
-        deps=[dg.AssetKey([domain.name, "champion_model"])],
-        group_name=f"{domain.name}_serving",
+        key=keys.bento,
+        deps=[keys.champion_model],
+        group_name=keys.group("serving"),
         pool=LAKE_POOL,
         description=f"The {domain.name} BentoML service packaged by `bentoml build`, pinned to the champion "
                     "(bento version = model version; rebuilt only when the champion changes).",
         kinds={"bentoml"},
     )
     def _bento(context, lakehouse: LakehouseResource):  # context unannotated: this module defers annotations
-        from lakehouse import registry
-        from lakehouse.packaging import build_bento
+        from lakehouse.ml import model_registry
+        from lakehouse.serving.packaging import build_bento
 
-        champion = registry.champion(lakehouse.paths, domain.name)
+        champion = model_registry.champion(lakehouse.paths, domain.name)
         if champion is None:
             raise dg.Failure(description=f"no {domain.name} champion to package: train and promote one first "
                                          f"(the {domain.name}/champion_model asset)")

@@ -2,31 +2,22 @@
 
 import dagster as dg
 
-from assets.feature_store import registry_key
-from assets.features import spine_key
+from assets.keys import DomainKeys, ONE_ROW_PER_LABEL_CHECK
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
-from assets.validation import silver_key
-from lakehouse.domain import Domain
-from lakehouse.features import build_labels
-from lakehouse.training_set import build_training_set, compare_with_labels
-
-
-def labels_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "label_events"])
-
-
-def training_set_key(domain: Domain) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, "training_set"])
+from lakehouse.declarations.domain import Domain
+from lakehouse.lake.feature_tables import build_labels
+from lakehouse.ml.training_set import build_training_set, compare_with_labels
 
 
 def labels_asset(domain: Domain) -> dg.AssetsDefinition:
     """Label events: (entity, as-of time, label) for every window whose outcome is known."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=labels_key(domain),
-        deps=[spine_key(domain), *(silver_key(domain, domain.source(s)) for s in domain.label_sources)],
-        group_name=f"{domain.name}_training",
+        key=keys.label_events,
+        deps=[keys.spine, *(keys.silver(domain.source(s)) for s in domain.label_sources)],
+        group_name=keys.group("training"),
         pool=LAKE_POOL,
         description=f"Label events for '{domain.prediction}' ({domain.label_name}), matured windows only.",
         kinds={"duckdb", "parquet"},
@@ -45,11 +36,12 @@ def labels_asset(domain: Domain) -> dg.AssetsDefinition:
 
 def training_set_asset(domain: Domain) -> dg.AssetsDefinition:
     """Feast's point-in-time join of the feature service onto the label events."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=training_set_key(domain),
-        deps=[labels_key(domain), registry_key(domain)],
-        group_name=f"{domain.name}_training",
+        key=keys.training_set,
+        deps=[keys.label_events, keys.feast_registry],
+        group_name=keys.group("training"),
         pool=LAKE_POOL,
         description=f"One row per label event with the {domain.feature_service} features known at its time.",
         kinds={"feast", "duckdb", "parquet"},
@@ -72,8 +64,9 @@ def training_set_asset(domain: Domain) -> dg.AssetsDefinition:
 
 def training_set_check(domain: Domain) -> dg.AssetChecksDefinition:
     """The stored training set still has exactly one row per stored label event."""
+    keys = DomainKeys.of(domain)
 
-    @dg.asset_check(asset=training_set_key(domain), name="one_row_per_label_check", blocking=True, pool=LAKE_POOL,
+    @dg.asset_check(asset=keys.training_set, name=ONE_ROW_PER_LABEL_CHECK, blocking=True, pool=LAKE_POOL,
                     description="The training set has one row per label event, in the same (entity, time) pairs.")
     def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
         diff = compare_with_labels(lakehouse.paths, domain)

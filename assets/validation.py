@@ -2,14 +2,14 @@
 
 import dagster as dg
 
-from assets.ingestion import bronze_key
+from assets.keys import DomainKeys, QUARANTINE_RATE_CHECK, ROW_ACCOUNTING_CHECK
 from assets.metadata import markdown_list, records_table, source_schema
 from assets.pools import source_pool
 from assets.resources import LakehouseResource
-from lakehouse.domain import Domain, Source
-from lakehouse.ingestion import manifest
-from lakehouse.silver import build_silver
-from lakehouse.validation import release_batches, validate_new_batches, validation_reports
+from lakehouse.declarations.domain import Domain, Source
+from lakehouse.lake.ingestion import manifest
+from lakehouse.lake.silver import build_silver
+from lakehouse.lake.validation import release_batches, validate_new_batches, validation_reports
 
 REPORT_COLUMNS = ["batch_id", "file", "rows_in", "rows_valid", "rows_quarantined", "quarantine_rate", "status"]
 
@@ -21,29 +21,22 @@ class ValidationConfig(dg.Config):
     release_batches: list[str] = []  # held batch ids whose valid rows may now reach silver
 
 
-def validated_key(domain: Domain, source: Source) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, f"{source.name}_validated"])
-
-
-def silver_key(domain: Domain, source: Source) -> dg.AssetKey:
-    return dg.AssetKey([domain.name, f"{source.name}_silver"])
-
-
 def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
     """The validated asset of one source, with its blocking quarantine-rate check and row accounting."""
-    key = validated_key(domain, source)
+    keys = DomainKeys.of(domain)
+    key = keys.validated(source)
 
     @dg.asset(
         key=key,
-        deps=[bronze_key(domain, source)],
-        group_name=f"{domain.name}_validation",
+        deps=[keys.bronze(source)],
+        group_name=keys.group("validation"),
         pool=source_pool(domain, source),
         description=f"{source.name} batches checked by pandera: valid rows, plus quarantined rows with reasons.",
         kinds={"pandera", "parquet"},
         check_specs=[
-            dg.AssetCheckSpec("quarantine_rate_check", asset=key, blocking=True,
+            dg.AssetCheckSpec(QUARANTINE_RATE_CHECK, asset=key, blocking=True,
                               description="No batch validated in this run has more bad rows than the limit."),
-            dg.AssetCheckSpec("row_accounting_check", asset=key,
+            dg.AssetCheckSpec(ROW_ACCOUNTING_CHECK, asset=key,
                               description="rows_in == rows_valid + rows_quarantined for every batch in the manifest."),
         ],
     )
@@ -83,7 +76,7 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
             },
             check_results=[
                 dg.AssetCheckResult(
-                    check_name="quarantine_rate_check",
+                    check_name=QUARANTINE_RATE_CHECK,
                     passed=not held,
                     severity=dg.AssetCheckSeverity.ERROR,
                     metadata={"limit": limit, "held": markdown_list(
@@ -91,7 +84,7 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
                     description=f"{len(held)} of {len(new)} new batches held back from silver",
                 ),
                 dg.AssetCheckResult(
-                    check_name="row_accounting_check",
+                    check_name=ROW_ACCOUNTING_CHECK,
                     passed=not unbalanced and not unvalidated,
                     metadata={"unbalanced_batches": markdown_list(unbalanced),
                               "unvalidated_batches": markdown_list(unvalidated),
@@ -105,11 +98,12 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
 
 def silver_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
     """The silver table of one source."""
+    keys = DomainKeys.of(domain)
 
     @dg.asset(
-        key=silver_key(domain, source),
-        deps=[validated_key(domain, source)],
-        group_name=f"{domain.name}_silver",
+        key=keys.silver(source),
+        deps=[keys.validated(source)],
+        group_name=keys.group("silver"),
         pool=source_pool(domain, source),
         description=f"Typed, deduplicated {source.name} (newest version per {', '.join(source.silver_key)}).",
         kinds={"duckdb", "parquet"},

@@ -3,10 +3,10 @@
     python bench/bench_drift.py [--rows 100000] [--pairs 5] [--quick]
 
 Synthetic reference and current frames of --rows rows each with the churn domain's 21 features
-(names and kinds from lakehouse/domains/churn.py; the current frame has two shifted features).
+(names and kinds from lakehouse/demos/churn/domain.py; the current frame has two shifted features).
 Baseline: Evidently's `Report([ValueDrift(...) per column]).run` with the same methods and
 thresholds on pandas frames built once outside the timing (and, for reference, DataDriftPreset,
-which measures every column three times). Ours: `lakehouse.monitoring.drift_report`
+which measures every column three times). Ours: `lakehouse.monitoring.checks.drift_report`
 from polars frames (column checks, conversion, Evidently, reading results, weighting, HTML saved).
 Also shown: the same distances computed directly with scipy (the floor), and the Evidently import.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lakehouse.domains.churn import AGE_BANDS, CHANNELS, CHURN, PLANS, REGIONS  # noqa: E402
+from lakehouse.demos.churn.domain import AGE_BANDS, CHANNELS, CHURN, PLANS, REGIONS  # noqa: E402
 
 from timing import alternating_pairs  # noqa: E402
 
@@ -78,13 +78,13 @@ def main() -> None:
     from scipy import stats
     from scipy.spatial import distance
 
-    from lakehouse import monitoring
+    from lakehouse.monitoring import checks
 
     reference, current, features, categorical = frames(rows, seed=0)
     numeric = [f for f in features if f not in categorical]
     importance = {f: float(i + 1) for i, f in enumerate(reversed(features))}
-    methods = {f: monitoring.CATEGORICAL_METHOD if f in categorical else monitoring.NUMERIC_METHOD for f in features}
-    thresholds = {f: monitoring.NUMERIC_THRESHOLD for f in features}
+    methods = {f: checks.CATEGORICAL_METHOD if f in categorical else checks.NUMERIC_METHOD for f in features}
+    thresholds = {f: checks.NUMERIC_THRESHOLD for f in features}
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     ref_pd = reference.with_columns([reference[f].cast(float) for f in numeric]).to_pandas()
     cur_pd = current.with_columns([current[f].cast(float) for f in numeric]).to_pandas()
@@ -106,7 +106,7 @@ def main() -> None:
 
     def ours() -> None:
         nonlocal result
-        result = monitoring.drift_report(reference, current, features, categorical, importance, report_dir=out)
+        result = checks.drift_report(reference, current, features, categorical, importance, report_dir=out)
 
     def scipy_only() -> None:
         for f in numeric:

@@ -7,7 +7,7 @@ LAKEHOUSE_DATA_ROOT and DAGSTER_HOME. Its champion is replaced by a quick untune
 tests/test_continuous_training.py does): the drifted days have no matured labels yet (30-day horizon),
 so a retrain of the tuned demo champion cannot be proven better and the gate rightly refuses, leaving
 nothing to time. The world continues with --drift-days days in which usage drops in every region
-(lakehouse.simulator); all but the last are ingested and published (a publish run, which also checks
+(lakehouse.demos.churn.simulator); all but the last are ingested and published (a publish run, which also checks
 drift once), and a real `bentoml serve` is started.
 
 Timed (t0 -> t1): the last day's files appear in landing (renamed in, as a producer does) -> landing
@@ -203,18 +203,18 @@ def copy_demo(source: Path, target: Path) -> None:
 
 def weak_champion(paths) -> str:
     """Promote a quick untuned model by hand, so a tuned retraining can be proven better by the gate."""
-    from lakehouse import registry
-    from lakehouse.domains.churn import CHURN
-    from lakehouse.models import TrainingOptions, train_candidate
+    from lakehouse.ml import model_registry
+    from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.ml.candidates import TrainingOptions, train_candidate
 
     weak = train_candidate(paths, CHURN, TrainingOptions(tune=False, params={"num_leaves": 3, "num_boost_round": 8}))
-    return registry.promote(paths, CHURN.name, weak["tag"], "bench_loop: a quick first model", action="manual")
+    return model_registry.promote(paths, CHURN.name, weak["tag"], "bench_loop: a quick first model", action="manual")
 
 
 def land_drifted_days(paths, days: int, magnitude: float, staging: Path) -> tuple[list[Path], int]:
     """Continue the world `days` days with usage dropping everywhere; the last day's files go to staging."""
-    from lakehouse.domains.churn_generator import Drift, day_of
-    from lakehouse.simulator import plan_continuation, run_continuation
+    from lakehouse.demos.churn.generator import Drift, day_of
+    from lakehouse.demos.churn.simulator import plan_continuation, run_continuation
 
     probe = plan_continuation(paths.landing, days=days)
     first = probe.config.first_day
@@ -352,11 +352,9 @@ def run_loop(args, tmp: Path) -> dict:
 
     from assets.definitions import build_definitions
     from assets.headless import dagster_instance
-    from assets.models import champion_key
-    from assets.monitoring import drift_key
-    from bento_process import bentoml_serve, post_json
-    from lakehouse import registry
-    from lakehouse.domains.churn import CHURN
+            from bento_process import bentoml_serve, post_json
+    from lakehouse.ml import model_registry
+    from lakehouse.demos.churn.domain import CHURN
 
     defs = build_definitions(str(paths.root))
     instance = dagster_instance(paths)
@@ -390,7 +388,7 @@ def run_loop(args, tmp: Path) -> dict:
         [request] = publish.run_requests
         run = execute(request.job_name or "churn_publish_job", request.run_config, request.tags, log)
         run.steps = step_durations(instance, run.run_id)
-        out["publish_run"], out["drift"] = run, latest_metadata(instance, drift_key(CHURN))
+        out["publish_run"], out["drift"] = run, latest_metadata(instance, DomainKeys.of(CHURN).feature_drift)
         say(f"timed: publish {run.wall:.1f}s; drift {out['drift'].get('status')}: {out['drift'].get('reason')}")
 
         retraining, out["retraining_tick"], out["retraining_interval"] = tick(defs, instance, paths,
@@ -404,8 +402,8 @@ def run_loop(args, tmp: Path) -> dict:
         out["trigger"] = request.tags.get("lakehouse/retrain_trigger")
         run = execute(request.job_name or "churn_retrain_job", request.run_config, request.tags, log)
         run.steps = step_durations(instance, run.run_id)
-        out["retrain_run"], out["gate"] = run, latest_metadata(instance, champion_key(CHURN))
-        new = registry.champion(paths, CHURN.name)
+        out["retrain_run"], out["gate"] = run, latest_metadata(instance, DomainKeys.of(CHURN).champion_model)
+        new = model_registry.champion(paths, CHURN.name)
         out["promoted_at"] = (paths.root / "registry" / "churn.json").stat().st_mtime
         say(f"timed: retrain {run.wall:.1f}s (trigger {out['trigger']}); champion {old} -> {new}")
         if new != old:

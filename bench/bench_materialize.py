@@ -65,7 +65,7 @@ def child(args: argparse.Namespace) -> None:
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True)
-    online_type = "sqlite" if args.child == "A" else "lakehouse.feast_online.LakehouseSqliteOnlineStore"
+    online_type = "sqlite" if args.child == "A" else "lakehouse.feature_store.sqlite_online_store.LakehouseSqliteOnlineStore"
     config = RepoConfig(
         project=PROJECT,
         provider="local",
@@ -90,7 +90,7 @@ def child(args: argparse.Namespace) -> None:
     if args.child in ("A", "C"):
         store.materialize(START, END)
     else:
-        from lakehouse.feast_online import materialize_window
+        from lakehouse.feature_store.sqlite_online_store import materialize_window
 
         materialize_window(store, None, START, END)
     seconds = time.perf_counter() - started

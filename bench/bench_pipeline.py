@@ -26,13 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lakehouse.domains.churn import CHURN  # noqa: E402
+from lakehouse.demos.churn.domain import CHURN  # noqa: E402
 from lakehouse.paths import LakePaths  # noqa: E402
 
 
 def generate_once(root: Path, customers: int, days: int) -> None:
     """Clean demo data (no malformed rows, so both paths see the same rows), cached by size."""
-    from lakehouse.domains.churn_generator import GeneratorConfig, generate
+    from lakehouse.demos.churn.generator import GeneratorConfig, generate
 
     if (root / "landing").exists():
         return
@@ -41,8 +41,8 @@ def generate_once(root: Path, customers: int, days: int) -> None:
 
 def run_pipeline(root: Path) -> dict[str, float]:
     """Ingest, validate, build silver and features under `root`; seconds per stage."""
-    from lakehouse.ingestion import ingest_source
-    from lakehouse.validation import validate_new_batches
+    from lakehouse.lake.ingestion import ingest_source
+    from lakehouse.lake.validation import validate_new_batches
 
     paths = LakePaths(root)
     times: dict[str, float] = {}
@@ -60,8 +60,8 @@ def run_pipeline(root: Path) -> dict[str, float]:
 
 def build_features(paths: LakePaths) -> None:
     """What the silver, spine and feature-view assets do, in one call."""
-    from lakehouse.features import build_feature_view, build_spine
-    from lakehouse.silver import build_silver
+    from lakehouse.lake.feature_tables import build_feature_view, build_spine
+    from lakehouse.lake.silver import build_silver
 
     for s in CHURN.sources:
         build_silver(paths, s)

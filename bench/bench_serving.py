@@ -9,10 +9,10 @@ is only read (the churn service appends its prediction log there; batch scoring 
    (a constant answer; the goal's baseline) and, for reference, TypedBareService (the same with its media
    type declared, as the churn service declares it), all started the same way; single-customer POST
    /predict_ids at concurrency 1 and 8 from keep-alive http.client connections, one thread each, in this process.
-2. Feature lookup, in process: lakehouse.scoring.online_lookup vs FeatureStore.get_online_features(...).to_dict()
+2. Feature lookup, in process: lakehouse.serving.scoring.online_lookup vs FeatureStore.get_online_features(...).to_dict()
    for the same entities (1 and 100 per call), on the data root's online store: with LAKEHOUSE_ONLINE_STORE
    set, the production profile's Redis (materialize the data root into it first, e.g. `lakehouse demo`).
-3. Batch scores: lakehouse.batch_scores.batch_score end to end, and its scoring step, vs a bare
+3. Batch scores: lakehouse.serving.batch_scores.batch_score end to end, and its scoring step, vs a bare
    Booster.predict on the model matrix of the same rows.
 
 Each part runs a warm-up, then A/B pairs in alternating order (AB, BA, ...), and reports the median of
@@ -244,9 +244,9 @@ def time_calls(fn: Callable[[], Any], calls: int) -> float:
 
 def bench_lookup(args: argparse.Namespace, data_root: Path, ids: list[int]) -> dict[int, list[tuple[float, float]]]:
     """Per batch size: pairs of (median online_lookup time, median bare get_online_features time)."""
-    from lakehouse import scoring
-    from lakehouse.domains.churn import CHURN
-    from lakehouse.feast_defs import feature_store
+    from lakehouse.serving import scoring
+    from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.feature_store.feast_objects import feature_store
     from lakehouse.paths import LakePaths
 
     paths = LakePaths(data_root)
@@ -289,7 +289,7 @@ def bench_lookup(args: argparse.Namespace, data_root: Path, ids: list[int]) -> d
 
 
 def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float, float]]], data_root: Path) -> list[str]:
-    from lakehouse.feast_defs import store_locations
+    from lakehouse.feature_store.feast_objects import store_locations
     from lakehouse.paths import LakePaths
 
     lines = [
@@ -327,7 +327,7 @@ def copy_for_batch(data_root: Path, work: Path, scale: int = 1) -> Path:
     import pyarrow.compute as pc
     from pyarrow import feather
 
-    from lakehouse.domains.churn import CHURN
+    from lakehouse.demos.churn.domain import CHURN
     from lakehouse.paths import LakePaths
 
     for part in ("lake/features", "registry", "bentoml/models"):
@@ -348,10 +348,12 @@ def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> di
     import numpy as np
     import polars as pl
 
-    from lakehouse import batch_scores, scoring
-    from lakehouse.domains.churn import CHURN
+    from lakehouse.serving import batch_scores
+
+    from lakehouse.serving import scoring
+    from lakehouse.demos.churn.domain import CHURN
     from lakehouse.paths import LakePaths
-    from lakehouse.training import model_matrix
+    from lakehouse.ml.training import model_matrix
 
     work = Path(tempfile.mkdtemp(prefix="bench_serving_batch_"))
     try:

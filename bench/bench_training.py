@@ -4,7 +4,7 @@
 
 Uses the demo's training set (run `make demo` first). Baseline: `lightgbm.train` with the same
 parameters, early stopping and validation set, on a matrix built once outside the timing. Ours:
-`lakehouse.training.train_lightgbm` (builds its matrices, trains, serializes and hashes the model).
+`lakehouse.ml.training.train_lightgbm` (builds its matrices, trains, serializes and hashes the model).
 LightGBM runs with 1 thread in both (see LgbParams.num_threads).
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lakehouse.domains.churn import CHURN  # noqa: E402
+from lakehouse.demos.churn.domain import CHURN  # noqa: E402
 from lakehouse.paths import LakePaths  # noqa: E402
 
 from timing import alternating_pairs  # noqa: E402
@@ -29,7 +29,9 @@ def main() -> None:
     import lightgbm as lgb
     import polars as pl
 
-    from lakehouse import evaluation, training
+    from lakehouse.ml import evaluation
+
+    from lakehouse.ml import training
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=5)

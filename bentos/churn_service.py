@@ -4,7 +4,7 @@ Everything but the example row is the generic service in bentos/service.py.
 """
 
 from bentos.service import make_service
-from lakehouse.domains.churn import CHURN
+from lakehouse.demos.churn.domain import CHURN
 
 EXAMPLE_ROW = {
     "plan": "premium", "monthly_price": 34.99, "region": "north", "age_band": "25-34", "channel": "organic",

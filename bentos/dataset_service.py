@@ -9,7 +9,7 @@ import os
 import bentoml
 
 from bentos.service import make_service
-from lakehouse.domains.registry import get_domain
+from lakehouse.domains import get_domain
 
 DATASET = getattr(bentoml.use_arguments(), "dataset", None) or os.environ.get("LAKEHOUSE_DATASET")
 if not DATASET:

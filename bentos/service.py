@@ -6,7 +6,7 @@ referenced at class scope (`model`), so `bentoml build --arg model_tag=<tag>` pa
 bento pinned to that version (the <domain>/bento asset does this for every champion). Started without
 model_tag the service follows the champion pointer and switches to a new champion without a
 restart. Either way the model file's SHA-256 is checked at load: a modified file stops startup.
-Scoring logic lives in lakehouse.scoring; this file only does IO.
+Scoring logic lives in lakehouse.serving.scoring; this file only does IO.
 
 Endpoints (POST, JSON): /predict_ids, /predict_features, /precomputed, /explain, /model_info;
 BentoML adds /healthz, /livez, /readyz (ready once the online store answers), /metrics. An online store
@@ -17,7 +17,7 @@ an optional "model_version": another registered version answers instead of the c
 SHA-checked on first use, the last four kept (model on demand; a pinned bento refuses it).
 
 Every prediction is logged (one record per id or row, one request id per call, the call's latency)
-through lakehouse.prediction_log into <data root>/prediction_log/<domain>; the buffer is flushed by a
+through lakehouse.serving.prediction_log into <data root>/prediction_log/<domain>; the buffer is flushed by a
 background thread and on shutdown (the on_shutdown hook, atexit as a fallback). A failure to log
 never fails a prediction.
 """
@@ -47,12 +47,14 @@ from feast.errors import FeatureServiceNotFoundException, FeatureViewNotFoundExc
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 from redis import RedisError
 
-from lakehouse import registry, scoring
-from lakehouse.batch_scores import precomputed_scores
-from lakehouse.domain import Domain
-from lakehouse.feast_defs import feature_store
+from lakehouse.ml import model_registry
+
+from lakehouse.serving import scoring
+from lakehouse.serving.batch_scores import precomputed_scores
+from lakehouse.declarations.domain import Domain
+from lakehouse.feature_store.feast_objects import feature_store
 from lakehouse.paths import LakePaths
-from lakehouse.prediction_log import PredictionLogger
+from lakehouse.serving.prediction_log import PredictionLogger
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +147,8 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
         if pinned_tag:
             return bentoml.models.BentoModel(pinned_tag)
         paths = LakePaths.from_env()
-        registry.use_as_default_store(paths)  # BentoML's model store is the data root's registry
-        tag = registry.champion(paths, domain.name)
+        model_registry.use_as_default_store(paths)  # BentoML's model store is the data root's registry
+        tag = model_registry.champion(paths, domain.name)
         return bentoml.models.BentoModel(tag) if tag else None
 
     class Service:
@@ -159,7 +161,7 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
             if pinned_tag:
                 stored = self.model  # resolved from the bento's own model store when served from a bento
                 self.champions = scoring.PinnedChampion(
-                    scoring.champion_model(str(stored.tag), *registry.read_model(stored)))
+                    scoring.champion_model(str(stored.tag), *model_registry.read_model(stored)))
             else:
                 self.champions = scoring.ChampionWatcher(self.paths, domain.name, on_switch=self._switched)
             champion = self.champions.current()
@@ -209,9 +211,9 @@ def make_service(domain: Domain, example_id: Any = 1, example_row: dict[str, Any
                 raise InvalidArgument(f"this bento serves only {champion.tag}, not model_version {version!r}")
             try:
                 model = self.on_demand.get(version)
-            except registry.ModelIntegrityError as exc:
+            except model_registry.ModelIntegrityError as exc:
                 raise ServiceUnavailable(str(exc)) from None
-            except registry.RegistryError as exc:
+            except model_registry.RegistryError as exc:
                 raise NotFound(f"model_version {version!r}: {exc}") from None
             if online:
                 try:

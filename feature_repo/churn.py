@@ -1,10 +1,10 @@
 """Feast definitions of the churn domain: the customer entity, its four feature views and churn_model_v1.
 
-Built from the domain declaration in lakehouse/domains/churn.py so the pipeline and `feast apply` agree.
+Built from the domain declaration in lakehouse/demos/churn/domain.py so the pipeline and `feast apply` agree.
 """
 
-from lakehouse.domains.churn import CHURN
-from lakehouse.feast_defs import feast_objects
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.feature_store.feast_objects import feast_objects
 from lakehouse.paths import LakePaths
 
 # Feast collects entities, sources, views and services from this module's attributes.

@@ -1,7 +1,7 @@
 """Feast definitions of every user dataset (datasets/*.yaml), built from the same declarations as the pipeline's."""
 
-from lakehouse.datasets import load_datasets, to_domain
-from lakehouse.feast_defs import feast_objects
+from lakehouse.declarations.datasets import load_datasets, to_domain
+from lakehouse.feature_store.feast_objects import feast_objects
 from lakehouse.paths import LakePaths
 
 # Feast collects entities, sources, views and services from this module's attributes.

@@ -10,7 +10,7 @@ def _feast_without_typeguard() -> None:
     Feast decorates its classes with it, and typeguard re-parses and recompiles every decorated class's
     source at import: about 2 s of each process that uses Feast on these machines (a third of
     `import feast`), paid by every run, CLI call and service start. The checks guard the arguments of
-    Feast's constructors, which here come from domain specs validated by lakehouse.domain.
+    Feast's constructors, which here come from domain specs validated by lakehouse.declarations.domain.
     """
     import typeguard
 

@@ -31,7 +31,7 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LakePaths:
 def lake(tmp_path_factory: pytest.TempPathFactory) -> LakePaths:
     """A data root with small generated demo data, materialized once through the whole asset graph."""
     from assets.headless import failed_steps, materialize_all
-    from lakehouse.domains.churn_generator import GeneratorConfig, generate
+    from lakehouse.demos.churn.generator import GeneratorConfig, generate
 
     root = tmp_path_factory.mktemp("lake") / "data"
     lake_paths = LakePaths(root)
@@ -50,12 +50,12 @@ def copy_with_champion(lake: LakePaths, dest: Path) -> LakePaths:
     """A copy of the session lake under dest with a churn champion (its last candidate if the gate refused it)."""
     import shutil
 
-    from lakehouse import registry
-    from lakehouse.domains.churn import CHURN
-    from lakehouse.models import latest_candidate
+    from lakehouse.ml import model_registry
+    from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.ml.candidates import latest_candidate
 
     copy = LakePaths(dest / "data")
     shutil.copytree(lake.root, copy.root)
-    if registry.champion(copy, CHURN.name) is None:
-        registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
+    if model_registry.champion(copy, CHURN.name) is None:
+        model_registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
     return copy

@@ -13,11 +13,12 @@ from pyarrow import feather
 
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_asset
-from lakehouse import registry, scoring
-from lakehouse.batch_scores import (StaleFeaturesError, batch_score, latest_features, precomputed_scores,
+from lakehouse.ml import model_registry
+from lakehouse.serving import scoring
+from lakehouse.serving.batch_scores import (StaleFeaturesError, batch_score, latest_features, precomputed_scores,
                                     publish_online)
-from lakehouse.domains.churn import CHURN
-from lakehouse.models import latest_candidate
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.ml.candidates import latest_candidate
 from lakehouse.paths import LakePaths
 
 
@@ -30,10 +31,10 @@ def _copy(lake: LakePaths, dest: Path) -> LakePaths:
 def scored(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory) -> tuple[LakePaths, dict]:
     """A copy of the session lake with a churn champion, batch-scored once."""
     copy = _copy(lake, tmp_path_factory.mktemp("batch"))
-    if registry.champion(copy, CHURN.name) is None:
+    if model_registry.champion(copy, CHURN.name) is None:
         tag = latest_candidate(copy, CHURN)
         assert tag, "the test lake has no trained candidate"
-        registry.promote(copy, CHURN.name, tag, "test", action="manual")
+        model_registry.promote(copy, CHURN.name, tag, "test", action="manual")
     return copy, batch_score(copy, CHURN)
 
 
@@ -58,7 +59,7 @@ def test_batch_scores_equal_live_scoring(scored: tuple[LakePaths, dict]) -> None
 
 def test_latest_features_are_the_online_values(scored: tuple[LakePaths, dict]) -> None:
     """The batch reads what the online store holds: same feature values, so the same scores as live scoring."""
-    from lakehouse.feast_defs import feature_store
+    from lakehouse.feature_store.feast_objects import feature_store
 
     paths, _ = scored
     champion = scoring.load_champion(paths, CHURN.name)
@@ -89,7 +90,7 @@ def test_one_row_per_active_customer_and_none_for_cancelled(scored: tuple[LakePa
 
 
 def test_precomputed_scores_are_the_stored_rows_from_the_online_store(scored: tuple[LakePaths, dict]) -> None:
-    from lakehouse.feast_defs import feature_store
+    from lakehouse.feature_store.feast_objects import feature_store
 
     paths, _ = scored
     store = feature_store(paths)
@@ -137,7 +138,7 @@ def test_batch_scores_asset(scored: tuple[LakePaths, dict]) -> None:
     stored = pl.read_parquet(paths.batch_scores("churn"))
     assert md["dagster/row_count"] == stored.height
     assert md["positives"] == int(stored["decision"].sum())
-    assert md["model_version"] == registry.champion(paths, CHURN.name)
+    assert md["model_version"] == model_registry.champion(paths, CHURN.name)
     for k in ("score_mean", "score_p50", "score_p90"):
         assert isinstance(md[k], float)
     # The lookup reads the file the asset wrote.

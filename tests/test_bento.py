@@ -12,12 +12,12 @@ import yaml
 
 from assets.resources import LakehouseResource
 from assets.serving import bento_asset
-from lakehouse import registry
-from lakehouse.batch_scores import batch_score, publish_online
-from lakehouse.domains.churn import CHURN
-from lakehouse.feast_defs import feature_store
-from lakehouse.models import TrainingOptions, latest_candidate, train_candidate
-from lakehouse.packaging import build_bento, pinned_model
+from lakehouse.ml import model_registry
+from lakehouse.serving.batch_scores import batch_score, publish_online
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.feature_store.feast_objects import feature_store
+from lakehouse.ml.candidates import TrainingOptions, latest_candidate, train_candidate
+from lakehouse.serving.packaging import build_bento, pinned_model
 from lakehouse.paths import LakePaths
 
 from bento_process import bentoml_serve, post_json
@@ -28,22 +28,22 @@ def packaged(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory) -> tuple
     """A copy of the session lake with a champion, batch-scored into the online store, and its bento built."""
     copy = LakePaths(tmp_path_factory.mktemp("bento") / "data")
     shutil.copytree(lake.root, copy.root)
-    if registry.champion(copy, CHURN.name) is None:
-        registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
+    if model_registry.champion(copy, CHURN.name) is None:
+        model_registry.promote(copy, CHURN.name, latest_candidate(copy, CHURN), "test", action="manual")
     batch_score(copy, CHURN)
     publish_online(feature_store(copy), CHURN, copy)
-    return copy, build_bento(copy, CHURN, registry.champion(copy, CHURN.name))
+    return copy, build_bento(copy, CHURN, model_registry.champion(copy, CHURN.name))
 
 
 def test_bento_is_pinned_to_the_champion_and_rebuilt_only_for_a_new_one(packaged: tuple[LakePaths, dict]) -> None:
     paths, bento = packaged
-    champion = registry.champion(paths, CHURN.name)
+    champion = model_registry.champion(paths, CHURN.name)
     version = champion.split(":")[-1]
     assert bento["tag"] == f"churn_service:{version}" and not bento["reused"]
     info = yaml.safe_load((bento["path"] / "bento.yaml").read_text())
     assert info["args"] == {"model_tag": champion}
     assert [m["tag"] for m in info["services"][0]["models"]] == [champion]  # the class-scope reference
-    assert (bento["path"] / "src" / "lakehouse" / "scoring.py").exists()
+    assert (bento["path"] / "src" / "lakehouse" / "serving" / "scoring.py").exists()
     assert not (bento["path"] / "src" / "data").exists()  # code and the model reference only, no lake
     assert pinned_model(paths, CHURN, version) == champion
     again = build_bento(paths, CHURN, champion)
@@ -56,7 +56,7 @@ def test_bento_asset_reports_the_bento(packaged: tuple[LakePaths, dict]) -> None
                             instance=dg.DagsterInstance.ephemeral())
     [mat] = result.asset_materializations_for_node("churn__bento")
     md = {k: v.value for k, v in mat.metadata.items()}
-    assert md["bento"] == bento["tag"] and md["model"] == registry.champion(paths, CHURN.name)
+    assert md["bento"] == bento["tag"] and md["model"] == model_registry.champion(paths, CHURN.name)
     assert md["reused"] is True and md["size_bytes"] > 0
 
 
@@ -69,7 +69,7 @@ def test_bento_asset_without_champion_is_a_clear_failure(paths: LakePaths) -> No
 def test_served_bento_keeps_its_model_while_the_repo_service_switches(packaged: tuple[LakePaths, dict]) -> None:
     """Two real `bentoml serve`s: the bento stays on its version, the repo service follows the champion."""
     paths, bento = packaged
-    first = registry.champion(paths, CHURN.name)
+    first = model_registry.champion(paths, CHURN.name)
     stored = pl.read_parquet(paths.batch_scores("churn"))
     ids = stored["customer_id"].head(3).to_list()
     with bentoml_serve(paths, bento["tag"]) as pinned, bentoml_serve(paths) as live:
@@ -85,7 +85,7 @@ def test_served_bento_keeps_its_model_while_the_repo_service_switches(packaged: 
 
         other = train_candidate(paths, CHURN, TrainingOptions(tune=False, params={"num_leaves": 5}))
         assert other["tag"] != first
-        registry.promote(paths, CHURN.name, other["tag"], "test: a new champion", action="manual")
+        model_registry.promote(paths, CHURN.name, other["tag"], "test: a new champion", action="manual")
         _, pinned_info = post_json(pinned, "/model_info", {})
         _, live_info = post_json(live, "/model_info", {})
         assert pinned_info["model_version"] == first

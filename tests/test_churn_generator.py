@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse.domains.churn_generator import SOURCES, Drift, GeneratorConfig, day_of, generate, parse_drift
+from lakehouse.demos.churn.generator import SOURCES, Drift, GeneratorConfig, day_of, generate, parse_drift
 
 SMALL = GeneratorConfig(customers=300, days=40, seed=3)
 COLUMNS = {

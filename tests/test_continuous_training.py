@@ -12,13 +12,13 @@ import pytest
 from assets.definitions import build_definitions
 from assets.headless import failed_checks, failed_steps, materialize_all
 from assets.resources import LakehouseResource
-from lakehouse import registry
-from lakehouse.domains.churn import CHURN
-from lakehouse.domains.churn_generator import Drift, GeneratorConfig, day_of, generate
-from lakehouse.models import TrainingOptions, train_candidate
-from lakehouse.packaging import pinned_model
+from lakehouse.ml import model_registry
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.demos.churn.generator import Drift, GeneratorConfig, day_of, generate
+from lakehouse.ml.candidates import TrainingOptions, train_candidate
+from lakehouse.serving.packaging import pinned_model
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
-from lakehouse.retraining import last_decision
+from lakehouse.monitoring.retraining import last_decision
 
 from bento_process import bentoml_serve, post_json
 from conftest import GATE_STEP
@@ -54,7 +54,7 @@ def test_drifted_batches_retrain_gate_promote_and_the_service_switches(tmp_path:
     defs = build_definitions(str(paths.root))
     # The champion: a quick, untuned model an operator promoted by hand; a tuned retraining should beat it.
     weak = train_candidate(paths, CHURN, TrainingOptions(tune=False, params={"num_leaves": 3, "num_boost_round": 8}))
-    registry.promote(paths, CHURN.name, weak["tag"], "test: a quick first model", action="manual")
+    model_registry.promote(paths, CHURN.name, weak["tag"], "test: a quick first model", action="manual")
 
     with dg.instance_for_test() as instance, bentoml_serve(paths) as service:
         assert post_json(service, "/model_info", {})[1]["model_version"] == weak["tag"]
@@ -91,7 +91,7 @@ def test_drifted_batches_retrain_gate_promote_and_the_service_switches(tmp_path:
         assert last_decision(paths, CHURN)["trigger"] == "drift_check"
         result = launch(defs, instance, request, "churn_retrain_job")
         assert result.success
-        new = registry.champion(paths, CHURN.name)
+        new = model_registry.champion(paths, CHURN.name)
         assert new != weak["tag"], "the gate refused the retrained model"
 
         # 4. The running service answers with the new champion, which also has its bento.

@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lakehouse.dataset_infer import check_spec_against_data, infer_spec
-from lakehouse.datasets import DatasetSpec, DatasetSpecError, FeatureSpec, load_spec, save_spec, spec_from_dict, to_domain
-from lakehouse.ingestion import read_landing_file
-from lakehouse.validation import validate_frame
+from lakehouse.lake.dataset_inference import check_spec_against_data, infer_spec
+from lakehouse.declarations.datasets import DatasetSpec, DatasetSpecError, FeatureSpec, load_spec, save_spec, spec_from_dict, to_domain
+from lakehouse.lake.ingestion import read_landing_file
+from lakehouse.lake.validation import validate_frame
 from tests.quirky_data import write_quirky_dataset
 
 EXPECTED_TYPES = {"amount": "float64", "discount": "float64", "is_new_device": "bool", "merchant_category": "string",

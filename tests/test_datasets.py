@@ -13,12 +13,12 @@ import pytest
 
 from assets.definitions import build_definitions
 from assets.resources import LakehouseResource
-from lakehouse import registry
-from lakehouse.cli import main
-from lakehouse.datasets import DATASETS_ENV, DatasetSpecError, spec_from_dict
-from lakehouse.domains.registry import get_domain
+from lakehouse.ml import model_registry
+from lakehouse_cli.main import main
+from lakehouse.declarations.datasets import DATASETS_ENV, DatasetSpecError, spec_from_dict
+from lakehouse.domains import get_domain
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
-from lakehouse.retraining import last_decision
+from lakehouse.monitoring.retraining import last_decision
 
 from bento_process import bentoml_serve, post_json
 from quirky_data import write_quirky_dataset
@@ -90,9 +90,9 @@ def test_two_user_datasets_run_serve_and_react_to_drift_without_python(
     assert "hold-out ROC AUC" in out and "champion cards_model:" in out and "champion shops_model:" in out
 
     # Side by side, nothing shared: champions, Feast views, landing folders, models listed per dataset.
-    cards_champion, shops_champion = registry.champion(paths, "cards"), registry.champion(paths, "shops")
+    cards_champion, shops_champion = model_registry.champion(paths, "cards"), model_registry.champion(paths, "shops")
     assert cards_champion.startswith("cards_model:") and shops_champion.startswith("shops_model:")
-    from lakehouse.feast_defs import feature_store
+    from lakehouse.feature_store.feast_objects import feature_store
 
     views = {v.name for v in feature_store(paths).list_feature_views()}
     assert {"cards_features", "shops_features", "cards_scores", "shops_scores"} <= views

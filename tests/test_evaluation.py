@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from lakehouse.domain import Costs
-from lakehouse.evaluation import (
+from lakehouse.declarations.domain import Costs
+from lakehouse.ml.evaluation import (
     _weighted_aucs,
     calibration_curve,
     choose_threshold,

@@ -13,8 +13,8 @@ import pytest
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig, ValueType
 from feast.types import Bool, Float32, Float64, Int32, Int64, String
 
-from lakehouse import feast_online
-from lakehouse.feast_online import materialize_window
+from lakehouse.feature_store import sqlite_online_store
+from lakehouse.feature_store.sqlite_online_store import materialize_window
 
 PROJECT = "lh"
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -160,10 +160,10 @@ def feast_store(tmp_path_factory, data_dir) -> FeatureStore:
 @pytest.fixture(scope="module")
 def lakehouse_store(tmp_path_factory, data_dir) -> tuple[FeatureStore, dict]:
     """materialize_window into the lakehouse store, and what it returned."""
-    store = _store(tmp_path_factory.mktemp("lake_repo"), data_dir, feast_online.STORE_TYPE)
+    store = _store(tmp_path_factory.mktemp("lake_repo"), data_dir, sqlite_online_store.STORE_TYPE)
     with pytest.MonkeyPatch.context() as patch:
         # Several batches, each with full multi-entity statements and a remainder.
-        patch.setattr(feast_online, "CHUNK_ROWS", 20)
+        patch.setattr(sqlite_online_store, "CHUNK_ROWS", 20)
         return store, materialize_window(store, None, START, END)
 
 
@@ -226,7 +226,7 @@ def test_online_read_answers_like_feasts_sqlite_read(lakehouse_store):
     store, _ = lakehouse_store
     provider = store._get_provider()
     online_store = provider.online_store
-    assert isinstance(online_store, feast_online.LakehouseSqliteOnlineStore)
+    assert isinstance(online_store, sqlite_online_store.LakehouseSqliteOnlineStore)
     ids = [*ENTITY_IDS, 3, 45, 3]  # absent ids and repeats too
     keys = [EntityKeyProto(join_keys=["customer_id"], entity_values=[ValueProto(int64_val=e)]) for e in ids]
     views = [store.get_feature_view(name) for name in ("fv_all", "fv_created")]
@@ -242,7 +242,7 @@ def test_online_read_keeps_feasts_time_when_an_entitys_rows_disagree(tmp_path, d
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
-    store = _store(tmp_path, data_dir, feast_online.STORE_TYPE)
+    store = _store(tmp_path, data_dir, sqlite_online_store.STORE_TYPE)
     materialize_window(store, ["fv_all"], START, END)
     with sqlite3.connect(store.config.online_store.path) as conn:  # one feature of every entity written later
         conn.execute(f'UPDATE "{PROJECT}_fv_all" SET event_ts = event_ts + 3600 WHERE feature_name = "b"')
@@ -256,7 +256,7 @@ def test_online_read_keeps_feasts_time_when_an_entitys_rows_disagree(tmp_path, d
 
 
 def test_feast_materialize_through_lakehouse_store(tmp_path, data_dir, feast_store):
-    store = _store(tmp_path, data_dir, feast_online.STORE_TYPE)
+    store = _store(tmp_path, data_dir, sqlite_online_store.STORE_TYPE)
     store.materialize(START, END)  # Feast's pipeline, ending in the overridden online_write_batch
     assert _online(store) == _online(feast_store)
     for view in ("fv_all", "fv_created"):
@@ -272,10 +272,10 @@ def test_online_write_batch_repeated_key_keeps_last(tmp_path, data_dir):
     key = EntityKey(join_keys=["customer_id"], entity_values=[Value(int64_val=9)])
     data = [(key, {"f64": Value(double_val=v), "s": Value(string_val=str(v))}, START, None) for v in (1.0, 2.0)]
     rows = {}
-    for name, online_type in [("feast", "sqlite"), ("ours", feast_online.STORE_TYPE)]:
+    for name, online_type in [("feast", "sqlite"), ("ours", sqlite_online_store.STORE_TYPE)]:
         store = _store(tmp_path / name, data_dir, online_type)
         online_store = store._get_provider().online_store
-        assert isinstance(online_store, feast_online.LakehouseSqliteOnlineStore) == (name == "ours")
+        assert isinstance(online_store, sqlite_online_store.LakehouseSqliteOnlineStore) == (name == "ours")
         assert isinstance(online_store, SqliteOnlineStore)
         online_store.online_write_batch(store.config, store.get_feature_view("fv_all"), data, None)
         rows[name] = _table_rows(store, "fv_all")
@@ -285,7 +285,7 @@ def test_online_write_batch_repeated_key_keeps_last(tmp_path, data_dir):
 
 def test_second_window_upserts_like_feast(tmp_path, data_dir):
     feast_ref = _store(tmp_path / "feast", data_dir, "sqlite")
-    ours = _store(tmp_path / "ours", data_dir, feast_online.STORE_TYPE)
+    ours = _store(tmp_path / "ours", data_dir, sqlite_online_store.STORE_TYPE)
     for start, end in [(START, END), (END, END + timedelta(days=2))]:
         feast_ref.materialize(start, end, feature_views=["fv_all"])
         materialize_window(ours, ["fv_all"], start, end)
@@ -307,7 +307,7 @@ def test_int64_rounding_follows_nulls_in_the_window(tmp_path):
         views.append(FeatureView(name=name, entities=[customer], schema=[Field(name="i64", dtype=Int64)],
                                  source=FileSource(path=str(path), timestamp_field="event_timestamp")))
     feast_ref = _store(tmp_path / "feast", tmp_path, "sqlite", [customer, *views])
-    ours = _store(tmp_path / "ours", tmp_path, feast_online.STORE_TYPE, [customer, *views])
+    ours = _store(tmp_path / "ours", tmp_path, sqlite_online_store.STORE_TYPE, [customer, *views])
     feast_ref.materialize(START, END)
     materialize_window(ours, None, START, END)
     refs = [f"{v.name}:i64" for v in views]
@@ -331,7 +331,7 @@ def test_string_and_int32_join_keys(tmp_path):
                                  source=FileSource(path=str(tmp_path / f"{name}.parquet"), timestamp_field="event_timestamp")))
         entities.append(entity)
     feast_ref = _store(tmp_path / "feast", tmp_path, "sqlite", [*entities, *views])
-    ours = _store(tmp_path / "ours", tmp_path, feast_online.STORE_TYPE, [*entities, *views])
+    ours = _store(tmp_path / "ours", tmp_path, sqlite_online_store.STORE_TYPE, [*entities, *views])
     feast_ref.materialize(START, END)
     assert materialize_window(ours, None, START, END) == {"by_account": 5, "by_shop": 5}
     for view in views:
@@ -369,7 +369,7 @@ def test_values_serialize_like_feast(value_type, arr, lossy):
     # Feast's materialize sees the column after a pandas round trip (an int64 with a null is float64).
     protos = python_values_to_proto_values(pa.Array.from_pandas(arr.to_pandas()).to_numpy(zero_copy_only=False), value_type)
     expected = ([p.SerializeToString() for p in protos], *map(list, zip(*(extract_text_and_num(p, True) for p in protos))))
-    assert feast_online._encode_values(arr, value_type, lossy) == tuple(expected)
+    assert sqlite_online_store._encode_values(arr, value_type, lossy) == tuple(expected)
 
 
 @pytest.mark.parametrize("version", [2, 3])
@@ -391,15 +391,15 @@ def test_entity_keys_serialize_like_feast(version, value_type, arr):
         serialize_entity_key(EntityKey(join_keys=["customer_id"], entity_values=[p]), entity_key_serialization_version=version)
         for p in python_values_to_proto_values(arr.to_numpy(zero_copy_only=False), value_type)
     ]
-    assert feast_online._entity_key_array(arr, value_type, "customer_id", version).to_pylist() == expected
+    assert sqlite_online_store._entity_key_array(arr, value_type, "customer_id", version).to_pylist() == expected
 
 
 def test_timestamps_like_feasts_sqlite_adapter():
     """int(naive_utc.timestamp()): microseconds kept, then truncated toward zero."""
     us = pa.array([0, -1, -1_000_001, 1_704_070_800_999_999, None], pa.timestamp("us", tz="UTC"))
-    assert feast_online._sqlite_timestamps(us) == [0, 0, -1, 1_704_070_800, None]
+    assert sqlite_online_store._sqlite_timestamps(us) == [0, 0, -1, 1_704_070_800, None]
     ns = pa.array([-1, 1_704_070_800_999_999_999], pa.timestamp("ns"))
-    assert feast_online._sqlite_timestamps(ns) == [0, 1_704_070_800]
+    assert sqlite_online_store._sqlite_timestamps(ns) == [0, 1_704_070_800]
 
 
 def test_feast_imported_after_lakehouse_skips_typeguards_recompile_but_still_applies(tmp_path):
@@ -410,8 +410,8 @@ def test_feast_imported_after_lakehouse_skips_typeguards_recompile_but_still_app
     script = (
         "import lakehouse, feast\n"
         "assert 'typeguard' not in feast.FeatureService.__init__.__code__.co_names\n"
-        "from lakehouse.domains.churn import CHURN\n"
-        "from lakehouse.feast_defs import apply_definitions, feature_store\n"
+        "from lakehouse.demos.churn.domain import CHURN\n"
+        "from lakehouse.feature_store.feast_objects import apply_definitions, feature_store\n"
         "from pathlib import Path\n"
         "from lakehouse.paths import LakePaths\n"
         f"paths = LakePaths(Path({str(tmp_path)!r}))\n"

@@ -7,10 +7,10 @@ from datetime import date, datetime, timedelta
 import polars as pl
 import pytest
 
-from lakehouse.domains.churn import CHURN
-from lakehouse.features import build_feature_view, build_labels, build_spine
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.lake.feature_tables import build_feature_view, build_labels, build_spine
 from lakehouse.io import write_parquet_atomic
-from lakehouse.silver import empty_frame
+from lakehouse.lake.silver import empty_frame
 
 D = date(2025, 1, 1)
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from lakehouse.domains.churn import CHURN
-from lakehouse.ingestion import ingest_source, manifest, rejected_files
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.lake.ingestion import ingest_source, manifest, rejected_files
 
 PAYMENTS = CHURN.source("payments")
 USAGE = CHURN.source("usage")

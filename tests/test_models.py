@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lakehouse import registry
-from lakehouse.domains.churn import CHURN
-from lakehouse import training
-from lakehouse.models import (
+from lakehouse.ml import model_registry
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.ml import training
+from lakehouse.ml.candidates import (
     TrainingOptions,
     baseline_scores_file,
     gate_candidate,
@@ -21,7 +21,7 @@ from lakehouse.models import (
     train_candidate,
 )
 from lakehouse.paths import LakePaths
-from lakehouse.training import TrainingDataError
+from lakehouse.ml.training import TrainingDataError
 
 FAST = TrainingOptions(tune=False)
 
@@ -35,7 +35,7 @@ def lake_copy(lake, tmp_path) -> LakePaths:
 
 def test_a_candidate_records_what_it_was_trained_on(lake_copy):
     record = train_candidate(lake_copy, CHURN, FAST)
-    text, meta = registry.load_model_text(lake_copy, record["tag"])
+    text, meta = model_registry.load_model_text(lake_copy, record["tag"])
     assert text.startswith("tree") and meta["model_sha256"] == record["model_sha256"]
     assert meta["feature_service"] == "churn_model_v1" and len(meta["features"]) == 21
     assert meta["data_versions"]["batches"] and len(meta["data_versions"]["training_set_sha256"]) == 64
@@ -54,11 +54,11 @@ def test_retraining_on_the_same_inputs_reproduces_the_same_model_file(lake_copy)
 
 def test_the_gate_decision_is_recorded_either_way_and_the_card_shows_it(lake_copy):
     record = train_candidate(lake_copy, CHURN, FAST)
-    before = registry.champion(lake_copy, CHURN.name)  # None on a fresh lake; other tests may have promoted one
+    before = model_registry.champion(lake_copy, CHURN.name)  # None on a fresh lake; other tests may have promoted one
     decision = gate_candidate(lake_copy, CHURN, record["tag"])
     assert decision["reasons"]
-    assert registry.champion(lake_copy, CHURN.name) == (record["tag"] if decision["promote"] else before)
-    runs = registry.training_runs(lake_copy, CHURN.name)
+    assert model_registry.champion(lake_copy, CHURN.name) == (record["tag"] if decision["promote"] else before)
+    runs = model_registry.training_runs(lake_copy, CHURN.name)
     assert runs["decision"].to_list()[-1] == ("promoted" if decision["promote"] else "refused")
     files = model_card(lake_copy, CHURN, record["tag"])
     card = json.loads(files["json"].read_text())
@@ -99,7 +99,7 @@ def test_without_saved_baseline_scores_the_gate_fits_the_baselines_itself(lake_c
 def test_a_single_class_training_set_stops_with_a_clear_message_and_promotes_nothing(lake_copy):
     frame = pl.read_parquet(lake_copy.training_set("churn")).with_columns(pl.lit(0, dtype=pl.Int64).alias("churned_30d"))
     frame.write_parquet(lake_copy.training_set("churn"))
-    before = registry.champion(lake_copy, CHURN.name)
+    before = model_registry.champion(lake_copy, CHURN.name)
     with pytest.raises(TrainingDataError, match="single class|one class|only"):
         train_candidate(lake_copy, CHURN, FAST)
-    assert registry.champion(lake_copy, CHURN.name) == before
+    assert model_registry.champion(lake_copy, CHURN.name) == before

@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lakehouse import monitoring
-from lakehouse.monitoring import DriftConfig, drift_report
+from lakehouse.monitoring import checks
+from lakehouse.monitoring.checks import DriftConfig, drift_report
 
 FEATURES = ["plan", "region", "monthly_price", "tenure_days", "sessions_7d", "minutes_7d", "open_tickets",
             "usage_trend"]
@@ -19,6 +19,10 @@ CATEGORICAL = ["plan", "region"]
 IMPORTANCE = {"minutes_7d": 600.0, "tenure_days": 120.0, "monthly_price": 80.0, "plan": 60.0, "sessions_7d": 50.0,
               "region": 40.0, "open_tickets": 30.0, "usage_trend": 20.0}
 ROWS = 50_000
+
+# The demo's label shape: weekly as-of dates, a 30-day outcome.
+CHURN_LABELS_JOIN = {"entity_key": "customer_id", "label": "churned_30d", "max_label_lag": timedelta(days=6)}
+CHURN_LABELS = {**CHURN_LABELS_JOIN, "horizon": timedelta(days=30)}
 
 
 def customers(n: int, seed: int, minutes_shift: float = 0.0, sessions_shift: float = 0.0) -> pl.DataFrame:
@@ -144,18 +148,18 @@ def test_champion_reference_is_a_window_of_the_training_set_sampled_with_a_seed(
                              "event_timestamp": [days[i % 10] for i in range(1000)], "x": list(range(1000))})
     training.write_parquet(tmp_path / "training_set.parquet")
     meta = {"split": {"train": "2024-01-08..2024-02-05", "valid": "2024-02-12..2024-02-19"}}
-    whole = monitoring.champion_reference(tmp_path / "training_set.parquet", meta)
+    whole = checks.champion_reference(tmp_path / "training_set.parquet", meta)
     assert whole.height == 500
     assert (whole["event_timestamp"].min(), whole["event_timestamp"].max()) == (days[1], days[5])
-    a = monitoring.champion_reference(training, meta, max_rows=100, seed=3)
-    b = monitoring.champion_reference(training, meta, max_rows=100, seed=3)
+    a = checks.champion_reference(training, meta, max_rows=100, seed=3)
+    b = checks.champion_reference(training, meta, max_rows=100, seed=3)
     assert a.height == 100 and a.equals(b) and set(a["customer_id"]) <= set(whole["customer_id"])
-    valid_only = monitoring.champion_reference(training, meta, parts=("valid",))
+    valid_only = checks.champion_reference(training, meta, parts=("valid",))
     assert sorted(valid_only["event_timestamp"].unique()) == [days[6], days[7]]
-    both = monitoring.champion_reference(training, meta, parts=("train", "valid"))
+    both = checks.champion_reference(training, meta, parts=("train", "valid"))
     assert (both["event_timestamp"].min(), both["event_timestamp"].max()) == (days[1], days[7])
     with pytest.raises(ValueError, match="lacks the windows"):
-        monitoring.champion_reference(training, {"split": {}})
+        checks.champion_reference(training, {"split": {}})
 
 
 def test_served_features_parses_logged_json_into_the_reference_dtypes():
@@ -171,11 +175,11 @@ def test_served_features_parses_logged_json_into_the_reference_dtypes():
         "error": [None, None, "unknown customer", None, None],
     })
     schema = {"plan": pl.String, "tenure_days": pl.Int64, "usage_trend": pl.Float64}
-    served = monitoring.served_features(log, schema)
+    served = checks.served_features(log, schema, "customer_id")
     assert served["customer_id"].to_list() == [1, 2]
     assert served.schema["tenure_days"] == pl.Int64 and served.schema["usage_trend"] == pl.Float64
     assert served.select(list(schema)).rows() == [("basic", 10, 1.5), (None, 11, None)]
-    assert monitoring.served_features(log.clear(), schema).columns == ["customer_id", "logged_at", "model_version",
+    assert checks.served_features(log.clear(), schema, "customer_id").columns == ["customer_id", "logged_at", "model_version",
                                                                         *schema]
 
 
@@ -205,7 +209,7 @@ def labelled_traffic(n_customers: int = 400, seed: int = 0) -> tuple[pl.DataFram
 def test_live_performance_is_computed_per_day_and_version_only_where_labels_matured():
     predictions, labels = labelled_traffic()
     # Label data reaches 30 days after the 4th as-of date: weeks 5 and 6 have not matured.
-    live = monitoring.live_performance(predictions, labels, labels_known_until=AS_OF[3] + timedelta(days=30))
+    live = checks.live_performance(predictions, labels, **CHURN_LABELS, labels_known_until=AS_OF[3] + timedelta(days=30))
     status = {w["day"]: (w["model_version"], w["status"]) for w in live["windows"]}
     assert status == {"2024-01-01": ("churn_model:a", "ok"), "2024-01-08": ("churn_model:a", "ok"),
                       "2024-01-15": ("churn_model:a", "ok"), "2024-01-22": ("churn_model:b", "ok"),
@@ -223,7 +227,7 @@ def test_live_performance_is_computed_per_day_and_version_only_where_labels_matu
 
 def test_by_default_labels_are_known_up_to_the_newest_as_of_plus_the_horizon():
     predictions, labels = labelled_traffic(n_customers=150)
-    live = monitoring.live_performance(predictions, labels)
+    live = checks.live_performance(predictions, labels, **CHURN_LABELS)
     assert live["labels_known_until"] == (AS_OF[-1] + timedelta(days=30)).isoformat()
     assert all(w["status"] == "ok" for w in live["windows"])
 
@@ -236,7 +240,7 @@ def test_a_prediction_takes_the_newest_label_at_most_six_days_older_and_repeats_
         "customer_id": [1, 1, 1, 2, 2],
         "logged_at": [at(3, 1), at(3, 5), at(8, 0), at(7, 0), at(0, 2)],
         "model_version": ["a"] * 5, "score": [0.1, 0.2, 0.9, 0.5, 0.6], "decision": [False, False, True, True, True]})
-    joined = monitoring.label_predictions(predictions, labels)
+    joined = checks.label_predictions(predictions, labels, **CHURN_LABELS_JOIN)
     rows = {(r["customer_id"], r["day"].day): (r["score"], r["label"]) for r in joined.iter_rows(named=True)}
     # Day 3: the later of two predictions, label of as-of day 0; day 8: as-of day 7; customer 2 on
     # day 7 has no label that week and the week-old one is too old.
@@ -247,25 +251,25 @@ def test_single_class_and_tiny_windows_are_reported_with_no_metric_and_a_reason(
     predictions, labels = labelled_traffic(n_customers=150)
     labels = labels.with_columns(churned_30d=pl.when(pl.col("event_timestamp") == AS_OF[0]).then(0)
                                  .otherwise(pl.col("churned_30d")))
-    live = monitoring.live_performance(predictions, labels, min_rows=200)
+    live = checks.live_performance(predictions, labels, **CHURN_LABELS, min_rows=200)
     assert {w["status"] for w in live["windows"]} == {"too_few_rows"}
     assert all(w["roc_auc"] is None and "at least 200" in w["reason"] for w in live["windows"])
-    first = monitoring.live_performance(predictions.filter(pl.col("logged_at").dt.day() == 1),
-                                        labels, min_rows=100)["windows"][0]
+    first = checks.live_performance(predictions.filter(pl.col("logged_at").dt.day() == 1),
+                                    labels, **CHURN_LABELS, min_rows=100)["windows"][0]
     assert first["status"] == "single_class" and first["roc_auc"] is None and first["recall"] is None
     assert "undefined" in first["reason"]
 
 
 def test_performance_check_passes_within_the_margin_and_fails_below_it():
     predictions, labels = labelled_traffic()
-    live = monitoring.live_performance(predictions, labels)
-    good = monitoring.performance_check(live, champion_holdout_auc=0.9, margin=0.05, model_version="churn_model:a")
+    live = checks.live_performance(predictions, labels, **CHURN_LABELS)
+    good = checks.performance_check(live, champion_holdout_auc=0.9, margin=0.05, model_version="churn_model:a")
     assert good["passed"] is True and good["live_auc"] > 0.85 and good["min_auc"] == pytest.approx(0.85)
-    bad = monitoring.performance_check(live, champion_holdout_auc=0.9, margin=0.05, model_version="churn_model:b")
+    bad = checks.performance_check(live, champion_holdout_auc=0.9, margin=0.05, model_version="churn_model:b")
     assert bad["passed"] is False and "below" in bad["reason"]
     # Without a version, the one with the most labelled predictions is judged.
-    assert monitoring.performance_check(live, 0.9)["model_version"] == "churn_model:a"
-    nothing = monitoring.performance_check(live, 0.9, model_version="churn_model:zzz")
+    assert checks.performance_check(live, 0.9, 0.05)["model_version"] == "churn_model:a"
+    nothing = checks.performance_check(live, 0.9, 0.05, model_version="churn_model:zzz")
     assert nothing["passed"] is None and "no matured predictions" in nothing["reason"]
 
 
@@ -303,7 +307,7 @@ def test_skew_check_finds_the_rows_served_with_different_values():
               .with_columns(logged_at=pl.lit(logged_at), model_version=pl.lit("churn_model:a")))
     # Float noise from a JSON/float32 round trip is not skew; nulls stay nulls.
     served = served.with_columns(minutes_7d=pl.col("minutes_7d") * (1 + 1e-9))
-    clean = monitoring.skew_check(served, point_in_time(table), features, categorical)
+    clean = checks.skew_check(served, point_in_time(table), features, categorical, entity_key="customer_id")
     assert clean["passed"] is True and clean["mismatched_rows"] == 0 and clean["compared_rows"] == 200
     assert clean["sample_rows"] == 200 and clean["not_recomputed"] == 0
 
@@ -312,7 +316,7 @@ def test_skew_check_finds_the_rows_served_with_different_values():
         plan=pl.when(pl.col("customer_id") == 50).then(pl.lit("gold")).otherwise(pl.col("plan")),
         usage_trend=pl.when(pl.col("customer_id") == 60).then(pl.lit(None)).otherwise(pl.col("usage_trend")))
     expected_trend = int(served.filter(pl.col("customer_id") == 60)["usage_trend"].is_not_null().sum())
-    result = monitoring.skew_check(broken, point_in_time(table), features, categorical, sample_size=None)
+    result = checks.skew_check(broken, point_in_time(table), features, categorical, entity_key="customer_id", sample_size=None)
     assert {f: r["mismatches"] for f, r in result["features"].items()} == {
         "minutes_7d": 10, "plan": 1, "usage_trend": expected_trend}
     assert result["mismatched_rows"] == 11 + expected_trend and result["passed"] is False
@@ -326,15 +330,15 @@ def test_skew_check_samples_with_a_seed_and_counts_rows_the_recompute_dropped():
               .with_columns(logged_at=pl.lit(datetime(2024, 3, 3, 8, tzinfo=UTC))))
     # Like Feast's `file` offline store, a recompute that silently loses rows.
     lossy = lambda rows: point_in_time(table)(rows).filter(pl.col("customer_id") % 2 == 0)  # noqa: E731
-    a = monitoring.skew_check(served, lossy, ["minutes_7d"], sample_size=50, seed=1)
-    b = monitoring.skew_check(served, lossy, ["minutes_7d"], sample_size=50, seed=1)
+    a = checks.skew_check(served, lossy, ["minutes_7d"], (), entity_key="customer_id", sample_size=50, seed=1)
+    b = checks.skew_check(served, lossy, ["minutes_7d"], (), entity_key="customer_id", sample_size=50, seed=1)
     assert a == b and a["sample_rows"] == 50 and a["compared_rows"] + a["not_recomputed"] == 50
     assert a["not_recomputed"] > 0
 
 
 def test_skew_check_recomputes_through_feasts_point_in_time_join(paths):
-    from lakehouse.domains.churn import CHURN
-    from lakehouse.feast_defs import apply_definitions, feature_store
+    from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.feature_store.feast_objects import apply_definitions, feature_store
 
     rng = np.random.default_rng(13)
     days = [datetime(2024, 3, d) for d in (1, 2, 3)]
@@ -362,7 +366,7 @@ def test_skew_check_recomputes_through_feasts_point_in_time_join(paths):
         logged_at=pl.lit(datetime(2024, 3, 2, 12, tzinfo=UTC)),
         minutes_7d=pl.when(pl.col(key) == 7).then(pl.lit(-1.0)).otherwise(pl.col("minutes_7d")))
     assert usage.height == 60
-    result = monitoring.skew_check(served, monitoring.feast_recompute(store, CHURN), features, categorical)
+    result = checks.skew_check(served, checks.feast_recompute(store, CHURN), features, categorical, entity_key="customer_id")
     assert result["compared_rows"] == 20 and result["not_recomputed"] == 0
     assert result["mismatched_rows"] == 1 and result["features"]["minutes_7d"]["mismatches"] == 1
     assert result["examples"] == [{key: 7, "logged_at": "2024-03-02 12:00:00", "feature": "minutes_7d",
@@ -374,19 +378,19 @@ def test_domain_drift_counts_served_rows_of_its_window_once_and_capped(lake, tmp
     """A load test in the prediction log must not outweigh the population: same-window rows, deduplicated, capped."""
     import shutil
 
-    from lakehouse import registry
-    from lakehouse.domains.churn import CHURN
-    from lakehouse.features import recent_features
-    from lakehouse.models import latest_candidate
+    from lakehouse.ml import model_registry
+    from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.lake.feature_tables import recent_features
+    from lakehouse.ml.candidates import latest_candidate
     from lakehouse.paths import LakePaths
-    from lakehouse.prediction_log import SCHEMA, prediction_log_table
+    from lakehouse.serving.prediction_log import SCHEMA, prediction_log_table
 
     paths = LakePaths(tmp_path / "data")
     shutil.copytree(lake.root, paths.root)
-    tag = registry.champion(paths, "churn") or registry.promote(paths, "churn", latest_candidate(paths, CHURN), "test")
+    tag = model_registry.champion(paths, "churn") or model_registry.promote(paths, "churn", latest_candidate(paths, CHURN), "test")
     recent = recent_features(paths, CHURN, days=CHURN.drift_window_days)
     row = recent.row(0, named=True)
-    features = json.dumps({f: row[f] for f in registry.model_metadata(paths, tag)["features"]}, default=str)
+    features = json.dumps({f: row[f] for f in model_registry.model_metadata(paths, tag)["features"]}, default=str)
     inside = row["event_timestamp"].replace(tzinfo=UTC)
     outside = (recent["event_timestamp"].min() - timedelta(days=30)).replace(tzinfo=UTC)
     n = 3 * recent.height  # far more served rows than feature rows
@@ -400,5 +404,5 @@ def test_domain_drift_counts_served_rows_of_its_window_once_and_capped(lake, tmp
     table = prediction_log_table(paths, "churn")
     table.parent.mkdir(parents=True, exist_ok=True)
     log.write_parquet(table)
-    result = monitoring.domain_drift(paths, CHURN, tag)
+    result = checks.domain_drift(paths, CHURN, tag)
     assert result.rows["current"] == recent.height + recent.height // 2

@@ -10,15 +10,15 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.definitions import all_job_name, build_definitions
+from assets.definitions import build_definitions
 from assets.headless import failed_steps, materialize_all
 from assets.pools import LAKE_POOL
-from lakehouse.dagster_home import ensure_dagster_home
-from lakehouse.domains.churn import CHURN
-from lakehouse.ingestion import manifest, rejected_files
+from assets.dagster_home import ensure_dagster_home
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.lake.ingestion import manifest, rejected_files
 from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
-from lakehouse.summary import lake_summary
-from lakehouse.validation import validation_reports
+from lakehouse_cli.summary import lake_summary
+from lakehouse.lake.validation import validation_reports
 from tests.conftest import GATE_STEP
 
 VENV_BIN = Path(sys.executable).parent
@@ -72,7 +72,7 @@ def test_feast_cli_lists_the_projects_feature_views(lake):
 
 
 def test_online_lookup_returns_the_latest_offline_values(lake):
-    from lakehouse.feast_defs import feature_store, online_features
+    from lakehouse.feature_store.feast_objects import feature_store, online_features
 
     usage = pl.read_parquet(lake.features("customer_usage"))
     latest = usage.sort("event_timestamp").group_by("customer_id").last().sort("customer_id").head(20)

@@ -6,7 +6,7 @@ import duckdb
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from lakehouse.domains.churn import CHURN
+from lakehouse.demos.churn.domain import CHURN
 
 
 def oracle(lake) -> pl.DataFrame:

@@ -12,8 +12,12 @@ import uuid
 import pandas as pd
 import pytest
 
-from lakehouse import feast_defs, online, scoring
-from lakehouse.domains.churn import CHURN
+from lakehouse.feature_store import feast_objects
+
+from lakehouse.feature_store import materialization
+
+from lakehouse.serving import scoring
+from lakehouse.demos.churn.domain import CHURN
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from tests.conftest import copy_with_champion
 
@@ -42,26 +46,26 @@ def registry_url():
 def sql_lake(lake: LakePaths, registry_url: str, tmp_path_factory: pytest.TempPathFactory):
     """A copy of the session lake whose Feast registry is the new database, applied and materialized."""
     copy = copy_with_champion(lake, tmp_path_factory.mktemp("sql_registry"))
-    file_store = feast_defs.feature_store(copy)
+    file_store = feast_objects.feature_store(copy)
     with pytest.MonkeyPatch.context() as mp:  # the setting only while the store is made
-        mp.setenv(feast_defs.REGISTRY_ENV, registry_url)
-        store = feast_defs.feature_store(copy)
-    applied = feast_defs.apply_definitions(store, CHURN, copy)
+        mp.setenv(feast_objects.REGISTRY_ENV, registry_url)
+        store = feast_objects.feature_store(copy)
+    applied = feast_objects.apply_definitions(store, CHURN, copy)
     return copy, store, file_store, applied
 
 
 def test_the_registry_is_chosen_by_one_setting(paths: LakePaths, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert feast_defs.resolved_yaml(paths)["registry"]["path"] == str(paths.feast / "registry.db")
-    monkeypatch.setenv(feast_defs.REGISTRY_ENV, "postgresql://feast:pw@db:5432/feast")
-    settings = feast_defs.resolved_yaml(paths)["registry"]
+    assert feast_objects.resolved_yaml(paths)["registry"]["path"] == str(paths.feast / "registry.db")
+    monkeypatch.setenv(feast_objects.REGISTRY_ENV, "postgresql://feast:pw@db:5432/feast")
+    settings = feast_objects.resolved_yaml(paths)["registry"]
     assert settings["registry_type"] == "sql" and settings["path"] == "postgresql+psycopg://feast:pw@db:5432/feast"
     # What the UI shows of it (the feast_registry asset's metadata): no password.
-    assert feast_defs.store_locations(paths)["registry"] == \
+    assert feast_objects.store_locations(paths)["registry"] == \
         "sql: postgresql+psycopg://feast@db:5432/feast"
     for bad in ("mysql://db/feast", "postgresql://db:5432", "registry.db"):
-        monkeypatch.setenv(feast_defs.REGISTRY_ENV, bad)
-        with pytest.raises(ValueError, match=feast_defs.REGISTRY_ENV):
-            feast_defs.resolved_yaml(paths)
+        monkeypatch.setenv(feast_objects.REGISTRY_ENV, bad)
+        with pytest.raises(ValueError, match=feast_objects.REGISTRY_ENV):
+            feast_objects.resolved_yaml(paths)
 
 
 def test_the_sql_registry_holds_the_domain_and_serves_features(sql_lake, registry_url: str) -> None:
@@ -75,10 +79,10 @@ def test_the_sql_registry_holds_the_domain_and_serves_features(sql_lake, registr
         [(views,)] = con.execute("SELECT count(*) FROM feature_views WHERE project_id = 'lakehouse'").fetchall()
     assert views == len(applied["feature_views"])
 
-    result = online.materialize_online(store, CHURN, paths, full_refresh=True)
+    result = materialization.materialize_online(store, CHURN, paths, full_refresh=True)
     assert all(rows > 0 for rows in result["rows"].values())
     ids = [*range(1, 50), 10**9]
-    assert feast_defs.online_features(store, CHURN, ids) == feast_defs.online_features(file_store, CHURN, ids)
+    assert feast_objects.online_features(store, CHURN, ids) == feast_objects.online_features(file_store, CHURN, ids)
     champion = scoring.load_champion(paths, CHURN.name)
     assert scoring.online_lookup(store, champion, CHURN.entity_key, ids) == \
         scoring.online_lookup(file_store, champion, CHURN.entity_key, ids)
@@ -86,8 +90,8 @@ def test_the_sql_registry_holds_the_domain_and_serves_features(sql_lake, registr
     # Point-in-time training rows through the SQL registry: the same as through the file registry.
     entity_df = pd.DataFrame({CHURN.entity_key: [1, 2, 3, 10**9],
                               "event_timestamp": pd.to_datetime(["2025-03-01"] * 4, utc=True)})
-    by_sql = feast_defs.historical_features(store, CHURN, entity_df).sort_values(CHURN.entity_key)
-    by_file = feast_defs.historical_features(file_store, CHURN, entity_df).sort_values(CHURN.entity_key)
+    by_sql = feast_objects.historical_features(store, CHURN, entity_df).sort_values(CHURN.entity_key)
+    by_file = feast_objects.historical_features(file_store, CHURN, entity_df).sort_values(CHURN.entity_key)
     pd.testing.assert_frame_equal(by_sql.reset_index(drop=True), by_file.reset_index(drop=True))
     assert len(by_sql) == len(entity_df)
 
@@ -97,7 +101,7 @@ def test_the_service_reads_through_the_sql_registry(sql_lake, registry_url: str,
     from bentos.churn_service import ChurnService
 
     paths, _, file_store, _ = sql_lake
-    monkeypatch.setenv(feast_defs.REGISTRY_ENV, registry_url)
+    monkeypatch.setenv(feast_objects.REGISTRY_ENV, registry_url)
     monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
     service = ChurnService()
     assert service.store.config.registry.registry_type == "sql"

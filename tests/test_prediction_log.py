@@ -11,9 +11,10 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from assets.keys import DomainKeys
 from lakehouse import io as lake_io
 from lakehouse.paths import LakePaths
-from lakehouse.prediction_log import PredictionLogger, features_json, log_files, read_prediction_log
+from lakehouse.serving.prediction_log import PredictionLogger, features_json, log_files, read_prediction_log
 
 
 def record(n: int, request_id: str = "r", **extra) -> dict:
@@ -130,13 +131,13 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
     """
     import shutil
 
-    from lakehouse import registry
-    from lakehouse.domains.churn import CHURN
-    from lakehouse.models import latest_candidate
+    from lakehouse.ml import model_registry
+    from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.ml.candidates import latest_candidate
     from lakehouse.paths import DATA_ROOT_ENV
 
-    if registry.champion(lake, CHURN.name) is None:
-        registry.promote(lake, CHURN.name, latest_candidate(lake, CHURN), "test", action="manual")
+    if model_registry.champion(lake, CHURN.name) is None:
+        model_registry.promote(lake, CHURN.name, latest_candidate(lake, CHURN), "test", action="manual")
     # A private copy of the data root, so the log holds only this test's predictions.
     copy = LakePaths(tmp_path / "data")
     for part in ("bentoml", "registry", "feast"):
@@ -146,7 +147,7 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
     monkeypatch.delenv("LAKEHOUSE_API_KEY", raising=False)
 
     from bentos.churn_service import ChurnService
-    from lakehouse import scoring
+    from lakehouse.serving import scoring
 
     champion = scoring.load_champion(copy, CHURN.name)
     row = {f: (champion.categories[f][0] if f in champion.categories else 1.0) for f in champion.features}
@@ -183,7 +184,7 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
 
 
 def test_endpoint_summary_counts_requests_once_for_their_latency() -> None:
-    from lakehouse.prediction_log import endpoint_summary, to_frame
+    from lakehouse.serving.prediction_log import endpoint_summary, to_frame
 
     log = to_frame([record(0, request_id="a", latency_ms=1.0), record(1, request_id="a", latency_ms=1.0),
                     record(2, request_id="b", latency_ms=2.0), record(3, request_id="c", latency_ms=30.0, error="x"),
@@ -198,9 +199,9 @@ def test_endpoint_summary_counts_requests_once_for_their_latency() -> None:
 
 def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     from assets.resources import LakehouseResource
-    from assets.serving import prediction_log_asset, prediction_log_key
-    from lakehouse.prediction_log import prediction_log_table
-    from lakehouse.domains.churn import CHURN
+    from assets.serving import prediction_log_asset
+    from lakehouse.serving.prediction_log import prediction_log_table
+    from lakehouse.demos.churn.domain import CHURN
 
     paths = LakePaths(tmp_path / "data")
     with PredictionLogger(paths.prediction_log("churn"), flush_seconds=3600) as logger:
@@ -212,7 +213,7 @@ def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     lake_io._temp_beside(paths.prediction_log("churn") / "x.parquet").write_bytes(b"PAR1 half")  # litter: ignored
 
     asset = prediction_log_asset(CHURN)
-    assert asset.key == prediction_log_key(CHURN) == dg.AssetKey(["churn", "prediction_log"])
+    assert asset.key == DomainKeys.of(CHURN).prediction_log == dg.AssetKey(["churn", "prediction_log"])
     assert asset.group_names_by_key[asset.key] == "churn_serving"
     resources = {"lakehouse": LakehouseResource(data_root=str(paths.root))}
 

@@ -11,11 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import feast_defs, online, scoring
-from lakehouse.batch_scores import precomputed_scores, publish_online
-from lakehouse.domains.churn import CHURN
-from lakehouse.feast_defs import REDIS_STORE_TYPE
-from lakehouse.feast_redis import LakehouseRedisOnlineStore
+from lakehouse.feature_store import feast_objects
+
+from lakehouse.feature_store import materialization
+
+from lakehouse.serving import scoring
+from lakehouse.serving.batch_scores import precomputed_scores, publish_online
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.feature_store.feast_objects import REDIS_STORE_TYPE
+from lakehouse.feature_store.redis_online_store import LakehouseRedisOnlineStore
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from tests.conftest import copy_with_champion
 
@@ -39,31 +43,31 @@ def redis_lake(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory):
     except redis.ConnectionError as exc:
         pytest.skip(f"no Redis at {REDIS_URL} ({exc}); start one (the README's Production profile) to run these")
     copy = copy_with_champion(lake, tmp_path_factory.mktemp("redis"))
-    sqlite_store = feast_defs.feature_store(copy)
+    sqlite_store = feast_objects.feature_store(copy)
     _flush()
     with pytest.MonkeyPatch.context() as mp:  # the setting only while the store is made
-        mp.setenv(feast_defs.ONLINE_STORE_ENV, REDIS_URL)
-        store = feast_defs.feature_store(copy)
-    yield copy, store, sqlite_store, online.materialize_online(store, CHURN, copy, full_refresh=True)
+        mp.setenv(feast_objects.ONLINE_STORE_ENV, REDIS_URL)
+        store = feast_objects.feature_store(copy)
+    yield copy, store, sqlite_store, materialization.materialize_online(store, CHURN, copy, full_refresh=True)
     _flush()
 
 
 def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert feast_defs.resolved_yaml(paths)["online_store"]["path"] == str(paths.feast / "online_store.db")
-    monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, "redis://:secret@10.0.0.5:6380/2")
-    assert feast_defs.resolved_yaml(paths)["online_store"] == {
+    assert feast_objects.resolved_yaml(paths)["online_store"]["path"] == str(paths.feast / "online_store.db")
+    monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, "redis://:secret@10.0.0.5:6380/2")
+    assert feast_objects.resolved_yaml(paths)["online_store"] == {
         "type": REDIS_STORE_TYPE, "connection_string": "10.0.0.5:6380,db=2,password=secret"}
     # What the UI shows of it (the online_features asset's metadata): no password.
-    assert feast_defs.store_locations(paths)["online_store"] == "redis: 10.0.0.5:6380 db=2"
-    assert feast_defs.online_store_kind() == "redis"
-    written = feast_defs.write_resolved_yaml(paths)  # for `feast -f`: the password is there, so owner-only
+    assert feast_objects.store_locations(paths)["online_store"] == "redis: 10.0.0.5:6380 db=2"
+    assert feast_objects.online_store_kind() == "redis"
+    written = feast_objects.write_resolved_yaml(paths)  # for `feast -f`: the password is there, so owner-only
     assert "password=secret" in written.read_text() and written.stat().st_mode & 0o077 == 0
     for bad in ("http://host", "redis://host/first", "redis://"):
-        monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, bad)
-        with pytest.raises(ValueError, match=feast_defs.ONLINE_STORE_ENV):
-            feast_defs.resolved_yaml(paths)
-    monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, "sqlite")
-    assert feast_defs.resolved_yaml(paths)["online_store"]["type"] == "lakehouse.feast_online.LakehouseSqliteOnlineStore"
+        monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, bad)
+        with pytest.raises(ValueError, match=feast_objects.ONLINE_STORE_ENV):
+            feast_objects.resolved_yaml(paths)
+    monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, "sqlite")
+    assert feast_objects.resolved_yaml(paths)["online_store"]["type"] == "lakehouse.feature_store.sqlite_online_store.LakehouseSqliteOnlineStore"
 
 
 def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lake) -> None:
@@ -76,18 +80,18 @@ def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lak
                                    f"FROM read_parquet('{paths.features(view.name)}')").fetchall()
         assert result["rows"][view.name] == entities
     ids = [*range(1, 80), UNKNOWN_ID]
-    assert feast_defs.online_features(store, CHURN, ids) == feast_defs.online_features(sqlite_store, CHURN, ids)
+    assert feast_objects.online_features(store, CHURN, ids) == feast_objects.online_features(sqlite_store, CHURN, ids)
     champion = scoring.load_champion(paths, CHURN.name)
     # The service's lookup reads Redis view by view (Feast's online_read) and answers as on sqlite, times included.
     assert scoring.online_lookup(store, champion, CHURN.entity_key, ids) == \
         scoring.online_lookup(sqlite_store, champion, CHURN.entity_key, ids)
-    again = online.materialize_online(store, CHURN, paths)  # nothing new since the last window
+    again = materialization.materialize_online(store, CHURN, paths)  # nothing new since the last window
     assert set(again["rows"].values()) == {0}
 
 
 def test_the_redis_client_retries_a_bounded_number_of_times(redis_lake) -> None:
     """redis-py retries a refused connection for about 8 s by default; the service must fail fast instead."""
-    from lakehouse.feast_redis import RETRIES
+    from lakehouse.feature_store.redis_online_store import RETRIES
 
     _, store, _, _ = redis_lake
     client = store._get_provider().online_store._get_client(store.config.online_store)
@@ -138,7 +142,7 @@ def test_the_service_and_precomputed_scores_work_on_redis(redis_lake, monkeypatc
     from bentos.churn_service import ChurnService
 
     paths, store, sqlite_store, _ = redis_lake
-    monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, REDIS_URL)
+    monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, REDIS_URL)
     monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
     service = ChurnService()
     assert service.store.config.online_store.type == REDIS_STORE_TYPE
@@ -150,7 +154,7 @@ def test_the_service_and_precomputed_scores_work_on_redis(redis_lake, monkeypatc
     assert [p.get("score") for p in served[:-1]] == [r.get("score") for r in expected]
     assert served[-1]["error"].startswith("unknown entity")
 
-    from lakehouse.batch_scores import batch_score
+    from lakehouse.serving.batch_scores import batch_score
 
     batch_score(paths, CHURN)
     assert publish_online(store, CHURN, paths) > 0
@@ -167,7 +171,7 @@ def test_an_unreachable_redis_makes_the_service_unready_and_its_lookups_503(redi
     from bento_process import post_json, start_serve
 
     paths = redis_lake[0]
-    server = start_serve(paths, extra_env={feast_defs.ONLINE_STORE_ENV: "redis://127.0.0.1:1/0"})  # nothing on port 1
+    server = start_serve(paths, extra_env={feast_objects.ONLINE_STORE_ENV: "redis://127.0.0.1:1/0"})  # nothing on port 1
     try:
         server.wait_ready(probe="/livez")
         with pytest.raises(urllib.error.HTTPError) as unready:
@@ -183,10 +187,10 @@ def test_an_unreachable_redis_makes_the_service_unready_and_its_lookups_503(redi
 
 
 def test_the_summary_does_not_count_a_shared_redis(redis_lake, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lakehouse.summary import online_entity_count
+    from lakehouse_cli.summary import online_entity_count
 
     paths = redis_lake[0]
     assert online_entity_count(paths) > 0  # the copy's own sqlite store
-    monkeypatch.setenv(feast_defs.ONLINE_STORE_ENV, REDIS_URL)
+    monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, REDIS_URL)
     assert online_entity_count(paths) is None
     assert Path(paths.feast / "online_store.db").exists()

@@ -10,11 +10,11 @@ import pytest
 
 from assets.definitions import build_definitions
 from assets.resources import LakehouseResource
-from lakehouse.domain import RetrainPolicy
-from lakehouse.domains.churn import CHURN
-from lakehouse.models import latest_training
+from lakehouse.declarations.domain import RetrainPolicy
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.ml.candidates import latest_training
 from lakehouse.paths import LakePaths
-from lakehouse.retraining import Decision, FailedCheck, RetrainState, decide, last_decision
+from lakehouse.monitoring.retraining import Decision, FailedCheck, RetrainState, decide, last_decision
 
 POLICY = RetrainPolicy(min_new_batches=10, cooldown_seconds=600)
 
@@ -57,8 +57,8 @@ def test_decisions_fire_on_failed_checks_and_new_data_within_guardrails() -> Non
 @pytest.fixture
 def trained(lake: LakePaths, tmp_path: Path) -> LakePaths:
     """A copy of the session lake with a trained model and one published batch it has not seen."""
-    from lakehouse.ingestion import ingest_source
-    from lakehouse.validation import validate_new_batches
+    from lakehouse.lake.ingestion import ingest_source
+    from lakehouse.lake.validation import validate_new_batches
 
     copy = LakePaths(tmp_path / "data")
     shutil.copytree(lake.root, copy.root)

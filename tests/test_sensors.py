@@ -9,8 +9,8 @@ import polars as pl
 
 from assets.definitions import build_definitions
 from assets.resources import LakehouseResource
-from lakehouse.domains.churn import CHURN
-from lakehouse.ingestion import ingest_source
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.lake.ingestion import ingest_source
 from lakehouse.paths import LakePaths
 
 HEADER = "payment_id,customer_id,charged_at,amount,failed\n"

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse import registry, scoring
-from lakehouse.domains.churn import CHURN
-from lakehouse.feast_defs import feature_store
-from lakehouse.models import latest_candidate
+from lakehouse.ml import model_registry
+
+from lakehouse.serving import scoring
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.feature_store.feast_objects import feature_store
+from lakehouse.ml.candidates import latest_candidate
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 
 from bento_process import bentoml_serve, post_json
@@ -24,10 +26,10 @@ UNKNOWN_ID = 10**9
 @pytest.fixture(scope="module")
 def served(lake: LakePaths):
     """The session lake with a churn champion, set as this process's data root for the module."""
-    if registry.champion(lake, CHURN.name) is None:
+    if model_registry.champion(lake, CHURN.name) is None:
         tag = latest_candidate(lake, CHURN)
         assert tag, "the test lake has no trained candidate"
-        registry.promote(lake, CHURN.name, tag, "test", action="manual")
+        model_registry.promote(lake, CHURN.name, tag, "test", action="manual")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(DATA_ROOT_ENV, str(lake.root))
         mp.setenv("BENTOML_HOME", str(lake.root / "bentoml"))
@@ -84,16 +86,16 @@ def test_tampered_model_stops_loading_and_service_startup(served: LakePaths, tmp
     copy = LakePaths(tmp_path / "data")
     for part in ("bentoml", "registry"):
         shutil.copytree(served.root / part, copy.root / part)
-    tag = registry.champion(copy, CHURN.name)
+    tag = model_registry.champion(copy, CHURN.name)
     version = tag.split(":")[1]
-    model_file = copy.root / "bentoml" / "models" / f"{CHURN.name}_model" / version / registry.MODEL_FILE
+    model_file = copy.root / "bentoml" / "models" / f"{CHURN.name}_model" / version / model_registry.MODEL_FILE
     model_file.write_text(model_file.read_text() + "\n")
-    with pytest.raises(registry.ModelIntegrityError):
+    with pytest.raises(model_registry.ModelIntegrityError):
         scoring.load_champion(copy, CHURN.name)
     from bentos.churn_service import ChurnService
 
     monkeypatch.setenv(DATA_ROOT_ENV, str(copy.root))
-    with pytest.raises(registry.ModelIntegrityError):
+    with pytest.raises(model_registry.ModelIntegrityError):
         ChurnService()
 
 
@@ -293,7 +295,7 @@ def test_bentoml_serve_matches_in_process_scores_and_answers_500_malformed_reque
 
 def test_a_running_service_switches_to_a_new_champion_without_a_restart(served: LakePaths, tmp_path: Path) -> None:
     """Promote another model while the service holds the first: the next request uses the new one."""
-    from lakehouse.models import TrainingOptions, train_candidate
+    from lakehouse.ml.candidates import TrainingOptions, train_candidate
 
     copy = LakePaths(tmp_path / "data")
     shutil.copytree(served.root, copy.root)
@@ -302,24 +304,24 @@ def test_a_running_service_switches_to_a_new_champion_without_a_restart(served: 
     first = watcher.current()
     other = train_candidate(copy, CHURN, TrainingOptions(tune=False, params={"num_leaves": 7}))
     assert other["tag"] != first.tag
-    registry.promote(copy, "churn", other["tag"], "test: a different model", action="manual")
+    model_registry.promote(copy, "churn", other["tag"], "test: a different model", action="manual")
     held = first  # a request in flight keeps the model it took
     assert watcher.current().tag == other["tag"]
     assert switches == [(first.tag, other["tag"])]
     assert held.tag == first.tag
-    registry.rollback(copy, "churn", "test: back")
+    model_registry.rollback(copy, "churn", "test: back")
     assert watcher.current().tag == first.tag
 
 
 @pytest.fixture(scope="module")
 def other_version(served: LakePaths, tmp_path_factory: pytest.TempPathFactory) -> tuple[LakePaths, str]:
     """A copy of the lake with a second churn model that was never promoted: (its paths, its tag)."""
-    from lakehouse.models import TrainingOptions, train_candidate
+    from lakehouse.ml.candidates import TrainingOptions, train_candidate
 
     copy = LakePaths(tmp_path_factory.mktemp("on_demand") / "data")
     shutil.copytree(served.root, copy.root)
     other = train_candidate(copy, CHURN, TrainingOptions(tune=False, params={"num_leaves": 7}))
-    assert other["tag"] != registry.champion(copy, CHURN.name)
+    assert other["tag"] != model_registry.champion(copy, CHURN.name)
     return copy, other["tag"]
 
 
@@ -331,7 +333,7 @@ def test_a_registered_version_answers_on_demand(other_version: tuple[LakePaths, 
     paths, tag = other_version
     monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
     service = ChurnService()
-    other = scoring.champion_model(*registry.load_domain_model(paths, CHURN.name, tag))
+    other = scoring.champion_model(*model_registry.load_domain_model(paths, CHURN.name, tag))
     ids = known_ids[:3]
     version = tag.partition(":")[2]
 
@@ -362,7 +364,7 @@ def test_on_demand_models_keep_the_most_recently_used(other_version: tuple[LakeP
     models.get(champion.tag)
     assert models.loaded() == [champion.tag]
     assert models.get(tag) is not first  # evicted, so loaded again
-    with pytest.raises(registry.RegistryError, match="no model"):
+    with pytest.raises(model_registry.RegistryError, match="no model"):
         models.get("churn_model:nosuchversion")
 
 
@@ -412,7 +414,7 @@ def test_online_lookup_names_features_the_service_does_not_serve(served: LakePat
     import dataclasses
 
     wider = dataclasses.replace(champion, tag=champion.tag + "-wider", features=[*champion.features, "no_such_feature"])
-    with pytest.raises(registry.RegistryError, match="no_such_feature"):
+    with pytest.raises(model_registry.RegistryError, match="no_such_feature"):
         scoring.online_lookup(feature_store(served), wider, CHURN.entity_key, [1])
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.cli import main
-from lakehouse.domains.churn_generator import SOURCES, Drift, GeneratorConfig, day_of, generate
-from lakehouse.ingestion import landing_files
+from lakehouse_cli.main import main
+from lakehouse.demos.churn.generator import SOURCES, Drift, GeneratorConfig, day_of, generate
+from lakehouse.lake.ingestion import landing_files
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
-from lakehouse.simulator import (
+from lakehouse.demos.churn.simulator import (
     RECORD_NAME,
     SimulationConflict,
     plan_continuation,
@@ -161,7 +161,7 @@ def test_the_cli_generates_then_continues_and_ingestion_ignores_the_record(
 def test_ctrl_c_stops_the_cli_cleanly_after_the_day_it_is_writing(tmp_path: Path) -> None:
     landing = demo_landing(tmp_path / "data" / "landing")
     env = {**os.environ, DATA_ROOT_ENV: str(tmp_path / "data")}
-    process = subprocess.Popen([sys.executable, "-m", "lakehouse.cli", "simulate", "--days", "100",
+    process = subprocess.Popen([sys.executable, "-m", "lakehouse_cli.main", "simulate", "--days", "100",
                                 "--days-per-minute", "600"], env=env, stdout=subprocess.PIPE, text=True)
     lines = []
     for line in process.stdout:  # wait until it is writing days

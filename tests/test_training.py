@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from lakehouse.domains.churn import CHURN
-from lakehouse.training import (
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.ml.training import (
     LgbParams,
     Split,
     TrainingDataError,

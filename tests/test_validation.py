@@ -6,10 +6,10 @@ from datetime import datetime
 
 import polars as pl
 
-from lakehouse.domains.churn import CHURN
-from lakehouse.ingestion import ingest_source
-from lakehouse.silver import build_silver
-from lakehouse.validation import release_batches, validate_frame, validate_new_batches
+from lakehouse.demos.churn.domain import CHURN
+from lakehouse.lake.ingestion import ingest_source
+from lakehouse.lake.silver import build_silver
+from lakehouse.lake.validation import release_batches, validate_frame, validate_new_batches
 
 NOW = datetime(2026, 1, 1)
 PAYMENTS = CHURN.source("payments")

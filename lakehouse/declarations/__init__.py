@@ -1,0 +1,1 @@
+"""What a prediction problem is: domains, user dataset specs and their inference."""

@@ -1,0 +1,1 @@
+"""Built-in demo domains, each with its declaration, data generator and simulator."""

@@ -1,0 +1,1 @@
+"""The subscription-churn demo: its declaration, seeded generator and landing simulator."""

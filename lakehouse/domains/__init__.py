@@ -1,1 +1,0 @@
-"""Domain declarations, one module per domain."""

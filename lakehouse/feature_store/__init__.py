@@ -1,0 +1,1 @@
+"""Feast: objects and configuration per domain, online materialization, online stores."""

@@ -1,0 +1,1 @@
+"""Training sets, training, evaluation, candidates and the model registry."""

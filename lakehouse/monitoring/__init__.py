@@ -1,0 +1,1 @@
+"""Drift, live performance and skew checks, and the retraining policy they feed."""

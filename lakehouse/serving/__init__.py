@@ -1,0 +1,1 @@
+"""Scoring the champion: in-process scoring, batch scores, the prediction log, bento packaging."""
