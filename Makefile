@@ -5,7 +5,7 @@ VENV := .venv
 UV := $(VENV)/bin/uv
 RUN := $(VENV)/bin/
 
-.PHONY: env demo test dev serve bench bench-quick lock clean-data
+.PHONY: env demo test test-fast format dev serve bench bench-quick lock clean-data
 
 # The environment comes from uv.lock; uv itself is bootstrapped into .venv at the locked version.
 $(VENV)/.synced: uv.lock pyproject.toml
@@ -19,7 +19,18 @@ demo: env
 	$(RUN)lakehouse demo
 
 test: env
+	$(RUN)ruff format --check .
+	$(RUN)ruff check .
 	$(RUN)pytest
+
+# The fast inner loop: no test that needs a server (Redis, PostgreSQL, `bentoml serve`).
+test-fast: env
+	$(RUN)pytest -m "not integration"
+
+# Format and sort imports in place (what `make test` checks).
+format: env
+	$(RUN)ruff check --fix --select I .
+	$(RUN)ruff format .
 
 dev: env
 	$(RUN)lakehouse dev

@@ -50,7 +50,7 @@ def bronze_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
             "rejected": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.rejected]),
             "skipped": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.skipped[:50]]),
             "all_rejected_files": len(rejected_files(paths, source.name)),
-            "landing_folder": dg.MetadataValue.path(str(paths.landing / source.landing_folder)),
+            "landing_folder": dg.MetadataValue.path(str(paths.landing_folder(source.landing_folder))),
         })
 
     return _bronze

@@ -352,7 +352,8 @@ def run_loop(args, tmp: Path) -> dict:
 
     from assets.definitions import build_definitions
     from assets.headless import dagster_instance
-            from bento_process import bentoml_serve, post_json
+    from assets.keys import DomainKeys
+    from bento_process import bentoml_serve, post_json
     from lakehouse.ml import model_registry
     from lakehouse.demos.churn.domain import CHURN
 

@@ -198,7 +198,7 @@ def main() -> None:
               f"{r['ingestion']:.1f}, validate {r['validation']:.1f}, features {r['features']:.1f}) | - | "
               f"peak RSS < 4 GB | peak RSS {r['peak_rss_mb']:,.0f} MB |")
     if len(scale) > 1:
-        (c0, r0), (c1, r1) = scale[0], scale[-1]
+        (_, r0), (_, r1) = scale[0], scale[-1]
         t0 = sum(r0[k] for k in ("ingestion", "validation", "features"))
         t1 = sum(r1[k] for k in ("ingestion", "validation", "features"))
         print(f"| scale {r0['usage_rows']:,} -> {r1['usage_rows']:,} usage rows | {t0:.1f}s | {t1:.1f}s | "

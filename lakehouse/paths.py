@@ -30,6 +30,10 @@ class LakePaths:
     def landing(self) -> Path:
         return self.root / "landing"
 
+    def landing_folder(self, folder: str) -> Path:
+        """Where producers drop one source's (or one dataset's) files."""
+        return self.landing / folder
+
     @property
     def lake(self) -> Path:
         return self.root / "lake"
@@ -95,6 +99,55 @@ class LakePaths:
     @property
     def feast(self) -> Path:
         return self.root / "feast"
+
+    @property
+    def feature_store_yaml(self) -> Path:
+        """Feast's configuration for this data root (`feast -c` reads it through feature_repo/)."""
+        return self.feast / "feature_store.yaml"
+
+    @property
+    def feast_registry_db(self) -> Path:
+        return self.feast / "registry.db"
+
+    @property
+    def online_store_db(self) -> Path:
+        """The sqlite online store (the default profile)."""
+        return self.feast / "online_store.db"
+
+    @property
+    def materialized_windows(self) -> Path:
+        """The end of each feature view's last online materialization window, per online store."""
+        return self.feast / "materialized_windows.json"
+
+    def served_predictions(self, domain: str) -> Path:
+        """The domain's prediction log files gathered into one deduplicated lake table."""
+        return self.lake / "serving" / domain / "prediction_log.parquet"
+
+    @property
+    def experiments(self) -> Path:
+        """One Parquet row per training run."""
+        return self.lake / "experiments"
+
+    def models(self, domain: str) -> Path:
+        """Candidate records, model cards and plots per model version."""
+        return self.root / "models" / domain
+
+    @property
+    def registry(self) -> Path:
+        """Champion pointers with their history, one JSON file per domain."""
+        return self.root / "registry"
+
+    def champion_pointer(self, domain: str) -> Path:
+        return self.registry / f"{domain}.json"
+
+    @property
+    def bentoml_home(self) -> Path:
+        """BentoML's home: the model store (models/) and built bentos (bentos/)."""
+        return self.root / "bentoml"
+
+    def monitoring(self, domain: str) -> Path:
+        """Drift reports, latest monitoring results and retraining decisions."""
+        return self.root / "monitoring" / domain
 
     def prediction_log(self, domain: str) -> Path:
         """Small Parquet files of served predictions, written by the domain's BentoML service."""

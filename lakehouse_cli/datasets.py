@@ -77,14 +77,14 @@ def cmd_add(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {e}") from None
     path = save_spec(spec)
     paths = LakePaths.from_env()
-    landed = _copy_into(files, paths.landing / spec.name)
+    landed = _copy_into(files, paths.landing_folder(spec.name))
     if labels:
-        landed += _copy_into(labels, paths.landing / spec.name / "labels")
+        landed += _copy_into(labels, paths.landing_folder(spec.name) / "labels")
     print(f"dataset {spec.name}: inferred from {len(files)} file(s)" + (f" and {len(labels)} label file(s)" if labels else ""))
     for line in lines:
         print(f"  {line}")
     print(f"\nwrote {path} (edit it to override anything above)")
-    print(f"copied {len(landed)} file(s) into {paths.landing / spec.name}")
+    print(f"copied {len(landed)} file(s) into {paths.landing_folder(spec.name)}")
     print(f"next: .venv/bin/lakehouse run {spec.name}")
     return 0
 
@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise SystemExit(f"error: {e.args[0]}") from None
     if args.name not in BUILT_IN:  # a dataset file: check it still matches its landing files
         spec = load_spec(datasets_dir() / f"{args.name}.yaml")
-        landing = paths.landing / spec.name
+        landing = paths.landing_folder(spec.name)
         files = sorted(p for p in landing.glob("*") if p.is_file() and not p.name.startswith("."))
         label_files = sorted(p for p in (landing / "labels").glob("*") if p.is_file() and not p.name.startswith("."))
         problems = check_spec_against_data(spec, files, label_files or None) if files else [f"no files in {landing}"]

@@ -27,7 +27,7 @@ def online_entity_count(paths: LakePaths) -> int | None:
 
     if online_store_url():
         return None  # the production profile's Redis is shared and not scanned here
-    db = paths.feast / "online_store.db"
+    db = paths.online_store_db
     if not db.exists():
         return 0
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:

@@ -43,6 +43,7 @@ def launch(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRe
         tags=request.tags, raise_on_error=False)
 
 
+@pytest.mark.integration  # starts a real `bentoml serve`
 @pytest.mark.slow
 def test_drifted_batches_retrain_gate_promote_and_the_service_switches(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:

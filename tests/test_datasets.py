@@ -62,6 +62,7 @@ def tick(defs: dg.Definitions, instance: dg.DagsterInstance, paths: LakePaths, s
     return defs.resolve_sensor_def(sensor).evaluate_tick(context)
 
 
+@pytest.mark.integration  # starts a real `bentoml serve`
 @pytest.mark.slow
 def test_two_user_datasets_run_serve_and_react_to_drift_without_python(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

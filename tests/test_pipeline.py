@@ -12,6 +12,7 @@ import polars as pl
 
 from assets.definitions import build_definitions
 from assets.headless import failed_steps, materialize_all
+from assets.keys import DomainKeys
 from assets.pools import LAKE_POOL
 from assets.dagster_home import ensure_dagster_home
 from lakehouse.demos.churn.domain import CHURN
@@ -137,7 +138,7 @@ def test_only_runs_that_write_different_files_may_go_side_by_side(tmp_path):
     landing = {s.name: pools(f"churn_{s.name}_landing_job") for s in CHURN.sources}
     assert all(len(p) == 1 for p in landing.values()) and len(set.union(*landing.values())) == len(CHURN.sources)
     assert pools("churn_publish_job") == pools("churn_retrain_job") == {LAKE_POOL}
-    assert pools(all_job_name("churn")) == set.union(*landing.values(), {LAKE_POOL})
+    assert pools(DomainKeys.of(CHURN).all_job) == set.union(*landing.values(), {LAKE_POOL})
     with dg.DagsterInstance.from_config(str(ensure_dagster_home(LakePaths(tmp_path)))) as instance:
         config = instance.get_concurrency_config()  # the dagster.yaml a new data root gets
     assert config.run_queue_config.max_concurrent_runs == 2

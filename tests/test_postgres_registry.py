@@ -21,6 +21,8 @@ from lakehouse.demos.churn.domain import CHURN
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from tests.conftest import copy_with_champion
 
+pytestmark = pytest.mark.integration  # needs the machine's server (skips, saying why, without one)
+
 ADMIN_URL = os.environ.get("LAKEHOUSE_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 
 

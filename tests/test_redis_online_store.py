@@ -23,6 +23,8 @@ from lakehouse.feature_store.redis_online_store import LakehouseRedisOnlineStore
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from tests.conftest import copy_with_champion
 
+pytestmark = pytest.mark.integration  # needs the machine's server (skips, saying why, without one)
+
 REDIS_URL = os.environ.get("LAKEHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
 UNKNOWN_ID = 10**9
 

@@ -166,14 +166,14 @@ def resolved_yaml(paths: LakePaths) -> dict[str, Any]:
     raw = yaml.safe_load((FEATURE_REPO / "feature_store.yaml").read_text())
     registry_url = os.environ.get(REGISTRY_ENV, "").strip()
     if registry_url in ("", "file"):
-        raw["registry"]["path"] = str(paths.feast / "registry.db")
+        raw["registry"]["path"] = str(paths.feast_registry_db)
     else:
         raw["registry"] = sql_registry(registry_url)
     url = online_store_url()
     if url:
         raw["online_store"] = redis_online_store(url)
     else:
-        raw["online_store"]["path"] = str(paths.feast / "online_store.db")
+        raw["online_store"]["path"] = str(paths.online_store_db)
     return raw
 
 
@@ -219,7 +219,7 @@ def online_features(store: Any, domain: Domain, entity_ids: list[int]) -> dict[s
 
 def write_resolved_yaml(paths: LakePaths) -> Path:
     """Write a feature_store.yaml for this data root, for `feast -c feature_repo -f <it>` on a moved root."""
-    out = paths.feast / "feature_store.yaml"
+    out = paths.feature_store_yaml
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(resolved_yaml(paths), sort_keys=False))
     out.chmod(0o600)  # the production profile's connection strings may carry passwords

@@ -17,7 +17,7 @@ ONE_TICK = timedelta(microseconds=1)
 
 
 def _state_file(paths: LakePaths) -> Path:
-    return paths.feast / "materialized_windows.json"
+    return paths.materialized_windows
 
 
 def materialization_state(paths: LakePaths) -> dict[str, str]:

@@ -23,7 +23,7 @@ def catalog_tables(paths: LakePaths, domain: Domain) -> dict[str, str]:
         tables[f"{v.name}_features"] = str(paths.features(v.name))
     tables["label_events"] = str(paths.labels(domain.name))
     tables["training_set"] = str(paths.training_set(domain.name))
-    tables["training_runs"] = parquet_glob(paths.lake / "experiments")  # one row per training run
+    tables["training_runs"] = parquet_glob(paths.experiments)  # one row per training run
     return {name: p for name, p in tables.items() if any(Path(p).parent.glob(Path(p).name))}
 
 

@@ -48,7 +48,7 @@ def sha256_file(path: Path) -> str:
 
 def landing_files(paths: LakePaths, folder_name: str) -> list[Path]:
     """Candidate files in a landing folder (a source's landing_folder), by name (hidden, temporary and folders excluded)."""
-    folder = paths.landing / folder_name
+    folder = paths.landing_folder(folder_name)
     if not folder.exists():
         return []
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and not p.is_dir())
@@ -68,8 +68,8 @@ def rejected_files(paths: LakePaths, source: str | None = None) -> list[dict[str
 
 def check_landing_path(paths: LakePaths, folder_name: str, path: Path) -> Path:
     """The resolved path of a landing file, or RejectedFile if it escapes its landing folder."""
-    folder = (paths.landing / folder_name).resolve()
-    candidate = path if path.is_absolute() else paths.landing / folder_name / path
+    folder = paths.landing_folder(folder_name).resolve()
+    candidate = path if path.is_absolute() else paths.landing_folder(folder_name) / path
     if not SAFE_FILE_NAME.match(candidate.name):
         raise RejectedFile(f"unsafe file name {candidate.name!r}: use letters, digits, '.', '_' and '-' only")
     resolved = candidate.resolve()

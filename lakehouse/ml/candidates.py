@@ -39,7 +39,7 @@ class TrainingOptions:
 
 def model_dir(paths: LakePaths, domain: Domain, version: str) -> Path:
     """Where a model version's evaluation artifacts (plots, card, decision) live."""
-    return paths.root / "models" / domain.name / version
+    return paths.models(domain.name) / version
 
 
 def baseline_scores_file(paths: LakePaths, domain: Domain, version: str, training_set_sha256: str) -> Path:
@@ -55,7 +55,7 @@ def latest_candidate(paths: LakePaths, domain: Domain) -> str | None:
 
 def latest_training(paths: LakePaths, domain: Domain) -> dict[str, str] | None:
     """The last training run: {"tag", "trained_at" (ISO, UTC)}, or None before the first."""
-    pointer = paths.root / "models" / domain.name / "candidate.json"
+    pointer = paths.models(domain.name) / "candidate.json"
     return json.loads(pointer.read_text()) if pointer.exists() else None
 
 
@@ -158,7 +158,7 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
     write_parquet_atomic(pl.DataFrame(baseline_scores), baseline_scores_file(
         paths, domain, tag.split(":")[-1], record["data_versions"]["training_set_sha256"]))
     write_json_atomic({"tag": tag, "trained_at": record["trained_at"]},
-                      paths.root / "models" / domain.name / "candidate.json")
+                      paths.models(domain.name) / "candidate.json")
     return record
 
 

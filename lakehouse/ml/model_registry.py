@@ -52,7 +52,7 @@ class ModelIntegrityError(RegistryError):
 
 def bentoml_home(paths: LakePaths) -> Path:
     """The BentoML home under the data root, exported as BENTOML_HOME for this process and its children."""
-    home = paths.root / "bentoml"
+    home = paths.bentoml_home
     (home / "models").mkdir(parents=True, exist_ok=True)
     # BentoML resolves BENTOML_HOME lazily, on first use of its default store: `bentoml serve` and
     # BentoModel(...) in this process (or started from it) then find the same models we save.
@@ -269,7 +269,7 @@ def show_model(paths: LakePaths, tag_or_version: str) -> dict[str, Any]:
 
 
 def _registry_file(paths: LakePaths, domain: str) -> Path:
-    return paths.root / "registry" / f"{domain}.json"
+    return paths.champion_pointer(domain)
 
 
 def champion_history(paths: LakePaths, domain: str) -> list[dict[str, Any]]:
@@ -328,12 +328,12 @@ def rollback(paths: LakePaths, domain: str, reason: str) -> str:
 
 def registered_domains(paths: LakePaths) -> list[str]:
     """Domains that have a champion file."""
-    folder = paths.root / "registry"
+    folder = paths.registry
     return sorted(p.stem for p in folder.glob("[!.]*.json")) if folder.exists() else []
 
 
 def experiments_dir(paths: LakePaths) -> Path:
-    return paths.lake / "experiments"
+    return paths.experiments
 
 
 def _json_text(value: Any) -> str | None:

@@ -609,7 +609,7 @@ MAX_MONITORING_ROWS = 50_000  # per frame: bounds Evidently's time on a large la
 
 def monitoring_dir(paths: LakePaths, domain: Domain) -> Path:
     """<data root>/monitoring/<domain>/: drift reports, retraining decisions."""
-    return paths.root / "monitoring" / domain.name
+    return paths.monitoring(domain.name)
 
 
 def save_latest(paths: LakePaths, domain: Domain, kind: str, record: Mapping[str, Any]) -> Path:

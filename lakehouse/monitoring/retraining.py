@@ -95,7 +95,7 @@ def new_batches(paths: LakePaths, domain: Domain, trained_batches: set[str]) -> 
 
 
 def decisions_dir(paths: LakePaths, domain: Domain) -> Path:
-    return paths.root / "monitoring" / domain.name
+    return paths.monitoring(domain.name)
 
 
 def record_decision(paths: LakePaths, domain: Domain, decision: Decision, state: RetrainState) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def service_name(domain: Domain) -> str:
 
 
 def bento_dir(paths: LakePaths, domain: Domain, version: str) -> Path:
-    return paths.root / "bentoml" / "bentos" / service_name(domain) / version
+    return paths.bentoml_home / "bentos" / service_name(domain) / version
 
 
 def _bentoml_cli() -> str:
@@ -77,7 +77,7 @@ def build_bento(paths: LakePaths, domain: Domain, model_tag: str) -> dict[str, A
     files = [f for f in target.rglob("*") if f.is_file()]
     return {"tag": tag, "model_tag": model_tag, "path": target, "reused": reused, "build_seconds": round(seconds, 2),
             "files": len(files), "bytes": sum(f.stat().st_size for f in files),
-            "serve_command": f"BENTOML_HOME={paths.root / 'bentoml'} LAKEHOUSE_DATA_ROOT={paths.root} "
+            "serve_command": f"BENTOML_HOME={paths.bentoml_home} LAKEHOUSE_DATA_ROOT={paths.root} "
                              f"bentoml serve {tag}"}
 
 

@@ -204,7 +204,7 @@ def endpoint_summary(log: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def prediction_log_table(paths: LakePaths, domain: str) -> Path:
-    return paths.lake / "serving" / domain / "prediction_log.parquet"
+    return paths.served_predictions(domain)
 
 
 def ingest_prediction_log(paths: LakePaths, domain: str) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class ChampionWatcher:
     def __init__(self, paths: LakePaths, domain: str,
                  on_switch: Callable[[ChampionModel, ChampionModel], None] | None = None) -> None:
         self.paths, self.domain, self.on_switch = paths, domain, on_switch
-        self._pointer = paths.root / "registry" / f"{domain}.json"
+        self._pointer = paths.champion_pointer(domain)
         self._lock = threading.Lock()
         self._stamp = self._stat()
         self._champion = load_champion(paths, domain)
