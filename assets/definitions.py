@@ -5,17 +5,16 @@ import dagster as dg
 from assets.feature_store import online_asset, online_freshness_check, registry_asset
 from assets.features import catalog_asset, feature_asset, spine_asset
 from assets.ingestion import bronze_asset
+from assets.jobs import all_job, landing_jobs, publish_job, retrain_job
 from assets.models import candidate_asset, champion_asset, model_card_asset
 from assets.monitoring import drift_asset, performance_asset, skew_asset
 from assets.resources import LakehouseResource
-from assets.serving import batch_scores_asset, bento_asset, prediction_log_asset
-from assets.jobs import all_job, landing_jobs, publish_job, retrain_job
 from assets.sensors import landing_sensor, publish_sensor, retraining_sensor
+from assets.serving import batch_scores_asset, bento_asset, prediction_log_asset
 from assets.training import labels_asset, training_set_asset, training_set_check
 from assets.validation import silver_asset, validated_asset
 from lakehouse.declarations.domain import Domain
 from lakehouse.domains import load_domains
-
 
 
 def domain_definitions(domain: Domain) -> dg.Definitions:
@@ -56,8 +55,9 @@ def build_definitions(data_root: str = "") -> dg.Definitions:
         *(domain_definitions(d) for d in load_domains().values()),
         # One process per run, not per step: on a laptop a step's process start-up (imports of
         # Dagster, Feast, pandera) costs more than the step, and the lake has one writer at a time anyway.
-        dg.Definitions(resources={"lakehouse": LakehouseResource(data_root=data_root)},
-                       executor=dg.in_process_executor),
+        dg.Definitions(
+            resources={"lakehouse": LakehouseResource(data_root=data_root)}, executor=dg.in_process_executor
+        ),
     )
 
 

@@ -5,11 +5,16 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from assets.keys import DomainKeys, ONLINE_FRESHNESS_CHECK
+from assets.keys import ONLINE_FRESHNESS_CHECK, DomainKeys
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
-from lakehouse.feature_store.feast_objects import apply_definitions, online_store_kind, store_locations, write_resolved_yaml
+from lakehouse.feature_store.feast_objects import (
+    apply_definitions,
+    online_store_kind,
+    store_locations,
+    write_resolved_yaml,
+)
 from lakehouse.feature_store.materialization import materialization_state, materialize_online, online_lag
 
 
@@ -35,14 +40,16 @@ def registry_asset(domain: Domain) -> dg.AssetsDefinition:
         store = lakehouse.feature_store()
         applied = apply_definitions(store, domain, lakehouse.paths)
         yaml_path = write_resolved_yaml(lakehouse.paths)
-        return dg.MaterializeResult(metadata={
-            "project": applied["project"],
-            "feature_views": dg.MetadataValue.json(applied["feature_views"]),
-            "feature_services": dg.MetadataValue.json(applied["feature_services"]),
-            "entities": dg.MetadataValue.json(applied["entities"]),
-            "feature_store_yaml": dg.MetadataValue.path(str(yaml_path)),
-            "registry": store_locations(lakehouse.paths)["registry"],
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "project": applied["project"],
+                "feature_views": dg.MetadataValue.json(applied["feature_views"]),
+                "feature_services": dg.MetadataValue.json(applied["feature_services"]),
+                "entities": dg.MetadataValue.json(applied["entities"]),
+                "feature_store_yaml": dg.MetadataValue.path(str(yaml_path)),
+                "registry": store_locations(lakehouse.paths)["registry"],
+            }
+        )
 
     return _registry
 
@@ -67,16 +74,18 @@ def online_asset(domain: Domain) -> dg.AssetsDefinition:
         seconds = time.perf_counter() - started
         rows = sum(result["rows"].values())
         context.log.info(f"materialized {rows:,} rows in [{result['start']}, {result['end']}) in {seconds:.1f}s")
-        return dg.MaterializeResult(metadata={
-            "window_start": result["start"],
-            "window_end": result["end"],
-            "rows_written": rows,
-            "rows_per_view": dg.MetadataValue.json(result["rows"]),
-            "entities_online": result["entities"],
-            "online_store": store_locations(lakehouse.paths)["online_store"],
-            "seconds": round(seconds, 2),
-            "rows_per_second": round(rows / seconds) if seconds else 0,
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "window_start": result["start"],
+                "window_end": result["end"],
+                "rows_written": rows,
+                "rows_per_view": dg.MetadataValue.json(result["rows"]),
+                "entities_online": result["entities"],
+                "online_store": store_locations(lakehouse.paths)["online_store"],
+                "seconds": round(seconds, 2),
+                "rows_per_second": round(rows / seconds) if seconds else 0,
+            }
+        )
 
     return _online
 
@@ -85,8 +94,12 @@ def online_freshness_check(domain: Domain) -> dg.AssetChecksDefinition:
     """The online store holds every feature view up to the newest offline feature row."""
     keys = DomainKeys.of(domain)
 
-    @dg.asset_check(asset=keys.online_features, name=ONLINE_FRESHNESS_CHECK, pool=LAKE_POOL,
-                    description="Every feature view is materialized up to its newest offline row (lag <= 1 day).")
+    @dg.asset_check(
+        asset=keys.online_features,
+        name=ONLINE_FRESHNESS_CHECK,
+        pool=LAKE_POOL,
+        description="Every feature view is materialized up to its newest offline row (lag <= 1 day).",
+    )
     def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
         lag = online_lag(lakehouse.paths, domain)
         state = materialization_state(lakehouse.paths)

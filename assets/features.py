@@ -24,12 +24,14 @@ def spine_asset(domain: Domain) -> dg.AssetsDefinition:
     )
     def _spine(lakehouse: LakehouseResource):
         stats = build_spine(lakehouse.paths, domain)
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": stats["rows"],
-            "entities": stats["entities"],
-            "first_day": stats["first_day"],
-            "last_day": stats["last_day"],
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": stats["rows"],
+                "entities": stats["entities"],
+                "first_day": stats["first_day"],
+                "last_day": stats["last_day"],
+            }
+        )
 
     return _spine
 
@@ -49,23 +51,26 @@ def feature_asset(domain: Domain, view: FeatureView) -> dg.AssetsDefinition:
     def _features(lakehouse: LakehouseResource):
         stats = build_feature_view(lakehouse.paths, domain, view)
         table = stats["features"]
-        schema = dg.TableSchema(columns=[
-            dg.TableColumn(domain.entity_key, "int64", description=f"{domain.entity} key"),
-            dg.TableColumn("event_timestamp", "timestamp", description="when the values became known (end of day)"),
-            *(dg.TableColumn(f.name, f.dtype, description=f.description) for f in view.features),
-        ])
-        stats_md = "| feature | min | max | mean | null % |\n|---|---|---|---|---|\n" + "\n".join(
-            f"| {name} | {s['min']} | {s['max']} | {s['mean']} | {s['null_pct']:.1f} |"
-            for name, s in table.items()
+        schema = dg.TableSchema(
+            columns=[
+                dg.TableColumn(domain.entity_key, "int64", description=f"{domain.entity} key"),
+                dg.TableColumn("event_timestamp", "timestamp", description="when the values became known (end of day)"),
+                *(dg.TableColumn(f.name, f.dtype, description=f.description) for f in view.features),
+            ]
         )
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": stats["rows"],
-            "dagster/column_schema": schema,
-            "feature_statistics": dg.MetadataValue.md(stats_md),
-            "first_event": stats["first_event"],
-            "last_event": stats["last_event"],
-            "path": dg.MetadataValue.path(str(lakehouse.paths.features(view.name))),
-        })
+        stats_md = "| feature | min | max | mean | null % |\n|---|---|---|---|---|\n" + "\n".join(
+            f"| {name} | {s['min']} | {s['max']} | {s['mean']} | {s['null_pct']:.1f} |" for name, s in table.items()
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": stats["rows"],
+                "dagster/column_schema": schema,
+                "feature_statistics": dg.MetadataValue.md(stats_md),
+                "first_event": stats["first_event"],
+                "last_event": stats["last_event"],
+                "path": dg.MetadataValue.path(str(lakehouse.paths.features(view.name))),
+            }
+        )
 
     return _features
 
@@ -89,12 +94,15 @@ def catalog_asset(domain: Domain) -> dg.AssetsDefinition:
         others = [d for d in load_domains().values() if d.name != domain.name]
         tables = refresh_catalog(lakehouse.paths, [domain, *others])
         first = next(iter(tables[domain.name]), "training_set")
-        return dg.MaterializeResult(metadata={
-            "views": dg.MetadataValue.json(sorted(tables[domain.name])),
-            "schemas": dg.MetadataValue.json(sorted(tables)),
-            "path": dg.MetadataValue.path(str(lakehouse.paths.duckdb_file)),
-            "try": dg.MetadataValue.md(f"`duckdb -readonly {lakehouse.paths.duckdb_file} "
-                                       f"\"SELECT * FROM {domain.name}.{first} LIMIT 5\"`"),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "views": dg.MetadataValue.json(sorted(tables[domain.name])),
+                "schemas": dg.MetadataValue.json(sorted(tables)),
+                "path": dg.MetadataValue.path(str(lakehouse.paths.duckdb_file)),
+                "try": dg.MetadataValue.md(
+                    f'`duckdb -readonly {lakehouse.paths.duckdb_file} "SELECT * FROM {domain.name}.{first} LIMIT 5"`'
+                ),
+            }
+        )
 
     return _catalog

@@ -16,7 +16,6 @@ class IngestConfig(dg.Config):
     files: list[str] = []
 
 
-
 def bronze_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
     """The bronze asset of one raw source."""
     keys = DomainKeys.of(domain)
@@ -33,24 +32,28 @@ def bronze_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
         result = ingest_source(paths, source, config.files or None)
         for r in result.skipped:
             context.log.debug(f"skipped {r['file']}: {r['reason']}")
-        context.log.info(f"{source.name}: {len(result.ingested)} new batches "
-                         f"({sum(r['rows'] for r in result.ingested):,} rows), {len(result.skipped)} files already "
-                         f"ingested or rejected, {len(result.rejected)} rejected now")
+        context.log.info(
+            f"{source.name}: {len(result.ingested)} new batches "
+            f"({sum(r['rows'] for r in result.ingested):,} rows), {len(result.skipped)} files already "
+            f"ingested or rejected, {len(result.rejected)} rejected now"
+        )
         for r in result.rejected:
             context.log.warning(f"rejected {r['file']}: {r['reason']}")
         batches = manifest(paths, source.name)
-        return dg.MaterializeResult(metadata={
-            "new_batches": len(result.ingested),
-            "new_rows": sum(r["rows"] for r in result.ingested),
-            "skipped_files": len(result.skipped),
-            "rejected_files": len(result.rejected),
-            "total_batches": len(batches),
-            "dagster/row_count": sum(r["rows"] for r in batches),
-            "ingested": records_table(result.ingested, ["batch_id", "file", "rows", "sha256", "arrived_at"]),
-            "rejected": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.rejected]),
-            "skipped": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.skipped[:50]]),
-            "all_rejected_files": len(rejected_files(paths, source.name)),
-            "landing_folder": dg.MetadataValue.path(str(paths.landing_folder(source.landing_folder))),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "new_batches": len(result.ingested),
+                "new_rows": sum(r["rows"] for r in result.ingested),
+                "skipped_files": len(result.skipped),
+                "rejected_files": len(result.rejected),
+                "total_batches": len(batches),
+                "dagster/row_count": sum(r["rows"] for r in batches),
+                "ingested": records_table(result.ingested, ["batch_id", "file", "rows", "sha256", "arrived_at"]),
+                "rejected": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.rejected]),
+                "skipped": markdown_list([f"`{r['file']}`: {r['reason']}" for r in result.skipped[:50]]),
+                "all_rejected_files": len(rejected_files(paths, source.name)),
+                "landing_folder": dg.MetadataValue.path(str(paths.landing_folder(source.landing_folder))),
+            }
+        )
 
     return _bronze

@@ -32,23 +32,36 @@ def publish_job(domain: Domain):
         selection=dg.AssetSelection.groups(*(keys.group(g) for g in ("features", "feature_store", "monitoring")))
         | dg.AssetSelection.assets(keys.prediction_log, keys.batch_scores),
         description="Rebuild the features and publish them to Feast's online store, ingest the prediction log and "
-                    "score the newest day (precomputed scores, kept per day for live performance); then drift, live "
-                    "performance and training/serving skew with their checks.",
+        "score the newest day (precomputed scores, kept per day for live performance); then drift, live "
+        "performance and training/serving skew with their checks.",
     )
 
 
 def retrain_job(domain: Domain):
     """Labels -> training set -> candidate -> gate -> model card, bento and refreshed batch scores."""
     keys = DomainKeys.of(domain)
-    steps = [keys.label_events, keys.training_set, keys.model_candidate, keys.champion_model,
-             keys.model_card, keys.batch_scores, keys.bento]
-    return dg.define_asset_job(keys.retrain_job, selection=dg.AssetSelection.assets(*steps),
-                               description="Retrain, gate against the champion; on promotion the bento and the "
-                                           "precomputed scores follow (the running service switches by itself).")
+    steps = [
+        keys.label_events,
+        keys.training_set,
+        keys.model_candidate,
+        keys.champion_model,
+        keys.model_card,
+        keys.batch_scores,
+        keys.bento,
+    ]
+    return dg.define_asset_job(
+        keys.retrain_job,
+        selection=dg.AssetSelection.assets(*steps),
+        description="Retrain, gate against the champion; on promotion the bento and the "
+        "precomputed scores follow (the running service switches by itself).",
+    )
 
 
 def all_job(domain: Domain):
     """Every asset and check of a domain: what `lakehouse run NAME` runs."""
     keys = DomainKeys.of(domain)
-    return dg.define_asset_job(keys.all_job, selection=dg.AssetSelection.key_prefixes([domain.name]),
-                               description=f"Every asset and check of {domain.name}: `lakehouse run {domain.name}`.")
+    return dg.define_asset_job(
+        keys.all_job,
+        selection=dg.AssetSelection.key_prefixes([domain.name]),
+        description=f"Every asset and check of {domain.name}: `lakehouse run {domain.name}`.",
+    )

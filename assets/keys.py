@@ -119,9 +119,11 @@ class DomainKeys:
     @property
     def monitoring_checks(self) -> dict[str, dg.AssetCheckKey]:
         """Every monitoring check by name (what the retraining policy may watch)."""
-        return {DRIFT_CHECK: dg.AssetCheckKey(self.feature_drift, DRIFT_CHECK),
-                PERFORMANCE_CHECK: dg.AssetCheckKey(self.live_performance, PERFORMANCE_CHECK),
-                SKEW_CHECK: dg.AssetCheckKey(self.serving_skew, SKEW_CHECK)}
+        return {
+            DRIFT_CHECK: dg.AssetCheckKey(self.feature_drift, DRIFT_CHECK),
+            PERFORMANCE_CHECK: dg.AssetCheckKey(self.live_performance, PERFORMANCE_CHECK),
+            SKEW_CHECK: dg.AssetCheckKey(self.serving_skew, SKEW_CHECK),
+        }
 
     # ------------------------------------------------------------------------------ jobs, sensors
     def landing_job(self, source: str) -> str:

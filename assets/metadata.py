@@ -21,10 +21,14 @@ def source_schema(source: Source) -> dg.TableSchema:
     for c in source.columns:
         rules = [f"{k} {v}" for k, v in (("in", c.isin), (">=", c.ge), ("<=", c.le)) if v is not None]
         rules += ["not in future"] if c.not_in_future else []
-        columns.append(dg.TableColumn(
-            c.name, str(POLARS_TYPES[c.dtype]), description="; ".join([c.description, *rules]).strip("; "),
-            constraints=dg.TableColumnConstraints(nullable=c.nullable),
-        ))
+        columns.append(
+            dg.TableColumn(
+                c.name,
+                str(POLARS_TYPES[c.dtype]),
+                description="; ".join([c.description, *rules]).strip("; "),
+                constraints=dg.TableColumnConstraints(nullable=c.nullable),
+            )
+        )
     return dg.TableSchema(columns=columns)
 
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.keys import DomainKeys, PROMOTION_GATE_CHECK
+from assets.keys import PROMOTION_GATE_CHECK, DomainKeys
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
@@ -31,8 +31,15 @@ class TrainingConfig(dg.Config):
 
     def options(self) -> TrainingOptions:
         fields = self.model_dump()
-        hyper = ("num_leaves", "learning_rate", "min_data_in_leaf", "feature_fraction", "lambda_l2",
-                 "num_boost_round", "early_stopping_rounds")
+        hyper = (
+            "num_leaves",
+            "learning_rate",
+            "min_data_in_leaf",
+            "feature_fraction",
+            "lambda_l2",
+            "num_boost_round",
+            "early_stopping_rounds",
+        )
         return TrainingOptions(params={k: fields.pop(k) for k in hyper}, **fields)
 
 
@@ -58,32 +65,36 @@ def candidate_asset(domain: Domain) -> dg.AssetsDefinition:
             raise dg.Failure(description=f"training refused: {e}") from e
         test = record["metrics"]["test"]
         trials = "| trial | valid AUC | seconds | params |\n|---|---|---|---|\n" + "\n".join(
-            f"| {t['number']} | {t['valid_auc']:.4f} | {t['seconds']:.1f} | `{t['params']}` |" for t in record["trials"])
-        return dg.MaterializeResult(metadata={
-            "model": record["tag"],
-            "reused_existing_version": record["reused_existing_version"],
-            "test_roc_auc": test["roc_auc"],
-            "test_pr_auc": test["pr_auc"],
-            "test_log_loss": test["log_loss"],
-            "test_brier": test["brier"],
-            "precision": test["precision"],
-            "recall": test["recall"],
-            "f1": test["f1"],
-            "threshold": record["threshold"]["threshold"],
-            "expected_value_per_entity": test["expected_value"],
-            "expected_value_at_0_5": test["expected_value_at_0_5"],
-            **{f"baseline_{k}_roc_auc": v["roc_auc"] for k, v in record["baselines"].items()},
-            "rows": dg.MetadataValue.json(record["rows"]),
-            "split": dg.MetadataValue.json(record["split"]),
-            "confusion_matrix": dg.MetadataValue.md(
-                f"| {domain.label_name} | predicted 1 | predicted 0 |\n|---|---|---|\n| actual 1 | {test['tp']} | {test['fn']} |\n"
-                f"| actual 0 | {test['fp']} | {test['tn']} |"),
-            "tuning_trials": dg.MetadataValue.md(trials if record["trials"] else "tuning off"),
-            "top_features": dg.MetadataValue.json(dict(list(record["importance"].items())[:10])),
-            **{f"plot_{k}": dg.MetadataValue.path(v) for k, v in record["plots"].items()},
-            "training_seconds": record["training_seconds"],
-            "model_sha256": record["model_sha256"],
-        })
+            f"| {t['number']} | {t['valid_auc']:.4f} | {t['seconds']:.1f} | `{t['params']}` |" for t in record["trials"]
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "model": record["tag"],
+                "reused_existing_version": record["reused_existing_version"],
+                "test_roc_auc": test["roc_auc"],
+                "test_pr_auc": test["pr_auc"],
+                "test_log_loss": test["log_loss"],
+                "test_brier": test["brier"],
+                "precision": test["precision"],
+                "recall": test["recall"],
+                "f1": test["f1"],
+                "threshold": record["threshold"]["threshold"],
+                "expected_value_per_entity": test["expected_value"],
+                "expected_value_at_0_5": test["expected_value_at_0_5"],
+                **{f"baseline_{k}_roc_auc": v["roc_auc"] for k, v in record["baselines"].items()},
+                "rows": dg.MetadataValue.json(record["rows"]),
+                "split": dg.MetadataValue.json(record["split"]),
+                "confusion_matrix": dg.MetadataValue.md(
+                    f"| {domain.label_name} | predicted 1 | predicted 0 |\n|---|---|---|\n| actual 1 | {test['tp']} | {test['fn']} |\n"
+                    f"| actual 0 | {test['fp']} | {test['tn']} |"
+                ),
+                "tuning_trials": dg.MetadataValue.md(trials if record["trials"] else "tuning off"),
+                "top_features": dg.MetadataValue.json(dict(list(record["importance"].items())[:10])),
+                **{f"plot_{k}": dg.MetadataValue.path(v) for k, v in record["plots"].items()},
+                "training_seconds": record["training_seconds"],
+                "model_sha256": record["model_sha256"],
+            }
+        )
 
     return _candidate
 
@@ -100,10 +111,15 @@ def champion_asset(domain: Domain) -> dg.AssetsDefinition:
         pool=LAKE_POOL,
         description="The champion pointer: moved only when the promotion gate says the candidate is better.",
         kinds={"bentoml"},
-        check_specs=[dg.AssetCheckSpec(
-            PROMOTION_GATE_CHECK, asset=key, blocking=True,
-            description="Challenger vs champion on the same hold-out rows (paired bootstrap AUC, no slice "
-                        "regression); a first model must beat the baselines. Fails (ERROR) when no champion exists.")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                PROMOTION_GATE_CHECK,
+                asset=key,
+                blocking=True,
+                description="Challenger vs champion on the same hold-out rows (paired bootstrap AUC, no slice "
+                "regression); a first model must beat the baselines. Fails (ERROR) when no champion exists.",
+            )
+        ],
     )
     def _champion(context: dg.AssetExecutionContext, config: TrainingConfig, lakehouse: LakehouseResource):
         tag = latest_candidate(lakehouse.paths, domain)
@@ -114,18 +130,25 @@ def champion_asset(domain: Domain) -> dg.AssetsDefinition:
             context.log.info(reason)
         serving = decision["champion"]
         return dg.MaterializeResult(
-            metadata={"champion": serving or "none", "candidate": decision["tag"],
-                      "promoted": decision["promote"], "reasons": dg.MetadataValue.md(
-                          "\n".join(f"- {r}" for r in decision["reasons"]))},
-            check_results=[dg.AssetCheckResult(
-                check_name=PROMOTION_GATE_CHECK,
-                passed=decision["promote"] or decision["same_as_champion"],
-                # Refusing a challenger while a champion keeps serving is the gate working, not an outage.
-                severity=dg.AssetCheckSeverity.ERROR if serving is None else dg.AssetCheckSeverity.WARN,
-                metadata={"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision["reasons"])),
-                          "champion": serving or "none"},
-                description=("promoted" if decision["promote"] else "refused") + f": {decision['tag']}",
-            )],
+            metadata={
+                "champion": serving or "none",
+                "candidate": decision["tag"],
+                "promoted": decision["promote"],
+                "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision["reasons"])),
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=PROMOTION_GATE_CHECK,
+                    passed=decision["promote"] or decision["same_as_champion"],
+                    # Refusing a challenger while a champion keeps serving is the gate working, not an outage.
+                    severity=dg.AssetCheckSeverity.ERROR if serving is None else dg.AssetCheckSeverity.WARN,
+                    metadata={
+                        "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision["reasons"])),
+                        "champion": serving or "none",
+                    },
+                    description=("promoted" if decision["promote"] else "refused") + f": {decision['tag']}",
+                )
+            ],
         )
 
     return _champion
@@ -148,11 +171,13 @@ def model_card_asset(domain: Domain) -> dg.AssetsDefinition:
         if tag is None:
             raise dg.Failure(description="no model candidate yet: materialize model_candidate first")
         files = model_card(lakehouse.paths, domain, tag)
-        return dg.MaterializeResult(metadata={
-            "model": tag,
-            "card": dg.MetadataValue.md(files["markdown"].read_text()),
-            "markdown": dg.MetadataValue.path(str(files["markdown"])),
-            "json": dg.MetadataValue.path(str(files["json"])),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "model": tag,
+                "card": dg.MetadataValue.md(files["markdown"].read_text()),
+                "markdown": dg.MetadataValue.path(str(files["markdown"])),
+                "json": dg.MetadataValue.path(str(files["json"])),
+            }
+        )
 
     return _card

@@ -7,18 +7,20 @@ passes: there is nothing to monitor.
 
 import dagster as dg
 
-from assets.keys import DomainKeys, DRIFT_CHECK, PERFORMANCE_CHECK, SKEW_CHECK
+from assets.keys import DRIFT_CHECK, PERFORMANCE_CHECK, SKEW_CHECK, DomainKeys
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
 
 
-
 def _no_champion(domain: Domain, check: str) -> dg.MaterializeResult:
     reason = f"skipped: {domain.name} has no champion model to monitor yet"
-    return dg.MaterializeResult(metadata={"status": "skipped", "reason": reason},
-                                check_results=[dg.AssetCheckResult(check_name=check, passed=True, description=reason,
-                                                                   metadata={"status": "skipped"})])
+    return dg.MaterializeResult(
+        metadata={"status": "skipped", "reason": reason},
+        check_results=[
+            dg.AssetCheckResult(check_name=check, passed=True, description=reason, metadata={"status": "skipped"})
+        ],
+    )
 
 
 def drift_asset(domain: Domain) -> dg.AssetsDefinition:
@@ -32,11 +34,18 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
         group_name=keys.group("monitoring"),
         pool=LAKE_POOL,
         description="Evidently drift per feature (normed Wasserstein / Jensen-Shannon) of the last 7 feature days "
-                    "plus the features the service was given, against the champion's training rows; the drifted "
-                    "share is weighted by the champion's feature importance.",
+        "plus the features the service was given, against the champion's training rows; the drifted "
+        "share is weighted by the champion's feature importance.",
         kinds={"evidently"},
-        check_specs=[dg.AssetCheckSpec(DRIFT_CHECK, asset=key, description=(
-            "Fails when drifted features carry more than the allowed share of the champion's importance."))],
+        check_specs=[
+            dg.AssetCheckSpec(
+                DRIFT_CHECK,
+                asset=key,
+                description=(
+                    "Fails when drifted features carry more than the allowed share of the champion's importance."
+                ),
+            )
+        ],
     )
     def _drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         from lakehouse.ml import model_registry
@@ -49,7 +58,9 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
         context.log.info(f"drift {result.status}: {result.reason}")
         table = "| feature | method | score | threshold | drifted | weight |\n|---|---|---|---|---|---|\n" + "\n".join(
             f"| {f} | {v['method']} | {v['score']:.4f} | {v['threshold']} | {'yes' if v['drifted'] else ''} | "
-            f"{v['weight']:.3f} |" for f, v in sorted(result.features.items(), key=lambda kv: -kv[1]["score"]))
+            f"{v['weight']:.3f} |"
+            for f, v in sorted(result.features.items(), key=lambda kv: -kv[1]["score"])
+        )
         metadata = {
             "status": result.status,
             "reason": result.reason,
@@ -67,12 +78,22 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
             metadata["weighted_drifted_share"] = result.weighted_drifted_share
         if result.report_path:
             metadata["report"] = dg.MetadataValue.path(result.report_path)
-        return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
-            check_name=DRIFT_CHECK, passed=result.passed is not False,
-            description=f"{result.status}: {result.reason}",
-            metadata={"status": result.status, "drifted": dg.MetadataValue.json(result.drifted),
-                      "weighted_drifted_share": result.weighted_drifted_share or 0.0,
-                      "max_weighted_drift_share": result.max_weighted_drift_share})])
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=DRIFT_CHECK,
+                    passed=result.passed is not False,
+                    description=f"{result.status}: {result.reason}",
+                    metadata={
+                        "status": result.status,
+                        "drifted": dg.MetadataValue.json(result.drifted),
+                        "weighted_drifted_share": result.weighted_drifted_share or 0.0,
+                        "max_weighted_drift_share": result.max_weighted_drift_share,
+                    },
+                )
+            ],
+        )
 
     return _drift
 
@@ -88,10 +109,17 @@ def performance_asset(domain: Domain) -> dg.AssetsDefinition:
         group_name=keys.group("monitoring"),
         pool=LAKE_POOL,
         description="Daily batch scores joined to labels as they mature; metrics per day and model version "
-                    "only for days whose label horizon has passed.",
+        "only for days whose label horizon has passed.",
         kinds={"lightgbm"},
-        check_specs=[dg.AssetCheckSpec(PERFORMANCE_CHECK, asset=key, description=(
-            "Fails when the champion's live ROC AUC falls below its hold-out AUC by more than the margin."))],
+        check_specs=[
+            dg.AssetCheckSpec(
+                PERFORMANCE_CHECK,
+                asset=key,
+                description=(
+                    "Fails when the champion's live ROC AUC falls below its hold-out AUC by more than the margin."
+                ),
+            )
+        ],
     )
     def _performance(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         from lakehouse.ml import model_registry
@@ -103,22 +131,37 @@ def performance_asset(domain: Domain) -> dg.AssetsDefinition:
         live, check = domain_performance(lakehouse.paths, domain, champion)
         context.log.info(f"performance: {check['reason']}")
         matured = [w for w in live["windows"] if w["status"] == "ok"]
-        rows = "\n".join(f"| {w['day']} | {w['model_version']} | {w['labelled']} | {w['roc_auc']:.4f} | "
-                         f"{_fmt(w['precision'])} | {_fmt(w['recall'])} | {_fmt(w['f1'])} |" for w in matured[-30:])
+        rows = "\n".join(
+            f"| {w['day']} | {w['model_version']} | {w['labelled']} | {w['roc_auc']:.4f} | "
+            f"{_fmt(w['precision'])} | {_fmt(w['recall'])} | {_fmt(w['f1'])} |"
+            for w in matured[-30:]
+        )
         metadata = {
             "champion": champion,
             "matured_windows": len(matured),
             "windows": len(live["windows"]),
             "labels_known_until": str(live["labels_known_until"]),
             "by_version": dg.MetadataValue.json(live["by_version"]),
-            "daily": dg.MetadataValue.md("| day | model | labelled | ROC AUC | precision | recall | F1 |\n"
-                                         "|---|---|---|---|---|---|---|\n" + rows if rows else "no matured day yet"),
+            "daily": dg.MetadataValue.md(
+                "| day | model | labelled | ROC AUC | precision | recall | F1 |\n|---|---|---|---|---|---|---|\n" + rows
+                if rows
+                else "no matured day yet"
+            ),
             **{k: float(check[k]) for k in ("live_auc", "holdout_auc", "min_auc") if check.get(k) is not None},
         }
-        return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
-            check_name=PERFORMANCE_CHECK, passed=check["passed"] is not False,
-            description=("skipped: " if check["passed"] is None else "") + check["reason"],
-            metadata={k: v for k, v in check.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)})])
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=PERFORMANCE_CHECK,
+                    passed=check["passed"] is not False,
+                    description=("skipped: " if check["passed"] is None else "") + check["reason"],
+                    metadata={
+                        k: v for k, v in check.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+                    },
+                )
+            ],
+        )
 
     return _performance
 
@@ -138,10 +181,11 @@ def skew_asset(domain: Domain) -> dg.AssetsDefinition:
         group_name=keys.group("monitoring"),
         pool=LAKE_POOL,
         description="Training/serving skew: a sample of logged predict_ids rows, their served features compared "
-                    "with get_historical_features at the time the online values were written.",
+        "with get_historical_features at the time the online values were written.",
         kinds={"feast"},
-        check_specs=[dg.AssetCheckSpec(SKEW_CHECK, asset=key,
-                                       description="Fails when served and recomputed features differ.")],
+        check_specs=[
+            dg.AssetCheckSpec(SKEW_CHECK, asset=key, description="Fails when served and recomputed features differ.")
+        ],
     )
     def _skew(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         from lakehouse.ml import model_registry
@@ -160,8 +204,15 @@ def skew_asset(domain: Domain) -> dg.AssetsDefinition:
             metadata["mismatches"] = dg.MetadataValue.json({f: v["mismatches"] for f, v in result["features"].items()})
         if result.get("examples"):
             metadata["examples"] = dg.MetadataValue.json(result["examples"])
-        return dg.MaterializeResult(metadata=metadata, check_results=[dg.AssetCheckResult(
-            check_name=SKEW_CHECK, passed=result["passed"] is not False,
-            description=("skipped: " if result["passed"] is None else "") + result["reason"])])
+        return dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=SKEW_CHECK,
+                    passed=result["passed"] is not False,
+                    description=("skipped: " if result["passed"] is None else "") + result["reason"],
+                )
+            ],
+        )
 
     return _skew

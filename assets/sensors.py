@@ -17,9 +17,8 @@ from assets.keys import DomainKeys
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
 from lakehouse.lake.ingestion import landing_files, manifest, rejected_files, sha256_file
-from lakehouse.paths import LakePaths
 from lakehouse.monitoring.retraining import FailedCheck, RetrainState, decide, new_batches, record_decision
-
+from lakehouse.paths import LakePaths
 
 
 def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
@@ -53,13 +52,16 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
                 if sha in known:
                     skipped += 1
                     continue
-                requests.append(dg.RunRequest(
-                    run_key=f"{source.name}:{sha}",
-                    job_name=keys.landing_job(source.name),
-                    run_config={"ops": {keys.bronze(source).to_python_identifier():
-                                        {"config": {"files": [str(path)]}}}},
-                    tags={"lakehouse/source": source.name, "lakehouse/file": path.name, "lakehouse/sha256": sha},
-                ))
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"{source.name}:{sha}",
+                        job_name=keys.landing_job(source.name),
+                        run_config={
+                            "ops": {keys.bronze(source).to_python_identifier(): {"config": {"files": [str(path)]}}}
+                        },
+                        tags={"lakehouse/source": source.name, "lakehouse/file": path.name, "lakehouse/sha256": sha},
+                    )
+                )
             per_source.append(requests)
         context.update_cursor(json.dumps(seen))
         # Sources take turns (each in file order): the queue then starts runs that can go side by side
@@ -76,8 +78,12 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
 # keep publishing and retraining waiting behind it (Dagster's queue dequeues higher dagster/priority first).
 JUMP_THE_QUEUE = {"dagster/priority": "1"}
 
-IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-             dg.DagsterRunStatus.STARTED]
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def _in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
@@ -88,8 +94,11 @@ def _in_flight(instance: dg.DagsterInstance, job_name: str) -> list[str]:
 
 def newest_silver(instance: dg.DagsterInstance, domain: Domain) -> int | None:
     """The storage id of the newest materialization of any of the domain's silver tables (None: never built)."""
-    ids = [records[0].storage_id for source in domain.sources
-           if (records := instance.fetch_materializations(DomainKeys.of(domain).silver(source), limit=1).records)]
+    ids = [
+        records[0].storage_id
+        for source in domain.sources
+        if (records := instance.fetch_materializations(DomainKeys.of(domain).silver(source), limit=1).records)
+    ]
     return max(ids, default=None)
 
 
@@ -98,10 +107,14 @@ def publish_sensor(domain: Domain) -> dg.SensorDefinition:
     keys = DomainKeys.of(domain)
     job_name = keys.publish_job
 
-    @dg.sensor(name=keys.publish_sensor, job_name=job_name, minimum_interval_seconds=20,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Requests a publish run (features, online store, batch scores, monitoring) once new "
-                           "data reached silver and no landing run is queued or running.")
+    @dg.sensor(
+        name=keys.publish_sensor,
+        job_name=job_name,
+        minimum_interval_seconds=20,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Requests a publish run (features, online store, batch scores, monitoring) once new "
+        "data reached silver and no landing run is queued or running.",
+    )
     def _sensor(context: dg.SensorEvaluationContext):
         newest = newest_silver(context.instance, domain)
         if newest is None:
@@ -117,8 +130,9 @@ def publish_sensor(domain: Domain) -> dg.SensorDefinition:
         if landing:
             return dg.SkipReason(f"{len(landing)} landing run(s) queued or running; publishing once they are done")
         context.update_cursor(str(newest))
-        return dg.RunRequest(run_key=f"publish:{newest}",
-                             tags={"lakehouse/trigger": f"silver:{newest}", **JUMP_THE_QUEUE})
+        return dg.RunRequest(
+            run_key=f"publish:{newest}", tags={"lakehouse/trigger": f"silver:{newest}", **JUMP_THE_QUEUE}
+        )
 
     return _sensor
 
@@ -129,10 +143,14 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
     job_name = keys.retrain_job
     checks = keys.monitoring_checks
 
-    @dg.sensor(name=keys.retraining_sensor, job_name=job_name, minimum_interval_seconds=30,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Fires on enough new published batches or a failed drift/performance check; every "
-                           "decision and its reason is on the tick and in data/monitoring/<domain>/.")
+    @dg.sensor(
+        name=keys.retraining_sensor,
+        job_name=job_name,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Fires on enough new published batches or a failed drift/performance check; every "
+        "decision and its reason is on the tick and in data/monitoring/<domain>/.",
+    )
     def _sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
         state = retrain_state(context.instance, lakehouse.paths, domain, checks)
         decision = decide(state, domain.retraining)
@@ -143,10 +161,15 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
             return dg.SkipReason(decision.reason)
         # A short search that starts from the champion's hyperparameters: the loop's latency is mostly tuning.
         tuning = {"trials": domain.retraining.tuning_trials, "warm_start": True}
-        return dg.RunRequest(run_key=decision.run_key,
-                             run_config={"ops": {keys.model_candidate.to_python_identifier(): {"config": tuning}}},
-                             tags={"lakehouse/retrain_trigger": decision.trigger,
-                                   "lakehouse/retrain_reason": decision.reason[:200], **JUMP_THE_QUEUE})
+        return dg.RunRequest(
+            run_key=decision.run_key,
+            run_config={"ops": {keys.model_candidate.to_python_identifier(): {"config": tuning}}},
+            tags={
+                "lakehouse/retrain_trigger": decision.trigger,
+                "lakehouse/retrain_reason": decision.reason[:200],
+                **JUMP_THE_QUEUE,
+            },
+        )
 
     return _sensor
 
@@ -164,8 +187,9 @@ def newest_evaluation(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> tu
     return None
 
 
-def retrain_state(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain,
-                  checks: dict[str, dg.AssetCheckKey]) -> RetrainState:
+def retrain_state(
+    instance: dg.DagsterInstance, paths: LakePaths, domain: Domain, checks: dict[str, dg.AssetCheckKey]
+) -> RetrainState:
     """What the retraining decision needs, from the Dagster instance and the lake."""
     from lakehouse.ml.candidates import latest_training, trained_batches
 
@@ -181,6 +205,11 @@ def retrain_state(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain
     runs = instance.get_run_records(dg.RunsFilter(job_name=DomainKeys.of(domain).retrain_job), limit=1)
     since = time.time() - runs[0].create_timestamp.timestamp() if runs else None
     last_trigger = runs[0].dagster_run.tags.get("lakehouse/retrain_trigger") if runs else None
-    return RetrainState(last_trained=last, new_batches=new_batches(paths, domain, trained_batches(paths, last)),
-                        failed_checks=failed, in_flight=_in_flight(instance, DomainKeys.of(domain).retrain_job),
-                        seconds_since_last_request=since, last_trigger=last_trigger)
+    return RetrainState(
+        last_trained=last,
+        new_batches=new_batches(paths, domain, trained_batches(paths, last)),
+        failed_checks=failed,
+        in_flight=_in_flight(instance, DomainKeys.of(domain).retrain_job),
+        seconds_since_last_request=since,
+        last_trigger=last_trigger,
+    )

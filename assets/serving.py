@@ -10,10 +10,10 @@ from assets.keys import DomainKeys
 from assets.metadata import records_table
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
-from lakehouse.serving import scoring
-from lakehouse.serving.batch_scores import batch_score, publish_online
 from lakehouse.declarations.domain import Domain
 from lakehouse.feature_store.feast_objects import scores_view_name
+from lakehouse.serving import scoring
+from lakehouse.serving.batch_scores import batch_score, publish_online
 from lakehouse.serving.prediction_log import ingest_prediction_log
 
 
@@ -26,7 +26,7 @@ def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:
         group_name=keys.group("serving"),
         pool=LAKE_POOL,
         description=f"Every prediction the {domain.name} service logged (one row per id or feature row), "
-                    "deduplicated on request_id + entity_id + row_index.",
+        "deduplicated on request_id + entity_id + row_index.",
         kinds={"bentoml", "parquet"},
     )
     def _prediction_log(lakehouse: LakehouseResource):
@@ -35,15 +35,15 @@ def prediction_log_asset(domain: Domain) -> dg.AssetsDefinition:
             "dagster/row_count": stats["rows_out"],
             "path": dg.MetadataValue.path(str(stats["path"])),
             "model_versions": dg.MetadataValue.json(stats["model_versions"]),
-            "endpoints": records_table(stats["endpoints"], ["endpoint", "requests", "rows", "errors", "latency_ms_p50",
-                                                            "latency_ms_p99", "latency_ms_max"]),
+            "endpoints": records_table(
+                stats["endpoints"],
+                ["endpoint", "requests", "rows", "errors", "latency_ms_p50", "latency_ms_p99", "latency_ms_max"],
+            ),
         }
-        metadata.update({k: v for k, v in stats.items()
-                         if k not in {"path", "model_versions", "endpoints"}})
+        metadata.update({k: v for k, v in stats.items() if k not in {"path", "model_versions", "endpoints"}})
         return dg.MaterializeResult(metadata=metadata)
 
     return _prediction_log
-
 
 
 def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
@@ -56,19 +56,23 @@ def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
         group_name=keys.group("serving"),
         pool=LAKE_POOL,
         description=f"The champion's score and decision for every {domain.entity} active on the newest day, "
-                    "from the latest feature values (the ones the online store holds), written to Parquet and to "
-                    f"the online store's {scores_view_name(domain)} view: served by lookup, not recomputed.",
+        "from the latest feature values (the ones the online store holds), written to Parquet and to "
+        f"the online store's {scores_view_name(domain)} view: served by lookup, not recomputed.",
         kinds={"lightgbm", "feast", "parquet"},
     )
     def _batch_scores(context, lakehouse: LakehouseResource):  # context unannotated: this module defers annotations
         try:
             stats = batch_score(lakehouse.paths, domain)
         except scoring.NoChampionError as e:
-            raise dg.Failure(description=f"cannot batch-score {domain.name}: no champion model to score with. "
-                                         f"Train and promote one first (the {domain.name}/champion_model asset). "
-                                         f"{e}") from e
-        context.log.info(f"scored {stats['rows']:,} {domain.entity}s with {stats['model_version']}: "
-                         f"{stats['positives']:,} at or above the threshold {stats['threshold']:.4f}")
+            raise dg.Failure(
+                description=f"cannot batch-score {domain.name}: no champion model to score with. "
+                f"Train and promote one first (the {domain.name}/champion_model asset). "
+                f"{e}"
+            ) from e
+        context.log.info(
+            f"scored {stats['rows']:,} {domain.entity}s with {stats['model_version']}: "
+            f"{stats['positives']:,} at or above the threshold {stats['threshold']:.4f}"
+        )
         online_rows = publish_online(lakehouse.feature_store(), domain, lakehouse.paths)
         context.log.info(f"wrote {online_rows:,} scores to the online store ({scores_view_name(domain)})")
         metadata: dict[str, Any] = {
@@ -89,7 +93,6 @@ def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
     return _batch_scores
 
 
-
 def bento_asset(domain: Domain) -> dg.AssetsDefinition:
     """`bentoml build` of the domain's service pinned to the champion: every champion gets a deployable bento."""
     keys = DomainKeys.of(domain)
@@ -100,7 +103,7 @@ def bento_asset(domain: Domain) -> dg.AssetsDefinition:
         group_name=keys.group("serving"),
         pool=LAKE_POOL,
         description=f"The {domain.name} BentoML service packaged by `bentoml build`, pinned to the champion "
-                    "(bento version = model version; rebuilt only when the champion changes).",
+        "(bento version = model version; rebuilt only when the champion changes).",
         kinds={"bentoml"},
     )
     def _bento(context, lakehouse: LakehouseResource):  # context unannotated: this module defers annotations
@@ -109,20 +112,26 @@ def bento_asset(domain: Domain) -> dg.AssetsDefinition:
 
         champion = model_registry.champion(lakehouse.paths, domain.name)
         if champion is None:
-            raise dg.Failure(description=f"no {domain.name} champion to package: train and promote one first "
-                                         f"(the {domain.name}/champion_model asset)")
+            raise dg.Failure(
+                description=f"no {domain.name} champion to package: train and promote one first "
+                f"(the {domain.name}/champion_model asset)"
+            )
         bento = build_bento(lakehouse.paths, domain, champion)
-        context.log.info(f"{'reused' if bento['reused'] else 'built'} bento {bento['tag']} for {champion}"
-                         + ("" if bento["reused"] else f" in {bento['build_seconds']:.1f}s"))
-        return dg.MaterializeResult(metadata={
-            "bento": bento["tag"],
-            "model": champion,
-            "reused": bento["reused"],
-            "build_seconds": bento["build_seconds"],
-            "files": bento["files"],
-            "size_bytes": bento["bytes"],
-            "path": dg.MetadataValue.path(str(bento["path"])),
-            "serve": dg.MetadataValue.md(f"```\n{bento['serve_command']}\n```"),
-        })
+        context.log.info(
+            f"{'reused' if bento['reused'] else 'built'} bento {bento['tag']} for {champion}"
+            + ("" if bento["reused"] else f" in {bento['build_seconds']:.1f}s")
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "bento": bento["tag"],
+                "model": champion,
+                "reused": bento["reused"],
+                "build_seconds": bento["build_seconds"],
+                "files": bento["files"],
+                "size_bytes": bento["bytes"],
+                "path": dg.MetadataValue.path(str(bento["path"])),
+                "serve": dg.MetadataValue.md(f"```\n{bento['serve_command']}\n```"),
+            }
+        )
 
     return _bento

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.keys import DomainKeys, ONE_ROW_PER_LABEL_CHECK
+from assets.keys import ONE_ROW_PER_LABEL_CHECK, DomainKeys
 from assets.pools import LAKE_POOL
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
@@ -24,12 +24,14 @@ def labels_asset(domain: Domain) -> dg.AssetsDefinition:
     )
     def _labels(lakehouse: LakehouseResource):
         stats = build_labels(lakehouse.paths, domain)
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": stats["rows"],
-            "positives": stats["positives"],
-            "positive_rate": stats["positive_rate"] or 0.0,
-            "as_of_dates": stats["as_of_dates"],
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": stats["rows"],
+                "positives": stats["positives"],
+                "positive_rate": stats["positive_rate"] or 0.0,
+                "as_of_dates": stats["as_of_dates"],
+            }
+        )
 
     return _labels
 
@@ -48,16 +50,20 @@ def training_set_asset(domain: Domain) -> dg.AssetsDefinition:
     )
     def _training_set(lakehouse: LakehouseResource):
         stats = build_training_set(lakehouse.feature_store(), domain, lakehouse.paths)
-        null_md = "| feature | nulls |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in stats["null_counts"].items())
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": stats["rows"],
-            "positives": stats["positives"],
-            "features": stats["features"],
-            "first_as_of": stats["first_as_of"],
-            "last_as_of": stats["last_as_of"],
-            "null_counts": dg.MetadataValue.md(null_md),
-            "path": dg.MetadataValue.path(str(lakehouse.paths.training_set(domain.name))),
-        })
+        null_md = "| feature | nulls |\n|---|---|\n" + "\n".join(
+            f"| {k} | {v} |" for k, v in stats["null_counts"].items()
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": stats["rows"],
+                "positives": stats["positives"],
+                "features": stats["features"],
+                "first_as_of": stats["first_as_of"],
+                "last_as_of": stats["last_as_of"],
+                "null_counts": dg.MetadataValue.md(null_md),
+                "path": dg.MetadataValue.path(str(lakehouse.paths.training_set(domain.name))),
+            }
+        )
 
     return _training_set
 
@@ -66,8 +72,13 @@ def training_set_check(domain: Domain) -> dg.AssetChecksDefinition:
     """The stored training set still has exactly one row per stored label event."""
     keys = DomainKeys.of(domain)
 
-    @dg.asset_check(asset=keys.training_set, name=ONE_ROW_PER_LABEL_CHECK, blocking=True, pool=LAKE_POOL,
-                    description="The training set has one row per label event, in the same (entity, time) pairs.")
+    @dg.asset_check(
+        asset=keys.training_set,
+        name=ONE_ROW_PER_LABEL_CHECK,
+        blocking=True,
+        pool=LAKE_POOL,
+        description="The training set has one row per label event, in the same (entity, time) pairs.",
+    )
     def _check(lakehouse: LakehouseResource) -> dg.AssetCheckResult:
         diff = compare_with_labels(lakehouse.paths, domain)
         return dg.AssetCheckResult(passed=diff["missing"] == 0 and diff["extra"] == 0, metadata=diff)

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.keys import DomainKeys, QUARANTINE_RATE_CHECK, ROW_ACCOUNTING_CHECK
+from assets.keys import QUARANTINE_RATE_CHECK, ROW_ACCOUNTING_CHECK, DomainKeys
 from assets.metadata import markdown_list, records_table, source_schema
 from assets.pools import source_pool
 from assets.resources import LakehouseResource
@@ -34,10 +34,17 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
         description=f"{source.name} batches checked by pandera: valid rows, plus quarantined rows with reasons.",
         kinds={"pandera", "parquet"},
         check_specs=[
-            dg.AssetCheckSpec(QUARANTINE_RATE_CHECK, asset=key, blocking=True,
-                              description="No batch validated in this run has more bad rows than the limit."),
-            dg.AssetCheckSpec(ROW_ACCOUNTING_CHECK, asset=key,
-                              description="rows_in == rows_valid + rows_quarantined for every batch in the manifest."),
+            dg.AssetCheckSpec(
+                QUARANTINE_RATE_CHECK,
+                asset=key,
+                blocking=True,
+                description="No batch validated in this run has more bad rows than the limit.",
+            ),
+            dg.AssetCheckSpec(
+                ROW_ACCOUNTING_CHECK,
+                asset=key,
+                description="rows_in == rows_valid + rows_quarantined for every batch in the manifest.",
+            ),
         ],
     )
     def _validated(context: dg.AssetExecutionContext, config: ValidationConfig, lakehouse: LakehouseResource):
@@ -51,8 +58,11 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
             context.log.error(f"held {r['batch_id']} ({r['file']}): {r['quarantine_rate']:.1%} bad rows > {limit:.1%}")
         reports = validation_reports(paths, source.name)
         batches = {b["batch_id"]: b["rows"] for b in manifest(paths, source.name)}
-        unbalanced = [r["batch_id"] for r in reports
-                      if r["rows_in"] != r["rows_valid"] + r["rows_quarantined"] or r["rows_in"] != batches.get(r["batch_id"])]
+        unbalanced = [
+            r["batch_id"]
+            for r in reports
+            if r["rows_in"] != r["rows_valid"] + r["rows_quarantined"] or r["rows_in"] != batches.get(r["batch_id"])
+        ]
         unvalidated = sorted(set(batches) - {r["batch_id"] for r in reports})
         quarantined = sum(r["rows_quarantined"] for r in reports)
         reasons: dict[str, int] = {}
@@ -70,8 +80,9 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
                 "dagster/row_count": sum(r["rows_valid"] for r in reports if r["status"] == "published"),
                 "dagster/column_schema": source_schema(source),
                 "batches": records_table(new, REPORT_COLUMNS),
-                "top_quarantine_reasons": markdown_list([f"{n} x {reason}" for reason, n in
-                                                         sorted(reasons.items(), key=lambda kv: -kv[1])[:10]]),
+                "top_quarantine_reasons": markdown_list(
+                    [f"{n} x {reason}" for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:10]]
+                ),
                 "quarantine_folder": dg.MetadataValue.path(str(paths.quarantine(source.name))),
             },
             check_results=[
@@ -79,16 +90,22 @@ def validated_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
                     check_name=QUARANTINE_RATE_CHECK,
                     passed=not held,
                     severity=dg.AssetCheckSeverity.ERROR,
-                    metadata={"limit": limit, "held": markdown_list(
-                        [f"{r['batch_id']} ({r['file']}): {r['quarantine_rate']:.1%}" for r in held])},
+                    metadata={
+                        "limit": limit,
+                        "held": markdown_list(
+                            [f"{r['batch_id']} ({r['file']}): {r['quarantine_rate']:.1%}" for r in held]
+                        ),
+                    },
                     description=f"{len(held)} of {len(new)} new batches held back from silver",
                 ),
                 dg.AssetCheckResult(
                     check_name=ROW_ACCOUNTING_CHECK,
                     passed=not unbalanced and not unvalidated,
-                    metadata={"unbalanced_batches": markdown_list(unbalanced),
-                              "unvalidated_batches": markdown_list(unvalidated),
-                              "batches_checked": len(reports)},
+                    metadata={
+                        "unbalanced_batches": markdown_list(unbalanced),
+                        "unvalidated_batches": markdown_list(unvalidated),
+                        "batches_checked": len(reports),
+                    },
                 ),
             ],
         )
@@ -113,14 +130,16 @@ def silver_asset(domain: Domain, source: Source) -> dg.AssetsDefinition:
         stats = build_silver(paths, source)
         if stats["held_batches"]:
             context.log.warning(f"{len(stats['held_batches'])} held batches excluded: {stats['held_batches']}")
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": stats["rows"],
-            "dagster/column_schema": source_schema(source),
-            "rows_in": stats["rows_in"],
-            "duplicates_collapsed": stats["duplicates_collapsed"],
-            "batches": stats["batches"],
-            "held_batches_excluded": len(stats["held_batches"]),
-            "path": dg.MetadataValue.path(str(paths.silver(source.name))),
-        })
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": stats["rows"],
+                "dagster/column_schema": source_schema(source),
+                "rows_in": stats["rows_in"],
+                "duplicates_collapsed": stats["duplicates_collapsed"],
+                "batches": stats["batches"],
+                "held_batches_excluded": len(stats["held_batches"]),
+                "path": dg.MetadataValue.path(str(paths.silver(source.name))),
+            }
+        )
 
     return _silver

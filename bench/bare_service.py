@@ -20,11 +20,19 @@ from bentoml.validators import ContentType
 CONSTANT: dict[str, Any] = {
     "model_version": "churn_model:bare",
     "threshold": 0.5,
-    "predictions": [{
-        "customer_id": 1, "score": 0.5, "decision": True, "model_version": "churn_model:bare",
-        "missing_features": [], "features_as_of": "2025-05-01T00:00:00+00:00", "feature_age_hours": 0.0,
-        "stale": False, "stale_features": [],
-    }],
+    "predictions": [
+        {
+            "customer_id": 1,
+            "score": 0.5,
+            "decision": True,
+            "model_version": "churn_model:bare",
+            "missing_features": [],
+            "features_as_of": "2025-05-01T00:00:00+00:00",
+            "feature_age_hours": 0.0,
+            "stale": False,
+            "stale_features": [],
+        }
+    ],
 }
 
 # ChurnService's options (bentos/service.py): one worker on 127.0.0.1, a 30 s timeout.

@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lakehouse.demos.churn.domain import AGE_BANDS, CHANNELS, CHURN, PLANS, REGIONS  # noqa: E402
-
 from timing import alternating_pairs  # noqa: E402
+
+from lakehouse.demos.churn.domain import AGE_BANDS, CHANNELS, CHURN, PLANS, REGIONS  # noqa: E402
 
 CATEGORIES = {"plan": PLANS, "region": REGIONS, "age_band": AGE_BANDS, "channel": CHANNELS}
 
@@ -54,8 +54,12 @@ def frames(rows: int, seed: int):
         return pl.DataFrame(columns)
 
     rng = np.random.default_rng(seed)
-    return one(rng, False), one(rng, True), [f.name for f in features], [f.name for f in features
-                                                                          if f.dtype == "string"]
+    return (
+        one(rng, False),
+        one(rng, True),
+        [f.name for f in features],
+        [f.name for f in features if f.dtype == "string"],
+    )
 
 
 def main() -> None:
@@ -78,29 +82,37 @@ def main() -> None:
     from scipy import stats
     from scipy.spatial import distance
 
+    from lakehouse.declarations import domain as defaults
     from lakehouse.monitoring import checks
 
     reference, current, features, categorical = frames(rows, seed=0)
     numeric = [f for f in features if f not in categorical]
     importance = {f: float(i + 1) for i, f in enumerate(reversed(features))}
-    methods = {f: checks.CATEGORICAL_METHOD if f in categorical else checks.NUMERIC_METHOD for f in features}
-    thresholds = {f: checks.NUMERIC_THRESHOLD for f in features}
+    methods = {f: defaults.CATEGORICAL_METHOD if f in categorical else defaults.NUMERIC_METHOD for f in features}
+    thresholds = {f: defaults.NUMERIC_THRESHOLD for f in features}
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     ref_pd = reference.with_columns([reference[f].cast(float) for f in numeric]).to_pandas()
     cur_pd = current.with_columns([current[f].cast(float) for f in numeric]).to_pandas()
     out = Path(tempfile.mkdtemp(prefix="bench_drift_"))
 
     def bare() -> None:
-        report = Report([ValueDrift(column=f, method=methods[f], threshold=thresholds[f]) for f in features],
-                        include_tests=True)
-        report.run(current_data=Dataset.from_pandas(cur_pd, data_definition=definition),
-                   reference_data=Dataset.from_pandas(ref_pd, data_definition=definition)).dict()
+        report = Report(
+            [ValueDrift(column=f, method=methods[f], threshold=thresholds[f]) for f in features], include_tests=True
+        )
+        report.run(
+            current_data=Dataset.from_pandas(cur_pd, data_definition=definition),
+            reference_data=Dataset.from_pandas(ref_pd, data_definition=definition),
+        ).dict()
 
     def preset() -> None:
-        report = Report([DataDriftPreset(columns=features, per_column_method=methods, per_column_threshold=thresholds)],
-                        include_tests=True)
-        report.run(current_data=Dataset.from_pandas(cur_pd, data_definition=definition),
-                   reference_data=Dataset.from_pandas(ref_pd, data_definition=definition)).dict()
+        report = Report(
+            [DataDriftPreset(columns=features, per_column_method=methods, per_column_threshold=thresholds)],
+            include_tests=True,
+        )
+        report.run(
+            current_data=Dataset.from_pandas(cur_pd, data_definition=definition),
+            reference_data=Dataset.from_pandas(ref_pd, data_definition=definition),
+        ).dict()
 
     result = None
 
@@ -130,20 +142,28 @@ def main() -> None:
         preset()
         presets.append(time.perf_counter() - started)
 
-    print(f"Drift of {rows:,} current vs {rows:,} reference rows, {len(features)} churn features "
-          f"({len(numeric)} numeric, {len(categorical)} categorical), {pairs_n} pairs after a warm-up.\n")
+    print(
+        f"Drift of {rows:,} current vs {rows:,} reference rows, {len(features)} churn features "
+        f"({len(numeric)} numeric, {len(categorical)} categorical), {pairs_n} pairs after a warm-up.\n"
+    )
     print("| benchmark | baseline | ours | ratio (median, min-max) | goal |")
     print("|---|---|---|---|---|")
-    print(f"| drift report | bare Evidently ValueDrift report {statistics.median(a for a, _ in pairs):.2f}s | "
-          f"drift_report {statistics.median(b for _, b in pairs):.2f}s | {statistics.median(ratios):.2f}x "
-          f"({min(ratios):.2f}-{max(ratios):.2f}) | <= 1.3x |")
-    print(f"| drift report | bare Evidently DataDriftPreset {statistics.median(presets):.2f}s (not used) | "
-          f"drift_report {statistics.median(b for _, b in pairs):.2f}s | "
-          f"{statistics.median(b for _, b in pairs) / statistics.median(presets):.2f}x | < 1x |")
+    print(
+        f"| drift report | bare Evidently ValueDrift report {statistics.median(a for a, _ in pairs):.2f}s | "
+        f"drift_report {statistics.median(b for _, b in pairs):.2f}s | {statistics.median(ratios):.2f}x "
+        f"({min(ratios):.2f}-{max(ratios):.2f}) | <= 1.3x |"
+    )
+    print(
+        f"| drift report | bare Evidently DataDriftPreset {statistics.median(presets):.2f}s (not used) | "
+        f"drift_report {statistics.median(b for _, b in pairs):.2f}s | "
+        f"{statistics.median(b for _, b in pairs) / statistics.median(presets):.2f}x | < 1x |"
+    )
     print(f"| floor: the same distances in scipy | - | {statistics.median(floor):.2f}s | - | - |")
     print(f"| `import evidently` (fresh process) | - | {import_seconds:.1f}s | - | paid once per process |")
-    print(f"| result | - | {result.status}: drifted {', '.join(result.drifted)}; weighted share "
-          f"{result.weighted_drifted_share:.3f} | - | minutes_7d and plan drift |")
+    print(
+        f"| result | - | {result.status}: drifted {', '.join(result.drifted)}; weighted share "
+        f"{result.weighted_drifted_share:.3f} | - | minutes_7d and plan drift |"
+    )
 
 
 if __name__ == "__main__":

@@ -68,9 +68,20 @@ def child_main(spec: dict) -> None:
 
     imported = time.time()
     result = defs.resolve_job_def(spec["job"]).execute_in_process(
-        run_config=spec["run_config"], instance=dg.DagsterInstance.get(), tags=spec["tags"], raise_on_error=False)
-    print(json.dumps({"run_id": result.run_id, "success": result.success, "started": started,
-                      "imported": imported, "finished": time.time()}), flush=True)
+        run_config=spec["run_config"], instance=dg.DagsterInstance.get(), tags=spec["tags"], raise_on_error=False
+    )
+    print(
+        json.dumps(
+            {
+                "run_id": result.run_id,
+                "success": result.success,
+                "started": started,
+                "imported": imported,
+                "finished": time.time(),
+            }
+        ),
+        flush=True,
+    )
 
 
 @dataclass
@@ -114,8 +125,9 @@ def execute(job: str, run_config: dict, tags: dict, log: Path) -> Run:
     spec = json.dumps({"job": job, "run_config": run_config, "tags": tags})
     spawned = time.time()
     with log.open("ab") as err:
-        proc = subprocess.Popen([sys.executable, __file__, "--execute-run", spec], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=err, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--execute-run", spec], cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True
+        )
     info = None
     for line in proc.stdout:
         if line.startswith('{"run_id"'):
@@ -178,8 +190,9 @@ def tick(defs, instance, paths, sensor: str, cursor: str | None = None):
     from assets.resources import LakehouseResource
 
     definition = defs.resolve_sensor_def(sensor)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources={"lakehouse": LakehouseResource(data_root=str(paths.root))})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
+    )
     started = time.perf_counter()
     result = definition.evaluate_tick(context)
     return result, time.perf_counter() - started, definition.minimum_interval_seconds
@@ -190,6 +203,7 @@ def tick(defs, instance, paths, sensor: str, cursor: str | None = None):
 
 def copy_demo(source: Path, target: Path) -> None:
     """Copy a finished demo data root; served-traffic logs and BentoML scratch dirs stay behind."""
+
     def ignore(folder: str, names: list[str]) -> set[str]:
         folder_path = Path(folder)
         if folder_path == source / "prediction_log":  # traffic-dependent: would dilute the drift check
@@ -203,8 +217,8 @@ def copy_demo(source: Path, target: Path) -> None:
 
 def weak_champion(paths) -> str:
     """Promote a quick untuned model by hand, so a tuned retraining can be proven better by the gate."""
-    from lakehouse.ml import model_registry
     from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.ml import model_registry
     from lakehouse.ml.candidates import TrainingOptions, train_candidate
 
     weak = train_candidate(paths, CHURN, TrainingOptions(tune=False, params={"num_leaves": 3, "num_boost_round": 8}))
@@ -262,8 +276,13 @@ def code_location_import(samples: int) -> list[float]:
     times = []
     for _ in range(samples):
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import assets.definitions"], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-c", "import assets.definitions"],
+            cwd=ROOT,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         times.append(time.perf_counter() - started)
     return times
 
@@ -320,8 +339,10 @@ def main() -> None:
     if args.quick:
         args.drift_days, args.launch_samples = min(args.drift_days, 3), min(args.launch_samples, 2)
     if not (args.demo_root / "registry" / "churn.json").exists():
-        sys.exit(f"no finished demo at {args.demo_root}: run `make demo` first "
-                 "(or LAKEHOUSE_DATA_ROOT=<dir> .venv/bin/lakehouse demo and pass --demo-root <dir>)")
+        sys.exit(
+            f"no finished demo at {args.demo_root}: run `make demo` first "
+            "(or LAKEHOUSE_DATA_ROOT=<dir> .venv/bin/lakehouse demo and pass --demo-root <dir>)"
+        )
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_loop_"))
     try:
@@ -350,12 +371,13 @@ def run_loop(args, tmp: Path) -> dict:
     say(f"setup: landing {args.drift_days} drifted days (usage -{args.magnitude:.0%} in every region)")
     staged, last_day = land_drifted_days(paths, args.drift_days, args.magnitude, tmp / "staged")
 
+    from bento_process import bentoml_serve, post_json
+
     from assets.definitions import build_definitions
     from assets.headless import dagster_instance
     from assets.keys import DomainKeys
-    from bento_process import bentoml_serve, post_json
-    from lakehouse.ml import model_registry
     from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.ml import model_registry
 
     defs = build_definitions(str(paths.root))
     instance = dagster_instance(paths)
@@ -376,24 +398,27 @@ def run_loop(args, tmp: Path) -> dict:
         for f in staged:  # renamed in, as write_landing_day does: the sensor never sees half a file
             os.replace(f, paths.landing / f.parent.name / f.name)
 
-        landing, out["landing_tick"], out["landing_interval"] = tick(defs, instance, paths, "churn_landing_sensor",
-                                                                     cursor)
+        landing, out["landing_tick"], out["landing_interval"] = tick(
+            defs, instance, paths, "churn_landing_sensor", cursor
+        )
         out["slots"] = instance.get_concurrency_config().run_queue_config.max_concurrent_runs
         out["landing_runs"] = execute_side_by_side(landing.run_requests, out["slots"], log)
         out["landing_wall"] = time.time() - t0
         for run in out["landing_runs"]:
             run.steps = step_durations(instance, run.run_id)
 
-        publish, out["publish_tick"], out["publish_interval"] = tick(defs, instance, paths, "churn_publish_sensor",
-                                                                     publish_cursor)
+        publish, out["publish_tick"], out["publish_interval"] = tick(
+            defs, instance, paths, "churn_publish_sensor", publish_cursor
+        )
         [request] = publish.run_requests
         run = execute(request.job_name or "churn_publish_job", request.run_config, request.tags, log)
         run.steps = step_durations(instance, run.run_id)
         out["publish_run"], out["drift"] = run, latest_metadata(instance, DomainKeys.of(CHURN).feature_drift)
         say(f"timed: publish {run.wall:.1f}s; drift {out['drift'].get('status')}: {out['drift'].get('reason')}")
 
-        retraining, out["retraining_tick"], out["retraining_interval"] = tick(defs, instance, paths,
-                                                                              "churn_retraining_sensor")
+        retraining, out["retraining_tick"], out["retraining_interval"] = tick(
+            defs, instance, paths, "churn_retraining_sensor"
+        )
         if not retraining.run_requests:
             out["retrain_skipped"] = getattr(retraining, "skip_message", None)
             say(f"timed: the retraining sensor did not fire: {out['retrain_skipped']}")
@@ -422,8 +447,10 @@ def steps_text(run: Run) -> str:
     steps = ", ".join(f"{k.removeprefix('churn__')} {v:.1f}" for k, v in run.steps.items())
     # What the steps do not cover: Dagster's run start/end events and resource set-up, then the process exit.
     bookkeeping = run.finished - run.imported - sum(run.steps.values())
-    return (f"start-up {run.launch:.1f}, {steps}, run bookkeeping {bookkeeping:.1f}; then the process exit "
-            f"{run.exit_seconds or 0:.1f} (not waited for)")
+    return (
+        f"start-up {run.launch:.1f}, {steps}, run bookkeeping {bookkeeping:.1f}; then the process exit "
+        f"{run.exit_seconds or 0:.1f} (not waited for)"
+    )
 
 
 def landing_steps(runs: list[Run], top: int = 6) -> str:
@@ -437,72 +464,134 @@ def landing_steps(runs: list[Run], top: int = 6) -> str:
     rest = sum(v for _, v in ranked[top:])
     outside = sum(r.wall for r in runs) - sum(total.values())
     exits = sum(r.exit_seconds or 0 for r in runs)
-    return (f"{text}, {len(ranked) - top} other steps {rest:.1f}; start-up and bookkeeping {outside:.1f}; "
-            f"then the process exits {exits:.1f} (not waited for)")
+    return (
+        f"{text}, {len(ranked) - top} other steps {rest:.1f}; start-up and bookkeeping {outside:.1f}; "
+        f"then the process exits {exits:.1f} (not waited for)"
+    )
 
 
 def report(m: dict, args) -> None:
     """The Markdown table (stdout)."""
     wait_for_exits()
     launches = [r.launch for r in m["landing_runs"]]
-    print(f"# Continuous-training loop at the demo size (6,000 customers), {args.drift_days} drifted days "
-          f"(usage -{args.magnitude:.0%} in every region), day {m['day']} timed ({len(m['files'])} files)\n")
-    print(f"Machine: {m['machine_start']} at t0 (shared with other work; absolute times are noisy). "
-          f"Runs: one fresh Python process each; landing runs {m['slots']} at a time (the instance's "
-          f"max_concurrent_runs; different pools), the others alone; LightGBM 1 thread.\n")
+    print(
+        f"# Continuous-training loop at the demo size (6,000 customers), {args.drift_days} drifted days "
+        f"(usage -{args.magnitude:.0%} in every region), day {m['day']} timed ({len(m['files'])} files)\n"
+    )
+    print(
+        f"Machine: {m['machine_start']} at t0 (shared with other work; absolute times are noisy). "
+        f"Runs: one fresh Python process each; landing runs {m['slots']} at a time (the instance's "
+        f"max_concurrent_runs; different pools), the others alone; LightGBM 1 thread.\n"
+    )
     landing_runs = m["landing_runs"]
     rows = [
         ("landing sensor tick", f"{m['landing_tick']:.2f}s", f"{len(landing_runs)} run requests", ""),
-        ("landing runs (ingest -> silver)", f"{m['landing_wall']:.1f}s",
-         f"{m['slots']} at a time, {sum(r.wall for r in landing_runs):.1f}s summed: " + ", ".join(f"{r.job.removeprefix('churn_').removesuffix('_landing_job')} {r.wall:.1f}"
-                   for r in landing_runs) + f" (start-up {statistics.median(launches):.1f}s each)", ""),
-        ("landing runs, summed by step", f"{sum(sum(r.steps.values()) for r in landing_runs):.1f}s in steps",
-         landing_steps(landing_runs), ""),
+        (
+            "landing runs (ingest -> silver)",
+            f"{m['landing_wall']:.1f}s",
+            f"{m['slots']} at a time, {sum(r.wall for r in landing_runs):.1f}s summed: "
+            + ", ".join(
+                f"{r.job.removeprefix('churn_').removesuffix('_landing_job')} {r.wall:.1f}" for r in landing_runs
+            )
+            + f" (start-up {statistics.median(launches):.1f}s each)",
+            "",
+        ),
+        (
+            "landing runs, summed by step",
+            f"{sum(sum(r.steps.values()) for r in landing_runs):.1f}s in steps",
+            landing_steps(landing_runs),
+            "",
+        ),
         ("publish sensor tick", f"{m['publish_tick']:.2f}s", "", ""),
     ]
     mon = m["publish_run"]
     drift = m["drift"]
     rows.append(("publish run (features, online store, scores, monitoring)", f"{mon.wall:.1f}s", steps_text(mon), ""))
-    rows.append(("drift check", drift.get("status", "?"),
-                 f"weighted drifted share {drift.get('weighted_drifted_share', float('nan')):.2f}; "
-                 f"{len(drift.get('drifted') or [])} drifted features; {drift.get('reference_rows')} reference / "
-                 f"{drift.get('current_rows')} current rows", "failed"))
-    rows.append(("retraining sensor tick", f"{m['retraining_tick']:.2f}s",
-                 f"trigger {m.get('trigger') or 'none: ' + str(m.get('retrain_skipped'))}", "drift_check"))
+    rows.append(
+        (
+            "drift check",
+            drift.get("status", "?"),
+            f"weighted drifted share {drift.get('weighted_drifted_share', float('nan')):.2f}; "
+            f"{len(drift.get('drifted') or [])} drifted features; {drift.get('reference_rows')} reference / "
+            f"{drift.get('current_rows')} current rows",
+            "failed",
+        )
+    )
+    rows.append(
+        (
+            "retraining sensor tick",
+            f"{m['retraining_tick']:.2f}s",
+            f"trigger {m.get('trigger') or 'none: ' + str(m.get('retrain_skipped'))}",
+            "drift_check",
+        )
+    )
     if "retrain_run" in m:
         ret, gate = m["retrain_run"], m["gate"]
         rows.append(("retrain run", f"{ret.wall:.1f}s", steps_text(ret), ""))
-        rows.append(("gate", "promoted" if gate.get("promoted") else "refused",
-                     str(gate.get("reasons", "")).replace("\n", " "), "promoted"))
+        rows.append(
+            (
+                "gate",
+                "promoted" if gate.get("promoted") else "refused",
+                str(gate.get("reasons", "")).replace("\n", " "),
+                "promoted",
+            )
+        )
     seen = m.get("seen")
     if seen:
         t1 = seen[0]
         pickup = t1 - m["promoted_at"]
-        rows.append(("service pickup (champion pointer -> /model_info)", f"{pickup:.1f}s",
-                     f"poll every 0.2 s; the retrain run went on {ret.finished - t1:.1f}s after t1 "
-                     "(model card, batch scores, bento)", ""))
+        rows.append(
+            (
+                "service pickup (champion pointer -> /model_info)",
+                f"{pickup:.1f}s",
+                f"poll every 0.2 s; the retrain run went on {ret.finished - t1:.1f}s after t1 "
+                "(model card, batch scores, bento)",
+                "",
+            )
+        )
         total = t1 - m["t0"]
         runs = len(landing_runs) + 2
         startup = sum(r.launch for r in landing_runs) + mon.launch + ret.launch
-        rows.append(("**t1 - t0: batch lands -> new champion answers** (no sensor waits)", f"**{total:.1f}s**",
-                     f"{runs} runs; their start-ups summed {startup:.1f}s", f"< {GOAL_SECONDS:.0f}s: "
-                     + ("pass" if total < GOAL_SECONDS else "miss")))
+        rows.append(
+            (
+                "**t1 - t0: batch lands -> new champion answers** (no sensor waits)",
+                f"**{total:.1f}s**",
+                f"{runs} runs; their start-ups summed {startup:.1f}s",
+                f"< {GOAL_SECONDS:.0f}s: " + ("pass" if total < GOAL_SECONDS else "miss"),
+            )
+        )
         intervals = (m["landing_interval"], m["publish_interval"], m["retraining_interval"])
         worst = total + sum(intervals)
         allowance = GOAL_SECONDS + max(intervals)
-        rows.append(("worst case: + one interval per sensor hop", f"{worst:.1f}s",
-                     f"intervals: landing {intervals[0]}s + publish {intervals[1]}s + retraining "
-                     f"{intervals[2]}s = {sum(intervals)}s (the daemon's run queue loop not included)",
-                     f"< {GOAL_SECONDS:.0f}s + one interval ({allowance:.0f}s): "
-                     + ("pass" if worst < allowance else "miss")))
+        rows.append(
+            (
+                "worst case: + one interval per sensor hop",
+                f"{worst:.1f}s",
+                f"intervals: landing {intervals[0]}s + publish {intervals[1]}s + retraining "
+                f"{intervals[2]}s = {sum(intervals)}s (the daemon's run queue loop not included)",
+                f"< {GOAL_SECONDS:.0f}s + one interval ({allowance:.0f}s): "
+                + ("pass" if worst < allowance else "miss"),
+            )
+        )
     else:
         rows.append(("**t1 - t0**", "not reached", "no new champion answered (see the gate/trigger rows)", "miss"))
     imports = m["import"]
-    rows.append(("fresh `import assets.definitions` (per launched run)",
-                 f"{statistics.median(imports):.1f}s", f"median of {len(imports)} "
-                 f"({min(imports):.1f}-{max(imports):.1f}); included in the run start-ups above", ""))
-    rows.append(("drift computation at 100k rows x 21 features", "see bench_drift.py",
-                 "`python bench/bench_drift.py --rows 100000`", ""))
+    rows.append(
+        (
+            "fresh `import assets.definitions` (per launched run)",
+            f"{statistics.median(imports):.1f}s",
+            f"median of {len(imports)} ({min(imports):.1f}-{max(imports):.1f}); included in the run start-ups above",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "drift computation at 100k rows x 21 features",
+            "see bench_drift.py",
+            "`python bench/bench_drift.py --rows 100000`",
+            "",
+        )
+    )
     print("| stage | time | detail | goal |")
     print("|---|---|---|---|")
     for row in rows:
@@ -511,10 +600,12 @@ def report(m: dict, args) -> None:
         print(f"\nThe drift check did not fail: {drift.get('reason')} (try more --drift-days or a larger --magnitude).")
     if "retrain_run" in m and not m["gate"].get("promoted"):
         print(f"\nThe gate refused the retrained model: {m['gate'].get('reasons')}")
-    print("\nSensor ticks are evaluated right after the previous stage; the daemon ticks each sensor at most once per "
-          "minimum interval, hence the worst-case row. A landing run goes as far as silver; the publish sensor waits "
-          "until no landing run is queued or running, so the features and the online store are rebuilt once per "
-          "burst of files.")
+    print(
+        "\nSensor ticks are evaluated right after the previous stage; the daemon ticks each sensor at most once per "
+        "minimum interval, hence the worst-case row. A landing run goes as far as silver; the publish sensor waits "
+        "until no landing run is queued or running, so the features and the online store are rebuilt once per "
+        "burst of files."
+    )
     print(f"\nMachine at the end: {m.get('machine_end', '?')}.")
 
 

@@ -44,8 +44,10 @@ def write_features(path: Path, entities: int, features: int, rows_per_entity: in
     seconds = rng.integers(0, int((END - START).total_seconds()), n)
     columns = {
         "customer_id": pa.array(ids),
-        "event_timestamp": pa.array(np.datetime64(START.replace(tzinfo=None), "s") + seconds.astype("timedelta64[s]"),
-                                    pa.timestamp("us", tz="UTC")),
+        "event_timestamp": pa.array(
+            np.datetime64(START.replace(tzinfo=None), "s") + seconds.astype("timedelta64[s]"),
+            pa.timestamp("us", tz="UTC"),
+        ),
     }
     for f in range(features):
         values = rng.normal(size=n)
@@ -65,7 +67,9 @@ def child(args: argparse.Namespace) -> None:
 
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True)
-    online_type = "sqlite" if args.child == "A" else "lakehouse.feature_store.sqlite_online_store.LakehouseSqliteOnlineStore"
+    online_type = (
+        "sqlite" if args.child == "A" else "lakehouse.feature_store.sqlite_online_store.LakehouseSqliteOnlineStore"
+    )
     config = RepoConfig(
         project=PROJECT,
         provider="local",
@@ -80,7 +84,8 @@ def child(args: argparse.Namespace) -> None:
     view = FeatureView(
         name="features",
         entities=[customer],
-        schema=[Field(name="customer_id", dtype=Int64)] + [Field(name=f"f{f}", dtype=Float64) for f in range(args.features)],
+        schema=[Field(name="customer_id", dtype=Int64)]
+        + [Field(name=f"f{f}", dtype=Float64) for f in range(args.features)],
         source=FileSource(path=args.parquet, timestamp_field="event_timestamp"),
     )
     store.apply([customer, view])
@@ -98,14 +103,26 @@ def child(args: argparse.Namespace) -> None:
 
     sample_ids = random.Random(1).sample(range(int(args.entities * 1.01)), min(args.sample, args.entities))
     refs = [f"features:f{f}" for f in range(args.features)]
-    online = store.get_online_features(refs, [{"customer_id": i} for i in sample_ids]).to_dict(include_event_timestamps=True)
+    online = store.get_online_features(refs, [{"customer_id": i} for i in sample_ids]).to_dict(
+        include_event_timestamps=True
+    )
     table = f'"{PROJECT}_features"'
     with sqlite3.connect(run_dir / "online.db") as conn:
         rows = conn.execute(f"SELECT count(DISTINCT entity_key) FROM {table}").fetchone()[0]
         digest = table_digest(conn, table) if args.digest else None
     shutil.rmtree(run_dir)  # the online databases are large; keep the disk free
-    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss": peak, "rss_before": rss_before,
-                      "online": online, "digest": digest}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "rows": rows,
+                "peak_rss": peak,
+                "rss_before": rss_before,
+                "online": online,
+                "digest": digest,
+            }
+        )
+    )
 
 
 def table_digest(conn: sqlite3.Connection, table: str) -> str:
@@ -120,14 +137,31 @@ def table_digest(conn: sqlite3.Connection, table: str) -> str:
 def run(kind: str, args: argparse.Namespace, parquet: Path, work: Path, index: int) -> dict:
     """Run one materialization in a fresh subprocess."""
     cmd = [
-        sys.executable, __file__, "--child", kind, "--run-dir", str(work / f"run-{index}-{kind}"),
-        "--parquet", str(parquet), "--entities", str(args.entities), "--features", str(args.features),
-        "--offline-store", args.offline_store, "--sample", str(args.sample), *([] if args.digest else ["--no-digest"]),
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--run-dir",
+        str(work / f"run-{index}-{kind}"),
+        "--parquet",
+        str(parquet),
+        "--entities",
+        str(args.entities),
+        "--features",
+        str(args.features),
+        "--offline-store",
+        args.offline_store,
+        "--sample",
+        str(args.sample),
+        *([] if args.digest else ["--no-digest"]),
     ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"  {kind}: {result['seconds']:7.2f} s  peak RSS {result['peak_rss'] / 2**20:7.0f} MB  rows {result['rows']}",
-          file=sys.stderr, flush=True)
+    print(
+        f"  {kind}: {result['seconds']:7.2f} s  peak RSS {result['peak_rss'] / 2**20:7.0f} MB  rows {result['rows']}",
+        file=sys.stderr,
+        flush=True,
+    )
     return result
 
 
@@ -144,8 +178,11 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
-    feast_version = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print(m.version('feast'))"],
-                                   capture_output=True, text=True).stdout.strip()
+    feast_version = subprocess.run(
+        [sys.executable, "-c", "import importlib.metadata as m; print(m.version('feast'))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
         "nproc": len(os.sched_getaffinity(0)),
         "cpu": cpu,
@@ -211,8 +248,11 @@ def main() -> None:
     parser.add_argument("--no-digest", dest="digest", action="store_false", help="skip the full-table comparison")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false")
     parser.add_argument("--workdir", help="where the Parquet and run directories go (default: a temp dir)")
-    parser.add_argument("--feast-path", action="store_true",
-                        help="also run C: Feast's materialize into the lakehouse store (its online_write_batch)")
+    parser.add_argument(
+        "--feast-path",
+        action="store_true",
+        help="also run C: Feast's materialize into the lakehouse store (its online_write_batch)",
+    )
     parser.add_argument("--child", choices=["A", "B", "C"], help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
     parser.add_argument("--parquet", help=argparse.SUPPRESS)
@@ -249,10 +289,12 @@ def main() -> None:
     print(report(args, rows_in_file, pairs))
     if feast_path:
         c_speedups = [a["seconds"] / c["seconds"] for a, c in feast_path]
-        print(f"- C, Feast's `materialize` into the lakehouse store (overridden online_write_batch): median "
-              f"{statistics.median(c['seconds'] for _, c in feast_path):.2f} s, speedup over A median "
-              f"{statistics.median(c_speedups):.2f}x, median peak RSS "
-              f"{statistics.median(c['peak_rss'] for _, c in feast_path) / 2**20:,.0f} MB; identical read-back")
+        print(
+            f"- C, Feast's `materialize` into the lakehouse store (overridden online_write_batch): median "
+            f"{statistics.median(c['seconds'] for _, c in feast_path):.2f} s, speedup over A median "
+            f"{statistics.median(c_speedups):.2f}x, median peak RSS "
+            f"{statistics.median(c['peak_rss'] for _, c in feast_path) / 2**20:,.0f} MB; identical read-back"
+        )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,14 @@ def build_features(paths: LakePaths) -> None:
         build_feature_view(paths, CHURN, view)
 
 
-SQL_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "string": "VARCHAR", "bool": "BOOLEAN", "date": "DATE",
-             "datetime": "TIMESTAMP"}
+SQL_TYPES = {
+    "int64": "BIGINT",
+    "float64": "DOUBLE",
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "datetime": "TIMESTAMP",
+}
 
 
 def baseline_query(paths: LakePaths) -> str:
@@ -81,8 +87,10 @@ def baseline_query(paths: LakePaths) -> str:
         cols = ", ".join(f'TRY_CAST("{c.name}" AS {SQL_TYPES[c.dtype]}) AS "{c.name}"' for c in s.columns)
         key = ", ".join(s.silver_key)
         order = (f"{s.version_column} DESC, " if s.version_column else "") + "_row DESC"
-        ctes.append(f"{s.name} AS (SELECT {cols} FROM read_parquet('{paths.bronze(s.name)}/*.parquet', "
-                    f"union_by_name = true) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1)")
+        ctes.append(
+            f"{s.name} AS (SELECT {cols} FROM read_parquet('{paths.bronze(s.name)}/*.parquet', "
+            f"union_by_name = true) QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY {order}) = 1)"
+        )
     ctes.append(f"spine AS ({CHURN.spine_sql})")
     for v in CHURN.feature_views:
         ctes.append(f"{v.name} AS ({v.sql})")
@@ -128,8 +136,11 @@ def feature_build_pairs(paths: LakePaths, pairs: int) -> dict:
     return {
         "baseline_s": statistics.median(a for a, _ in timings),
         "ours_s": statistics.median(b for _, b in timings),
-        "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-        "pairs": len(timings), "identical": outputs_match(paths, out),
+        "ratio_median": statistics.median(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "pairs": len(timings),
+        "identical": outputs_match(paths, out),
     }
 
 
@@ -155,8 +166,14 @@ def usage_rows(root: Path) -> int:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
@@ -188,21 +205,27 @@ def main() -> None:
     fb = feature_build_pairs(LakePaths(small_root), args.pairs)
     print("| benchmark | baseline | ours | ratio (median, min-max) | goal | note |")
     print("|---|---|---|---|---|---|")
-    print(f"| feature build, {scale[0][1]['usage_rows']:,} usage rows | one DuckDB query from bronze "
-          f"{fb['baseline_s']:.2f}s | silver+spine+views {fb['ours_s']:.2f}s | {fb['ratio_median']:.2f}x "
-          f"({fb['ratio_min']:.2f}-{fb['ratio_max']:.2f}), {fb['pairs']} pairs | <= 1.5x | "
-          f"outputs identical: {fb['identical']} |")
+    print(
+        f"| feature build, {scale[0][1]['usage_rows']:,} usage rows | one DuckDB query from bronze "
+        f"{fb['baseline_s']:.2f}s | silver+spine+views {fb['ours_s']:.2f}s | {fb['ratio_median']:.2f}x "
+        f"({fb['ratio_min']:.2f}-{fb['ratio_max']:.2f}), {fb['pairs']} pairs | <= 1.5x | "
+        f"outputs identical: {fb['identical']} |"
+    )
     for customers, r in scale:
         total = sum(r[k] for k in ("ingestion", "validation", "features"))
-        print(f"| ingest+validate+features, {r['usage_rows']:,} usage rows | - | {total:.1f}s (ingest "
-              f"{r['ingestion']:.1f}, validate {r['validation']:.1f}, features {r['features']:.1f}) | - | "
-              f"peak RSS < 4 GB | peak RSS {r['peak_rss_mb']:,.0f} MB |")
+        print(
+            f"| ingest+validate+features, {r['usage_rows']:,} usage rows | - | {total:.1f}s (ingest "
+            f"{r['ingestion']:.1f}, validate {r['validation']:.1f}, features {r['features']:.1f}) | - | "
+            f"peak RSS < 4 GB | peak RSS {r['peak_rss_mb']:,.0f} MB |"
+        )
     if len(scale) > 1:
         (_, r0), (_, r1) = scale[0], scale[-1]
         t0 = sum(r0[k] for k in ("ingestion", "validation", "features"))
         t1 = sum(r1[k] for k in ("ingestion", "validation", "features"))
-        print(f"| scale {r0['usage_rows']:,} -> {r1['usage_rows']:,} usage rows | {t0:.1f}s | {t1:.1f}s | "
-              f"{t1 / t0:.1f}x time for {r1['usage_rows'] / r0['usage_rows']:.1f}x rows | ~linear | |")
+        print(
+            f"| scale {r0['usage_rows']:,} -> {r1['usage_rows']:,} usage rows | {t0:.1f}s | {t1:.1f}s | "
+            f"{t1 / t0:.1f}x time for {r1['usage_rows'] / r0['usage_rows']:.1f}x rows | ~linear | |"
+        )
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 # ---------------------------------------------------------------- 1. HTTP
 
+
 def server_cpu_seconds(pid: int) -> float:
     """User+system CPU of the service process and all its children (the arbiter and the worker)."""
     import psutil
@@ -131,8 +132,15 @@ def load(port: int, ids: list[int], concurrency: int) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     cpu = client_cpu_seconds() - cpu0
     lat = sorted(x * 1000 for xs in latencies for x in xs)
-    return {"requests": len(lat), "errors": sum(errors), "seconds": wall, "rps": len(lat) / wall,
-            "p50": percentile(lat, 50), "p99": percentile(lat, 99), "client_cores": cpu / wall}
+    return {
+        "requests": len(lat),
+        "errors": sum(errors),
+        "seconds": wall,
+        "rps": len(lat) / wall,
+        "p50": percentile(lat, 50),
+        "p99": percentile(lat, 99),
+        "client_cores": cpu / wall,
+    }
 
 
 def check_answer(port: int, customer_id: int) -> None:
@@ -175,9 +183,11 @@ def bench_http(args: argparse.Namespace, data_root: Path, ids: list[int]) -> dic
                     r = load(server.port, sample, c)
                     r["server_cores"] = (server_cpu_seconds(server.proc.pid) - cpu0) / r["seconds"]
                     results.setdefault((name, c), []).append(r)
-                    log(f"  pair {i}/{args.pairs} c={c} {name:5s}: p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
+                    log(
+                        f"  pair {i}/{args.pairs} c={c} {name:5s}: p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
                         f"{r['rps']:7.0f} req/s  errors {r['errors']}  client {r['client_cores']:.2f} cores  "
-                        f"server {r['server_cores']:.2f} cores")
+                        f"server {r['server_cores']:.2f} cores"
+                    )
     finally:
         for server in services.values():
             server.stop()
@@ -232,6 +242,7 @@ def report_http(args: argparse.Namespace, http_results: dict[str, Any]) -> list[
 
 # ---------------------------------------------------------------- 2. feature lookup
 
+
 def time_calls(fn: Callable[[], Any], calls: int) -> float:
     """Median seconds of `calls` calls of fn."""
     times = []
@@ -244,10 +255,10 @@ def time_calls(fn: Callable[[], Any], calls: int) -> float:
 
 def bench_lookup(args: argparse.Namespace, data_root: Path, ids: list[int]) -> dict[int, list[tuple[float, float]]]:
     """Per batch size: pairs of (median online_lookup time, median bare get_online_features time)."""
-    from lakehouse.serving import scoring
     from lakehouse.demos.churn.domain import CHURN
     from lakehouse.feature_store.feast_objects import feature_store
     from lakehouse.paths import LakePaths
+    from lakehouse.serving import scoring
 
     paths = LakePaths(data_root)
     champion = scoring.load_champion(paths, CHURN.name)
@@ -265,13 +276,19 @@ def bench_lookup(args: argparse.Namespace, data_root: Path, ids: list[int]) -> d
 
         def bare_side() -> float:
             it = iter(batches)
-            return time_calls(lambda: store.get_online_features(
-                features=service, entity_rows=[{key: i} for i in next(it)]).to_dict(), calls)
+            return time_calls(
+                lambda: store.get_online_features(features=service, entity_rows=[{key: i} for i in next(it)]).to_dict(),
+                calls,
+            )
 
         lakehouse_side(), bare_side()  # warm-up
         if scoring.online_lookup(store, champion, key, batches[0])[0][0] != {
-                f: v[0] for f, v in store.get_online_features(features=service, entity_rows=[{key: batches[0][0]}])
-                .to_dict().items() if f in champion.features}:
+            f: v[0]
+            for f, v in store.get_online_features(features=service, entity_rows=[{key: batches[0][0]}])
+            .to_dict()
+            .items()
+            if f in champion.features
+        }:
             raise SystemExit("online_lookup and get_online_features disagree")
         pairs = []
         for i in range(1, args.lookup_pairs + 1):
@@ -283,12 +300,16 @@ def bench_lookup(args: argparse.Namespace, data_root: Path, ids: list[int]) -> d
                 a = lakehouse_side()
             pairs.append((a, b))
         out[n] = pairs
-        log(f"  lookup of {n} entities: online_lookup {med(p[0] for p in pairs) * 1000:.2f} ms, "
-            f"get_online_features {med(p[1] for p in pairs) * 1000:.2f} ms")
+        log(
+            f"  lookup of {n} entities: online_lookup {med(p[0] for p in pairs) * 1000:.2f} ms, "
+            f"get_online_features {med(p[1] for p in pairs) * 1000:.2f} ms"
+        )
     return out
 
 
-def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float, float]]], data_root: Path) -> list[str]:
+def report_lookup(
+    args: argparse.Namespace, lookups: dict[int, list[tuple[float, float]]], data_root: Path
+) -> list[str]:
     from lakehouse.feature_store.feast_objects import store_locations
     from lakehouse.paths import LakePaths
 
@@ -303,19 +324,24 @@ def report_lookup(args: argparse.Namespace, lookups: dict[int, list[tuple[float,
     ]
     for n, pairs in lookups.items():
         ratios = [a / b for a, b in pairs]
-        lines.append(f"| {n} | {spread([a * 1000 for a, _ in pairs], '{:.3f}')} "
-                     f"| {spread([b * 1000 for _, b in pairs], '{:.3f}')} | **{spread(ratios)}x** | <= 1.1x "
-                     f"| {goal(med(ratios) <= 1.1)} |")
-    lines += ["",
-              "- same entities on both sides, same values (checked); online_lookup also returns each value's "
-              "event time (for the service's freshness fields) and reads all the feature service's views at once "
-              "(`online_read_views`: one SQL statement in the lakehouse sqlite store, one HMGET per entity on Redis), "
-              "with the feature service resolved once per champion; the baseline holds the feature service object "
-              "and reads through the same store"]
+        lines.append(
+            f"| {n} | {spread([a * 1000 for a, _ in pairs], '{:.3f}')} "
+            f"| {spread([b * 1000 for _, b in pairs], '{:.3f}')} | **{spread(ratios)}x** | <= 1.1x "
+            f"| {goal(med(ratios) <= 1.1)} |"
+        )
+    lines += [
+        "",
+        "- same entities on both sides, same values (checked); online_lookup also returns each value's "
+        "event time (for the service's freshness fields) and reads all the feature service's views at once "
+        "(`online_read_views`: one SQL statement in the lakehouse sqlite store, one HMGET per entity on Redis), "
+        "with the feature service resolved once per champion; the baseline holds the feature service object "
+        "and reads through the same store",
+    ]
     return lines
 
 
 # ---------------------------------------------------------------- 3. batch scores
+
 
 def copy_for_batch(data_root: Path, work: Path, scale: int = 1) -> Path:
     """What batch_score reads (features, champion pointer, model store) in a scratch root it may write to.
@@ -348,12 +374,10 @@ def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> di
     import numpy as np
     import polars as pl
 
-    from lakehouse.serving import batch_scores
-
-    from lakehouse.serving import scoring
     from lakehouse.demos.churn.domain import CHURN
-    from lakehouse.paths import LakePaths
     from lakehouse.ml.training import model_matrix
+    from lakehouse.paths import LakePaths
+    from lakehouse.serving import batch_scores, scoring
 
     work = Path(tempfile.mkdtemp(prefix="bench_serving_batch_"))
     try:
@@ -377,9 +401,11 @@ def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> di
         bare()
         written = pl.read_parquet(first["path"])
         if written.height != len(matrix) or not np.allclose(
-                written["score"].to_numpy(), model.booster.predict(matrix, num_iteration=model.best_iteration,
-                                                                    num_threads=model.num_threads),
-                rtol=1e-12, atol=0):
+            written["score"].to_numpy(),
+            model.booster.predict(matrix, num_iteration=model.best_iteration, num_threads=model.num_threads),
+            rtol=1e-12,
+            atol=0,
+        ):
             raise SystemExit("batch_score and the bare Booster.predict disagree")
         pairs = []
         for i in range(1, args.batch_pairs + 1):
@@ -390,11 +416,18 @@ def bench_batch(args: argparse.Namespace, data_root: Path, scale: int = 1) -> di
                 b = bare()
                 a = end_to_end()
             pairs.append((a, b))
-            log(f"  batch pair {i}/{args.batch_pairs}: batch_score {a['seconds'] * 1000:.0f} ms (load "
+            log(
+                f"  batch pair {i}/{args.batch_pairs}: batch_score {a['seconds'] * 1000:.0f} ms (load "
                 f"{a['load_seconds'] * 1000:.0f}, score {a['score_seconds'] * 1000:.0f}, write {a['write_seconds'] * 1000:.0f}), "
-                f"bare predict {b * 1000:.0f} ms")
-        return {"rows": len(matrix), "pairs": pairs, "trees": model.best_iteration,
-                "num_threads": model.num_threads, "scale": scale}
+                f"bare predict {b * 1000:.0f} ms"
+            )
+        return {
+            "rows": len(matrix),
+            "pairs": pairs,
+            "trees": model.best_iteration,
+            "num_threads": model.num_threads,
+            "scale": scale,
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -421,13 +454,16 @@ def report_batch(args: argparse.Namespace, batch: dict[str, Any]) -> list[str]:
         f"| 1 | | |",
         "",
         "- where `batch_score`'s time goes (median ms): "
-        + ", ".join(f"{part} {med(a[f'{part}_seconds'] for a, _ in pairs) * 1000:.1f}" for part in ("load", "score", "write"))
+        + ", ".join(
+            f"{part} {med(a[f'{part}_seconds'] for a, _ in pairs) * 1000:.1f}" for part in ("load", "score", "write")
+        )
         + " (load: the champion's SHA-checked text, then LightGBM parsing it while the features are read)",
         "- checked: the written scores equal the bare Booster.predict on the same rows",
     ]
 
 
 # ---------------------------------------------------------------- main
+
 
 def machine_info() -> str:
     import importlib.metadata as md
@@ -460,8 +496,13 @@ def main() -> None:
     parser.add_argument("--lookup-pairs", type=int, default=11)
     parser.add_argument("--lookup-calls", type=int, default=200, help="single-entity calls per side and pair")
     parser.add_argument("--batch-pairs", type=int, default=7)
-    parser.add_argument("--batch-scales", type=int, nargs="+", default=[1, 10],
-                        help="batch sizes as multiples of the demo's active customers")
+    parser.add_argument(
+        "--batch-scales",
+        type=int,
+        nargs="+",
+        default=[1, 10],
+        help="batch sizes as multiples of the demo's active customers",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: few pairs and requests")
     parser.add_argument("--only", choices=["http", "lookup", "batch"], action="append", help="run only these parts")
     args = parser.parse_args()

@@ -28,20 +28,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        tables = [run("bench_pipeline.py", "--scale-customers", "600,6000", "--days", "120", "--pairs", "2"),
-                  run("bench_materialize.py", "--entities", "20000", "--pairs", "2", "--quick"),
-                  run("bench_training.py", "--pairs", "2"),
-                  run("bench_serving.py", "--quick"),
-                  run("bench_drift.py", "--quick"),
-                  run("bench_loop.py", "--quick")]
+        tables = [
+            run("bench_pipeline.py", "--scale-customers", "600,6000", "--days", "120", "--pairs", "2"),
+            run("bench_materialize.py", "--entities", "20000", "--pairs", "2", "--quick"),
+            run("bench_training.py", "--pairs", "2"),
+            run("bench_serving.py", "--quick"),
+            run("bench_drift.py", "--quick"),
+            run("bench_loop.py", "--quick"),
+        ]
     else:
         # 6,000 and 60,000 customers over 200 days: about 1 and 10 million usage rows.
-        tables = [run("bench_pipeline.py", "--scale-customers", "6000,60000", "--days", "200"),
-                  run("bench_materialize.py", "--entities", "200000", "--pairs", "5"),
-                  run("bench_training.py", "--pairs", "5"),
-                  run("bench_serving.py"),
-                  run("bench_drift.py"),
-                  run("bench_loop.py")]
+        tables = [
+            run("bench_pipeline.py", "--scale-customers", "6000,60000", "--days", "200"),
+            run("bench_materialize.py", "--entities", "200000", "--pairs", "5"),
+            run("bench_training.py", "--pairs", "5"),
+            run("bench_serving.py"),
+            run("bench_drift.py"),
+            run("bench_loop.py"),
+        ]
         results = BENCH / "RESULTS.md"
         previous = results.read_text() if results.exists() else "# Benchmark results (newest first)\n"
         header, _, rest = previous.partition("\n")

@@ -11,7 +11,7 @@ def alternating_pairs(bare: Callable[[], object], ours: Callable[[], object], pa
     out = []
     for i in range(pairs):
         seconds = {}
-        for name, fn in ((("A", bare), ("B", ours)) if i % 2 == 0 else (("B", ours), ("A", bare))):
+        for name, fn in (("A", bare), ("B", ours)) if i % 2 == 0 else (("B", ours), ("A", bare)):
             started = time.perf_counter()
             fn()
             seconds[name] = time.perf_counter() - started

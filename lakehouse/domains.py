@@ -33,4 +33,6 @@ def get_domain(name: str) -> Domain:
     try:
         return domains[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(domains)} (add one with `lakehouse dataset add`)") from None
+        raise KeyError(
+            f"unknown dataset {name!r}; known: {sorted(domains)} (add one with `lakehouse dataset add`)"
+        ) from None

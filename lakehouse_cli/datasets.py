@@ -45,8 +45,8 @@ def _copy_into(files: list[Path], folder: Path) -> list[Path]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from lakehouse.lake.dataset_inference import infer_spec
     from lakehouse.declarations.datasets import DatasetSpecError, datasets_dir, save_spec
+    from lakehouse.lake.dataset_inference import infer_spec
 
     files = _files(args.source)
     labels = _files(args.labels) if args.labels else None
@@ -67,12 +67,22 @@ def cmd_add(args: argparse.Namespace) -> int:
     taken = {s.name: d.name for d in load_domains().values() if d.name != args.name for s in d.sources}
     for source in (args.name, f"{args.name}_labels"):
         if source in taken:
-            raise SystemExit(f"error: the name {args.name!r} is taken ({taken[source]} has a source {source!r}); "
-                             f"choose another name")
+            raise SystemExit(
+                f"error: the name {args.name!r} is taken ({taken[source]} has a source {source!r}); choose another name"
+            )
     try:
-        spec, lines = infer_spec(args.name, files, args.entity, args.timestamp, args.label, labels_files=labels,
-                                 labels_key=args.labels_key, positive=args.positive, drop=tuple(args.drop),
-                                 costs=costs)
+        spec, lines = infer_spec(
+            args.name,
+            files,
+            args.entity,
+            args.timestamp,
+            args.label,
+            labels_files=labels,
+            labels_key=args.labels_key,
+            positive=args.positive,
+            drop=tuple(args.drop),
+            costs=costs,
+        )
     except DatasetSpecError as e:
         raise SystemExit(f"error: {e}") from None
     path = save_spec(spec)
@@ -80,7 +90,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     landed = _copy_into(files, paths.landing_folder(spec.name))
     if labels:
         landed += _copy_into(labels, paths.landing_folder(spec.name) / "labels")
-    print(f"dataset {spec.name}: inferred from {len(files)} file(s)" + (f" and {len(labels)} label file(s)" if labels else ""))
+    print(
+        f"dataset {spec.name}: inferred from {len(files)} file(s)"
+        + (f" and {len(labels)} label file(s)" if labels else "")
+    )
     for line in lines:
         print(f"  {line}")
     print(f"\nwrote {path} (edit it to override anything above)")
@@ -97,17 +110,20 @@ def _champion_summary(paths: LakePaths, name: str) -> dict[str, Any] | None:
         return None
     meta = model_registry.model_metadata(paths, tag)
     test = (meta.get("metrics") or {}).get("test") or {}
-    return {"model_version": tag, "trained_at": meta.get("trained_at"),
-            "holdout": {k: test.get(k) for k in ("roc_auc", "pr_auc", "precision", "recall", "f1", "log_loss")},
-            "baselines_roc_auc": {k: v.get("roc_auc") for k, v in (meta.get("baselines") or {}).items()},
-            "threshold": (meta.get("threshold") or {}).get("threshold")}
+    return {
+        "model_version": tag,
+        "trained_at": meta.get("trained_at"),
+        "holdout": {k: test.get(k) for k in ("roc_auc", "pr_auc", "precision", "recall", "f1", "log_loss")},
+        "baselines_roc_auc": {k: v.get("roc_auc") for k, v in (meta.get("baselines") or {}).items()},
+        "threshold": (meta.get("threshold") or {}).get("threshold"),
+    }
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from assets.headless import failed_checks, failed_steps, materialize_domain
-    from lakehouse.lake.dataset_inference import check_spec_against_data
     from lakehouse.declarations.datasets import datasets_dir, load_spec
     from lakehouse.domains import BUILT_IN, get_domain
+    from lakehouse.lake.dataset_inference import check_spec_against_data
 
     paths = LakePaths.from_env()
     try:
@@ -154,8 +170,12 @@ def status(paths: LakePaths, name: str) -> dict[str, Any]:
         "drift": latest_result(paths, domain, "drift"),
         "live_performance": latest_result(paths, domain, "performance"),
         "last_retraining_decision": last_decision(paths, domain),
-        "data": {"sources": summary["sources"], "features": summary["features"],
-                 "label_events": summary["label_events"], "training_rows": summary["training_rows"]},
+        "data": {
+            "sources": summary["sources"],
+            "features": summary["features"],
+            "label_events": summary["label_events"],
+            "training_rows": summary["training_rows"],
+        },
     }
 
 
@@ -166,8 +186,10 @@ def _print_status(paths: LakePaths, name: str) -> None:
     if champion:
         h = champion["holdout"]
         base = ", ".join(f"{k} {v:.3f}" for k, v in champion["baselines_roc_auc"].items() if v is not None)
-        print(f"  champion {champion['model_version']}: hold-out ROC AUC {h['roc_auc']:.3f}, PR AUC {h['pr_auc']:.3f}, "
-              f"precision {h['precision'] or 0:.3f}, recall {h['recall'] or 0:.3f} (baselines: {base})")
+        print(
+            f"  champion {champion['model_version']}: hold-out ROC AUC {h['roc_auc']:.3f}, PR AUC {h['pr_auc']:.3f}, "
+            f"precision {h['precision'] or 0:.3f}, recall {h['recall'] or 0:.3f} (baselines: {base})"
+        )
     else:
         print("  champion: none yet")
     drift = s["drift"]
@@ -175,17 +197,23 @@ def _print_status(paths: LakePaths, name: str) -> None:
         top = sorted(drift["features"].items(), key=lambda kv: -kv[1]["score"])[:3]
         print(f"  drift ({drift['at']}): {drift['status']} - {drift['reason']}")
         if top:
-            print("    largest: " + ", ".join(f"{f} {v['score']:.3f}{' (drifted)' if v['drifted'] else ''}"
-                                             for f, v in top))
+            print(
+                "    largest: "
+                + ", ".join(f"{f} {v['score']:.3f}{' (drifted)' if v['drifted'] else ''}" for f, v in top)
+            )
     else:
         print("  drift: not measured yet")
     perf = s["live_performance"]
     print(f"  live performance: {perf['check']['reason'] if perf else 'not measured yet'}")
     decision = s["last_retraining_decision"]
-    print(f"  last retraining decision: {('fired: ' if decision['fire'] else 'skipped: ') + decision['reason'] if decision else 'none yet'}")
+    print(
+        f"  last retraining decision: {('fired: ' if decision['fire'] else 'skipped: ') + decision['reason'] if decision else 'none yet'}"
+    )
     for source, counts in s["data"]["sources"].items():
-        print(f"  {source}: {counts['batches']} batches, {counts['bronze_rows']:,} rows in, {counts['valid_rows']:,} valid, "
-              f"{counts['quarantined_rows']:,} quarantined, {counts['silver_rows'] or 0:,} in silver")
+        print(
+            f"  {source}: {counts['batches']} batches, {counts['bronze_rows']:,} rows in, {counts['valid_rows']:,} valid, "
+            f"{counts['quarantined_rows']:,} quarantined, {counts['silver_rows'] or 0:,} in silver"
+        )
     print(f"  label events {s['data']['label_events'] or 0:,}, training rows {s['data']['training_rows'] or 0:,}")
 
 
@@ -212,8 +240,8 @@ def serve_command(name: str, host: str, port: int) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lakehouse.ml import model_registry
     from lakehouse.domains import get_domain
+    from lakehouse.ml import model_registry
     from lakehouse.paths import REPO_ROOT
 
     paths = LakePaths.from_env()
@@ -244,7 +272,9 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--labels", help="labels in separate file(s) (path or glob), joined by --labels-key")
     a.add_argument("--labels-key", help="the column joining events to labels")
     a.add_argument("--positive", help="the label value of the positive class (default: 1/true/yes, else the minority)")
-    a.add_argument("--drop", nargs="*", default=[], metavar="COL", help="columns never to use (ids, leaks, vendor scores)")
+    a.add_argument(
+        "--drop", nargs="*", default=[], metavar="COL", help="columns never to use (ids, leaks, vendor scores)"
+    )
     a.add_argument("--costs", help="FP,FN: the cost of a false positive and of a false negative (default 1,5)")
     a.add_argument("--force", action="store_true", help="overwrite an existing datasets/NAME.yaml")
     a.set_defaults(func=cmd_add)

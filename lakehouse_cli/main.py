@@ -9,9 +9,9 @@ import time
 from dataclasses import replace
 from datetime import date, timedelta
 
+from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from lakehouse_cli.datasets import add_dataset_commands
 from lakehouse_cli.models import add_models_commands
-from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 
 NEXT_STEPS = """
 Next:
@@ -32,14 +32,22 @@ def _generate(paths: LakePaths, args: argparse.Namespace) -> None:
     from lakehouse.demos.churn.simulator import write_generator_record
 
     drifts = tuple(parse_drift(spec) for spec in args.drift)
-    config = GeneratorConfig(customers=args.customers, days=args.days, start=date.fromisoformat(args.start),
-                             seed=args.seed, drifts=drifts, bad_row_rate=args.bad_row_rate,
-                             bad_file_rate=args.bad_file_rate)
+    config = GeneratorConfig(
+        customers=args.customers,
+        days=args.days,
+        start=date.fromisoformat(args.start),
+        seed=args.seed,
+        drifts=drifts,
+        bad_row_rate=args.bad_row_rate,
+        bad_file_rate=args.bad_file_rate,
+    )
     write_generator_record(paths.landing, config)  # `lakehouse simulate` continues this same simulation
     started = time.perf_counter()
     rows = generate(paths.landing, config, progress=lambda msg: print(f"  {msg}", flush=True))
-    print(f"generated {sum(rows.values()):,} rows into {paths.landing} in {time.perf_counter() - started:.1f}s: "
-          + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+    print(
+        f"generated {sum(rows.values()):,} rows into {paths.landing} in {time.perf_counter() - started:.1f}s: "
+        + ", ".join(f"{k} {v:,}" for k, v in rows.items())
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -49,43 +57,61 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from lakehouse.demos.churn.generator import parse_drift
-    from lakehouse.demos.churn.simulator import (DEMO_DRIFT, SimulationConflict, plan_continuation, run_continuation,
-                                     stop_on_interrupt)
+    from lakehouse.demos.churn.simulator import (
+        DEMO_DRIFT,
+        SimulationConflict,
+        plan_continuation,
+        run_continuation,
+        stop_on_interrupt,
+    )
 
     landing = LakePaths.from_env().landing
     try:
         drifts = tuple(parse_drift(spec) for spec in args.drift)
         if args.drift_from is not None:
             drifts += (replace(DEMO_DRIFT, start_day=args.drift_from),)
-        plan = plan_continuation(landing, args.days, customers=args.customers, seed=args.seed,
-                                 start=date.fromisoformat(args.start) if args.start else None, drifts=drifts,
-                                 label_delay_days=args.label_delay_days)
+        plan = plan_continuation(
+            landing,
+            args.days,
+            customers=args.customers,
+            seed=args.seed,
+            start=date.fromisoformat(args.start) if args.start else None,
+            drifts=drifts,
+            label_delay_days=args.label_delay_days,
+        )
     except ValueError as e:  # SimulationConflict included
         print(f"lakehouse simulate: {e}", file=sys.stderr)
         return 2
     config, pace = plan.config, 0.0 if args.no_wait else args.days_per_minute
     for note in plan.notes:
         print(f"  {note}")
-    print(f"simulating days {config.first_day}..{plan.last_new_day} ({config.start + timedelta(config.first_day)}.."
-          f"{config.start + timedelta(plan.last_new_day)}) into {landing}, "
-          + (f"{pace:g} days per minute" if pace > 0 else "as fast as possible") + "; Ctrl-C stops after a day",
-          flush=True)
+    print(
+        f"simulating days {config.first_day}..{plan.last_new_day} ({config.start + timedelta(config.first_day)}.."
+        f"{config.start + timedelta(plan.last_new_day)}) into {landing}, "
+        + (f"{pace:g} days per minute" if pace > 0 else "as fast as possible")
+        + "; Ctrl-C stops after a day",
+        flush=True,
+    )
     started = time.perf_counter()
     with stop_on_interrupt() as stop:
         try:
-            result = run_continuation(landing, plan, days_per_minute=pace, stop=stop,
-                                      progress=lambda msg: print(f"  {msg}", flush=True))
+            result = run_continuation(
+                landing, plan, days_per_minute=pace, stop=stop, progress=lambda msg: print(f"  {msg}", flush=True)
+            )
         except SimulationConflict as e:
             print(f"lakehouse simulate: {e}", file=sys.stderr)
             return 2
     rows = result.rows
     end = config.first_day + result.days_written - 1
-    print(("stopped: " if result.stopped else "")
-          + f"wrote {result.days_written} day{'' if result.days_written == 1 else 's'} "
-          + (f"({config.first_day}..{end}) " if result.days_written else "")
-          + f"in {time.perf_counter() - started:.1f}s, {sum(rows.values()):,} rows: "
-          + ", ".join(f"{k} {v:,}" for k, v in rows.items())
-          + f"; the next `lakehouse simulate` continues from day {end + 1}", flush=True)
+    print(
+        ("stopped: " if result.stopped else "")
+        + f"wrote {result.days_written} day{'' if result.days_written == 1 else 's'} "
+        + (f"({config.first_day}..{end}) " if result.days_written else "")
+        + f"in {time.perf_counter() - started:.1f}s, {sum(rows.values()):,} rows: "
+        + ", ".join(f"{k} {v:,}" for k, v in rows.items())
+        + f"; the next `lakehouse simulate` continues from day {end + 1}",
+        flush=True,
+    )
     return 0
 
 
@@ -118,8 +144,10 @@ def _print_summary(paths: LakePaths) -> None:
         current = champion(paths, domain.name)
         if models:
             newest = models[0]
-            print(f"models: {len(models)}; newest {newest['tag']} ({newest['status']}, test ROC AUC "
-                  f"{newest['test_roc_auc'] or 0:.3f}); champion: {current or 'none'}")
+            print(
+                f"models: {len(models)}; newest {newest['tag']} ({newest['status']}, test ROC AUC "
+                f"{newest['test_roc_auc'] or 0:.3f}); champion: {current or 'none'}"
+            )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -170,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=42)
         p.add_argument("--bad-row-rate", type=float, default=0.002, help="share of malformed rows per file")
         p.add_argument("--bad-file-rate", type=float, default=0.01, help="chance a file is malformed")
-        p.add_argument("--drift", action="append", default=[], metavar="KIND:DAY:PLAN:REGION",
-                       help="e.g. price_rise:60:basic: or usage_drop:60::south (repeatable)")
+        p.add_argument(
+            "--drift",
+            action="append",
+            default=[],
+            metavar="KIND:DAY:PLAN:REGION",
+            help="e.g. price_rise:60:basic: or usage_drop:60::south (repeatable)",
+        )
 
     p = sub.add_parser("generate", help="write demo landing files (deterministic by seed)")
     generator_options(p)
@@ -183,18 +216,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=30, help="days to add after the last day in landing (default 30)")
     # At the demo's size `make dev` needs about 40 s per simulated day on 2 cores (five landing runs two
     # at a time, a publish run, and a retraining run every third day): a faster pace only queues runs.
-    p.add_argument("--days-per-minute", type=float, default=1.0,
-                   help="pace: simulated days written per minute (default 1, what `make dev` keeps up with at the "
-                        "demo's size on 2 cores; 0: as fast as possible)")
+    p.add_argument(
+        "--days-per-minute",
+        type=float,
+        default=1.0,
+        help="pace: simulated days written per minute (default 1, what `make dev` keeps up with at the "
+        "demo's size on 2 cores; 0: as fast as possible)",
+    )
     p.add_argument("--no-wait", action="store_true", help="as fast as possible (same as --days-per-minute 0)")
-    p.add_argument("--drift", action="append", default=[], metavar="KIND:DAY:PLAN:REGION[:MAGNITUDE]",
-                   help="a drift from simulated day DAY (0-based, after the days in landing), e.g. "
-                        "price_rise:130:basic: or usage_drop:130::south:0.4 (repeatable)")
-    p.add_argument("--drift-from", type=int, metavar="DAY",
-                   help="the demo's drift from simulated day DAY: the basic plan's price rises by 50%% "
-                        "(its customers churn more; the current champion never saw it)")
-    p.add_argument("--label-delay-days", type=int, metavar="K",
-                   help="cancellations (the label) of day d land in the file of day d+K, from the next day on")
+    p.add_argument(
+        "--drift",
+        action="append",
+        default=[],
+        metavar="KIND:DAY:PLAN:REGION[:MAGNITUDE]",
+        help="a drift from simulated day DAY (0-based, after the days in landing), e.g. "
+        "price_rise:130:basic: or usage_drop:130::south:0.4 (repeatable)",
+    )
+    p.add_argument(
+        "--drift-from",
+        type=int,
+        metavar="DAY",
+        help="the demo's drift from simulated day DAY: the basic plan's price rises by 50%% "
+        "(its customers churn more; the current champion never saw it)",
+    )
+    p.add_argument(
+        "--label-delay-days",
+        type=int,
+        metavar="K",
+        help="cancellations (the label) of day d land in the file of day d+K, from the next day on",
+    )
     p.add_argument("--customers", type=int, help="only without a recorded config (must match it otherwise)")
     p.add_argument("--seed", type=int, help="only without a recorded config (must match it otherwise)")
     p.add_argument("--start", help="only without a recorded config (must match it otherwise)")

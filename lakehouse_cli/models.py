@@ -25,8 +25,18 @@ def _number(value: Any, digits: int) -> str:
 def format_models_table(rows: list[dict[str, Any]]) -> str:
     """Models as an aligned text table; * marks each domain's champion."""
     header = ("VERSION", "DOMAIN", "CREATED (UTC)", "TEST AUC", "THRESHOLD", "CHAMPION", "STATUS")
-    lines = [(r["tag"], r["domain"], r["created"][:16].replace("T", " "), _number(r["test_roc_auc"], 4),
-              _number(r["threshold"], 3), "*" if r["champion"] else "", r["status"] or "") for r in rows]
+    lines = [
+        (
+            r["tag"],
+            r["domain"],
+            r["created"][:16].replace("T", " "),
+            _number(r["test_roc_auc"], 4),
+            _number(r["threshold"], 3),
+            "*" if r["champion"] else "",
+            r["status"] or "",
+        )
+        for r in rows
+    ]
     widths = [max(len(str(c)) for c in column) for column in zip(header, *lines)]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *lines])
 
@@ -60,8 +70,20 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
     else:
-        for key in ("tag", "domain", "created", "status", "champion", "test_roc_auc", "threshold",
-                    "feature_service", "code_version", "model_sha256", "integrity", "path"):
+        for key in (
+            "tag",
+            "domain",
+            "created",
+            "status",
+            "champion",
+            "test_roc_auc",
+            "threshold",
+            "feature_service",
+            "code_version",
+            "model_sha256",
+            "integrity",
+            "path",
+        ):
             print(f"{key + ':':17} {info[key]}")
         print("labels:", json.dumps(info["labels"], sort_keys=True))
         print("metadata:", json.dumps(info["metadata"], indent=2, sort_keys=True, default=str))
@@ -92,8 +114,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if domain is None:
         domains = registered_domains(paths)
         if len(domains) != 1:
-            return _fail("nothing to roll back: no champion yet" if not domains
-                         else f"several domains have champions ({', '.join(domains)}); pass --domain")
+            return _fail(
+                "nothing to roll back: no champion yet"
+                if not domains
+                else f"several domains have champions ({', '.join(domains)}); pass --domain"
+            )
         domain = domains[0]
     try:
         tag = rollback(paths, domain, args.reason)

@@ -8,10 +8,10 @@ import duckdb
 
 from lakehouse.declarations.domain import Domain
 from lakehouse.feature_store.feast_objects import online_store_url, store_locations
-from lakehouse.lake.ingestion import manifest, rejected_files
 from lakehouse.feature_store.materialization import materialization_state
-from lakehouse.paths import LakePaths
+from lakehouse.lake.ingestion import manifest, rejected_files
 from lakehouse.lake.validation import validation_reports
+from lakehouse.paths import LakePaths
 
 
 def _count(path) -> int | None:
@@ -67,11 +67,16 @@ def lake_summary(paths: LakePaths, domain: Domain) -> dict[str, Any]:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The summary as a plain-text table for the terminal."""
-    lines = [f"{summary['domain']} (data root: {summary['data_root']})", "",
-             f"{'source':<14}{'batches':>8}{'rejected':>9}{'bronze':>10}{'valid':>10}{'quarant.':>9}{'held':>5}{'silver':>10}"]
+    lines = [
+        f"{summary['domain']} (data root: {summary['data_root']})",
+        "",
+        f"{'source':<14}{'batches':>8}{'rejected':>9}{'bronze':>10}{'valid':>10}{'quarant.':>9}{'held':>5}{'silver':>10}",
+    ]
     for name, s in summary["sources"].items():
-        lines.append(f"{name:<14}{s['batches']:>8}{s['rejected_files']:>9}{s['bronze_rows']:>10,}{s['valid_rows']:>10,}"
-                     f"{s['quarantined_rows']:>9,}{s['held_batches']:>5}{(s['silver_rows'] or 0):>10,}")
+        lines.append(
+            f"{name:<14}{s['batches']:>8}{s['rejected_files']:>9}{s['bronze_rows']:>10,}{s['valid_rows']:>10,}"
+            f"{s['quarantined_rows']:>9,}{s['held_batches']:>5}{(s['silver_rows'] or 0):>10,}"
+        )
     lines += ["", f"{'feature view':<22}{'offline rows':>13}  online up to"]
     for view, rows in summary["features"].items():
         end = summary["online_windows"].get(view)

@@ -64,9 +64,14 @@ class ServeProcess:
         self.log.close()
 
 
-def start_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnService",
-                extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                command: list[str] | None = None, log_dir: Path | None = None) -> ServeProcess:
+def start_serve(
+    paths: LakePaths,
+    target: str = "bentos.churn_service:ChurnService",
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    command: list[str] | None = None,
+    log_dir: Path | None = None,
+) -> ServeProcess:
     """Start `bentoml serve TARGET [ARGS]` (a service path or a bento tag) on the data root and a free port.
 
     `command` replaces the bentoml command line (e.g. `lakehouse serve NAME`); "--port <free port>" is
@@ -84,16 +89,23 @@ def start_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnServi
     bentoml_cli = str(Path(sys.executable).parent / "bentoml")
     name = target.split(":")[-1] if command is None else command[-1]
     log = open((log_dir or paths.root.parent) / f"bentoml_serve_{name}_{port}.log", "wb")
-    argv = [*command, "--port", str(port)] if command else [bentoml_cli, "serve", target, *args, "--port", str(port),
-                                                            "--host", "127.0.0.1"]
+    argv = (
+        [*command, "--port", str(port)]
+        if command
+        else [bentoml_cli, "serve", target, *args, "--port", str(port), "--host", "127.0.0.1"]
+    )
     proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return ServeProcess(proc, port, log)
 
 
 @contextmanager
-def bentoml_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnService",
-                  extra_env: dict[str, str] | None = None, args: tuple[str, ...] = (),
-                  command: list[str] | None = None) -> Iterator[str]:
+def bentoml_serve(
+    paths: LakePaths,
+    target: str = "bentos.churn_service:ChurnService",
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    command: list[str] | None = None,
+) -> Iterator[str]:
     """start_serve, ready-checked and always stopped; yields its base URL."""
     server = start_serve(paths, target, extra_env, args, command)
     try:
@@ -105,8 +117,9 @@ def bentoml_serve(paths: LakePaths, target: str = "bentos.churn_service:ChurnSer
 
 def post_json(base: str, path: str, payload: object, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     """POST JSON; the status and the decoded body (errors included)."""
-    request = urllib.request.Request(base + path, data=json.dumps(payload).encode(),
-                                     headers={"content-type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        base + path, data=json.dumps(payload).encode(), headers={"content-type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as r:
             return r.status, json.loads(r.read())

@@ -50,8 +50,8 @@ def copy_with_champion(lake: LakePaths, dest: Path) -> LakePaths:
     """A copy of the session lake under dest with a churn champion (its last candidate if the gate refused it)."""
     import shutil
 
-    from lakehouse.ml import model_registry
     from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.ml import model_registry
     from lakehouse.ml.candidates import latest_candidate
 
     copy = LakePaths(dest / "data")

@@ -30,9 +30,16 @@ def _missing(rng: np.random.Generator, values: pl.Series, share: float) -> pl.Se
     return values.scatter(np.flatnonzero(rng.random(len(values)) < share), None)
 
 
-def write_quirky_dataset(folder: Path, rows: int = 3000, seed: int = 0, drift: bool = False,
-                         start: str = "2024-01-01", days: int = 60, separate_labels: bool = False,
-                         string_ids: bool = False) -> dict:
+def write_quirky_dataset(
+    folder: Path,
+    rows: int = 3000,
+    seed: int = 0,
+    drift: bool = False,
+    start: str = "2024-01-01",
+    days: int = 60,
+    separate_labels: bool = False,
+    string_ids: bool = False,
+) -> dict:
     """Write the dataset's files under folder; return their paths and the roles of its columns."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,27 +60,36 @@ def write_quirky_dataset(folder: Path, rows: int = 3000, seed: int = 0, drift: b
     # (worth stealing, small enough to pass checks), big discounts on a new device, brand-new accounts.
     # The drift scales amounts under the same rule: inputs shift, and the positive rate with them.
     mid_size = (amount > 60) & (amount < 300)
-    logit = (INTERCEPT + 2.5 * mid_size + 0.3 * new_device + 2.0 * new_device * (discount >= 40)
-             + CATEGORY_RISK[category] + 0.7 * chargebacks + 1.2 * (age_days < 90))
+    logit = (
+        INTERCEPT
+        + 2.5 * mid_size
+        + 0.3 * new_device
+        + 2.0 * new_device * (discount >= 40)
+        + CATEGORY_RISK[category]
+        + 0.7 * chargebacks
+        + 1.2 * (age_days < 90)
+    )
     fraud = rng.random(rows) < 1 / (1 + np.exp(-logit))
 
     ids = pl.Series(ENTITY, customers)
-    events = pl.DataFrame({
-        KEY: f"evt-{seed}-" + pl.Series(np.arange(rows)).cast(pl.String).str.zfill(7),
-        ENTITY: "C-" + ids.cast(pl.String).str.zfill(6) if string_ids else ids,
-        TIMESTAMP: times,
-        "amount": _missing(rng, pl.Series(amount), 0.02),
-        "discount": _missing(rng, pl.Series(discount).cast(pl.String) + "%", 0.05),
-        "is_new_device": _missing(rng, pl.Series(np.where(new_device, "True", "False")), 0.01),
-        "merchant_category": _missing(rng, pl.Series(np.array(CATEGORIES)[category]), 0.01),
-        "currency": pl.Series(np.array(CURRENCIES)[currency]),
-        "account_age_days": _missing(rng, pl.Series(age_days), 0.03),
-        "prev_chargebacks": pl.Series(chargebacks),
-        "device_id": pl.Series(rng.integers(1, max(rows // 3, 2), rows)),
-        "outcome_note": pl.Series(np.where(fraud, "fraud confirmed", "no issue")),
-        "vendor_score": pl.Series(np.round(np.clip(1 / (1 + np.exp(-logit)) + rng.normal(0, 0.1, rows), 0, 1), 3)),
-        LABEL: pl.Series(fraud.astype(float)),
-    })
+    events = pl.DataFrame(
+        {
+            KEY: f"evt-{seed}-" + pl.Series(np.arange(rows)).cast(pl.String).str.zfill(7),
+            ENTITY: "C-" + ids.cast(pl.String).str.zfill(6) if string_ids else ids,
+            TIMESTAMP: times,
+            "amount": _missing(rng, pl.Series(amount), 0.02),
+            "discount": _missing(rng, pl.Series(discount).cast(pl.String) + "%", 0.05),
+            "is_new_device": _missing(rng, pl.Series(np.where(new_device, "True", "False")), 0.01),
+            "merchant_category": _missing(rng, pl.Series(np.array(CATEGORIES)[category]), 0.01),
+            "currency": pl.Series(np.array(CURRENCIES)[currency]),
+            "account_age_days": _missing(rng, pl.Series(age_days), 0.03),
+            "prev_chargebacks": pl.Series(chargebacks),
+            "device_id": pl.Series(rng.integers(1, max(rows // 3, 2), rows)),
+            "outcome_note": pl.Series(np.where(fraud, "fraud confirmed", "no issue")),
+            "vendor_score": pl.Series(np.round(np.clip(1 / (1 + np.exp(-logit)) + rng.normal(0, 0.1, rows), 0, 1), 3)),
+            LABEL: pl.Series(fraud.astype(float)),
+        }
+    )
     labels = events.select(KEY, LABEL, TIMESTAMP)
     if separate_labels:
         events = events.drop(LABEL)
@@ -102,7 +118,14 @@ def write_quirky_dataset(folder: Path, rows: int = 3000, seed: int = 0, drift: b
             known.filter(label_months == month).select(KEY, LABEL).write_csv(path)
             labels_files.append(path)
     return {
-        "files": files, "labels_files": labels_files, "entity": ENTITY, "timestamp": TIMESTAMP, "label": LABEL,
-        "key": KEY if separate_labels else None, "row_id": KEY, "drop": list(DROP), "positive": "1.0",
+        "files": files,
+        "labels_files": labels_files,
+        "entity": ENTITY,
+        "timestamp": TIMESTAMP,
+        "label": LABEL,
+        "key": KEY if separate_labels else None,
+        "row_id": KEY,
+        "drop": list(DROP),
+        "positive": "1.0",
         "positive_rate": float(fraud.mean()),
     }

@@ -13,13 +13,18 @@ from pyarrow import feather
 
 from assets.resources import LakehouseResource
 from assets.serving import batch_scores_asset
-from lakehouse.ml import model_registry
-from lakehouse.serving import scoring
-from lakehouse.serving.batch_scores import (StaleFeaturesError, batch_score, latest_features, precomputed_scores,
-                                    publish_online)
 from lakehouse.demos.churn.domain import CHURN
+from lakehouse.ml import model_registry
 from lakehouse.ml.candidates import latest_candidate
 from lakehouse.paths import LakePaths
+from lakehouse.serving import scoring
+from lakehouse.serving.batch_scores import (
+    StaleFeaturesError,
+    batch_score,
+    latest_features,
+    precomputed_scores,
+    publish_online,
+)
 
 
 def _copy(lake: LakePaths, dest: Path) -> LakePaths:
@@ -80,8 +85,9 @@ def test_one_row_per_active_customer_and_none_for_cancelled(scored: tuple[LakePa
     active = set(spine.filter(pl.col("day") == last_day)["customer_id"])
     assert stored["customer_id"].n_unique() == stored.height
     assert set(stored["customer_id"]) == active
-    cancelled = (pl.read_parquet(paths.silver("cancellations"))
-                 .filter(pl.col("cancelled_at").cast(pl.Date) < last_day)["customer_id"])
+    cancelled = pl.read_parquet(paths.silver("cancellations")).filter(pl.col("cancelled_at").cast(pl.Date) < last_day)[
+        "customer_id"
+    ]
     assert cancelled.len() > 0, "the test lake should have cancelled customers"
     assert not set(cancelled) & set(stored["customer_id"])
     # Customers who never appeared on the newest day get no score either.
@@ -111,9 +117,11 @@ def test_batch_score_without_champion_is_a_clear_error(lake: LakePaths, tmp_path
     with pytest.raises(scoring.NoChampionError):
         batch_score(copy, CHURN)
     with pytest.raises(dg.Failure, match="no champion"):
-        dg.materialize([batch_scores_asset(CHURN)],
-                       resources={"lakehouse": LakehouseResource(data_root=str(copy.root))},
-                       instance=dg.DagsterInstance.ephemeral())
+        dg.materialize(
+            [batch_scores_asset(CHURN)],
+            resources={"lakehouse": LakehouseResource(data_root=str(copy.root))},
+            instance=dg.DagsterInstance.ephemeral(),
+        )
     assert not copy.batch_scores("churn").exists()
 
 
@@ -128,9 +136,11 @@ def test_feature_tables_out_of_step_with_the_spine_are_a_clear_error(lake: LakeP
 
 def test_batch_scores_asset(scored: tuple[LakePaths, dict]) -> None:
     paths, _ = scored
-    result = dg.materialize([batch_scores_asset(CHURN)],
-                            resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
-                            instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [batch_scores_asset(CHURN)],
+        resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     assert result.success
     [mat] = result.asset_materializations_for_node("churn__batch_scores")
     assert mat.asset_key == dg.AssetKey(["churn", "batch_scores"])

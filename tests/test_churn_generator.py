@@ -20,8 +20,16 @@ COLUMNS = {
     "tickets": ["ticket_id", "customer_id", "opened_at", "category", "resolved_at", "updated_at"],
     "cancellations": ["customer_id", "cancelled_at", "reason"],
 }
-USAGE_SCHEMA = pa.schema([("customer_id", pa.int64()), ("usage_date", pa.date32()), ("sessions", pa.int64()),
-                          ("minutes", pa.float64()), ("data_mb", pa.float64()), ("errors", pa.int64())])
+USAGE_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.int64()),
+        ("usage_date", pa.date32()),
+        ("sessions", pa.int64()),
+        ("minutes", pa.float64()),
+        ("data_mb", pa.float64()),
+        ("errors", pa.int64()),
+    ]
+)
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -34,9 +42,19 @@ def read(root: Path, source: str) -> pl.DataFrame:
     paths = sorted((root / source).iterdir())
     if source == "usage":
         return pl.concat([pl.read_parquet(p) for p in paths])
-    frames = [pl.read_csv(p, schema_overrides={"payment_id": pl.String, "ticket_id": pl.String,
-                                               "resolved_at": pl.String, "failed": pl.String})
-              for p in paths if p.read_bytes().count(b"\n") > 1]
+    frames = [
+        pl.read_csv(
+            p,
+            schema_overrides={
+                "payment_id": pl.String,
+                "ticket_id": pl.String,
+                "resolved_at": pl.String,
+                "failed": pl.String,
+            },
+        )
+        for p in paths
+        if p.read_bytes().count(b"\n") > 1
+    ]
     return pl.concat(frames)
 
 
@@ -140,9 +158,15 @@ def test_bad_rows_are_malformed_in_several_ways_and_leave_the_truth_alone(clean:
                     if b == g:
                         continue
                     changed += 1
-                    kinds.add("missing_id" if b["customer_id"] is None else
-                              "negative" if b["sessions"] < 0 or b["minutes"] < 0 else
-                              "future" if b["usage_date"].year == 2099 else "duplicate")
+                    kinds.add(
+                        "missing_id"
+                        if b["customer_id"] is None
+                        else "negative"
+                        if b["sessions"] < 0 or b["minutes"] < 0
+                        else "future"
+                        if b["usage_date"].year == 2099
+                        else "duplicate"
+                    )
                 continue
             bad, good = p.read_text().splitlines(), original.read_text().splitlines()
             assert len(bad) == len(good) and bad[0] == good[0]
@@ -152,10 +176,19 @@ def test_bad_rows_are_malformed_in_several_ways_and_leave_the_truth_alone(clean:
                     continue
                 changed += 1
                 fields = b.split(",")
-                kinds.add("missing_id" if "" in fields[:2] and fields != g.split(",") else
-                          "future" if ",2099-" in b else "non_numeric" if "abc" in fields else
-                          "unknown_category" if {"platinum", "mars", "maybe", "lottery", "aliens"} & set(fields) else
-                          "negative" if ",-" in b else "duplicate")
+                kinds.add(
+                    "missing_id"
+                    if "" in fields[:2] and fields != g.split(",")
+                    else "future"
+                    if ",2099-" in b
+                    else "non_numeric"
+                    if "abc" in fields
+                    else "unknown_category"
+                    if {"platinum", "mars", "maybe", "lottery", "aliens"} & set(fields)
+                    else "negative"
+                    if ",-" in b
+                    else "duplicate"
+                )
     assert 0.05 < changed / total < 0.15
     assert kinds == {"missing_id", "negative", "future", "duplicate", "non_numeric", "unknown_category"}
     usage = read(tmp_path, "usage")
@@ -189,16 +222,25 @@ def test_bad_files_are_malformed(tmp_path: Path) -> None:
                     continue
                 header = lines[0].split(",")
                 assert header != COLUMNS[source] or len(lines) == 1
-                kinds.add("header_only" if header == COLUMNS[source] else
-                          "extra_column" if len(header) > len(COLUMNS[source]) else "missing_column")
+                kinds.add(
+                    "header_only"
+                    if header == COLUMNS[source]
+                    else "extra_column"
+                    if len(header) > len(COLUMNS[source])
+                    else "missing_column"
+                )
     assert kinds == {"empty", "header_only", "extra_column", "missing_column", "truncated", "non_utf8"}
 
 
 def test_a_window_writes_only_its_days_with_the_same_bytes(tmp_path: Path) -> None:
     config = GeneratorConfig(customers=300, days=40, seed=3, bad_row_rate=0.05, bad_file_rate=0.1)
     generate(tmp_path / "full", config)
-    generate(tmp_path / "window", GeneratorConfig(customers=300, days=40, seed=3, bad_row_rate=0.05,
-                                                  bad_file_rate=0.1, first_day=10, last_day=19))
+    generate(
+        tmp_path / "window",
+        GeneratorConfig(
+            customers=300, days=40, seed=3, bad_row_rate=0.05, bad_file_rate=0.1, first_day=10, last_day=19
+        ),
+    )
     full, window = files(tmp_path / "full"), files(tmp_path / "window")
     wanted = {date(2025, 1, 11) + timedelta(d) for d in range(10)}
     assert {day_of(Path(k)) for k in window} == wanted and len(window) <= 10 * len(SOURCES)
@@ -221,15 +263,17 @@ def churn_by_plan(root: Path, plan: str, from_day: date) -> float:
 
 def test_a_price_rise_raises_that_plans_churn(tmp_path: Path) -> None:
     base = GeneratorConfig(customers=1500, days=70, seed=5)
-    rise = GeneratorConfig(customers=1500, days=70, seed=5, drifts=(Drift("price_rise", start_day=20, plan="basic",
-                                                                          magnitude=0.5),))
+    rise = GeneratorConfig(
+        customers=1500, days=70, seed=5, drifts=(Drift("price_rise", start_day=20, plan="basic", magnitude=0.5),)
+    )
     generate(tmp_path / "base", base)
     generate(tmp_path / "rise", rise)
     start = date(2025, 1, 21)
     before, after = churn_by_plan(tmp_path / "base", "basic", start), churn_by_plan(tmp_path / "rise", "basic", start)
     assert after > before * 1.5 and after - before > 0.04
     assert churn_by_plan(tmp_path / "rise", "premium", start) == pytest.approx(
-        churn_by_plan(tmp_path / "base", "premium", start), abs=0.01)
+        churn_by_plan(tmp_path / "base", "premium", start), abs=0.01
+    )
     rise_day = pl.read_csv(tmp_path / "rise" / "customers" / "customers_2025-01-21.csv")
     assert (rise_day["plan"] == "basic").sum() > 400  # one update row per affected customer
 
@@ -241,8 +285,9 @@ def test_usage_drop_lowers_that_regions_usage(tmp_path: Path) -> None:
     north = read(tmp_path / "base", "customers").filter(pl.col("region") == "north")["customer_id"].unique()
 
     def minutes(root: Path) -> float:
-        usage = read(root, "usage").filter(pl.col("customer_id").is_in(north.implode()),
-                                           pl.col("usage_date") >= date(2025, 1, 21))
+        usage = read(root, "usage").filter(
+            pl.col("customer_id").is_in(north.implode()), pl.col("usage_date") >= date(2025, 1, 21)
+        )
         return usage["minutes"].sum()
 
     assert minutes(tmp_path / "drop") < 0.7 * minutes(tmp_path / "base")
@@ -253,8 +298,11 @@ def test_churn_is_learnable_from_failed_payments(tmp_path: Path) -> None:
     cancelled = cancellation_days(tmp_path)
     payments = read(tmp_path, "payments").with_columns(pl.col("charged_at").str.to_date("%Y-%m-%d %H:%M:%S"))
     failures = payments.filter(pl.col("failed") == "true").select("customer_id", "charged_at")
-    first_seen = read(tmp_path, "customers").group_by("customer_id").agg(
-        pl.col("updated_at").min().str.to_date("%Y-%m-%d %H:%M:%S"))
+    first_seen = (
+        read(tmp_path, "customers")
+        .group_by("customer_id")
+        .agg(pl.col("updated_at").min().str.to_date("%Y-%m-%d %H:%M:%S"))
+    )
     rates = {True: [0, 0], False: [0, 0]}
     for snapshot in (date(2025, 2, 15), date(2025, 2, 22), date(2025, 3, 1)):
         failed = set(failures.filter(pl.col("charged_at") < snapshot)["customer_id"])
@@ -290,8 +338,9 @@ def test_a_longer_run_writes_the_same_bytes_for_the_days_both_cover(tmp_path: Pa
 
 def cancellation_rows(root: Path) -> dict[str, date]:
     """Every cancellation row (as its CSV line) and the day of the file it landed in."""
-    return {line: day_of(p) for p in sorted((root / "cancellations").iterdir())
-            for line in p.read_text().splitlines()[1:]}
+    return {
+        line: day_of(p) for p in sorted((root / "cancellations").iterdir()) for line in p.read_text().splitlines()[1:]
+    }
 
 
 def test_a_label_delay_moves_every_cancellation_k_days_later_and_loses_none(tmp_path: Path) -> None:
@@ -309,8 +358,9 @@ def test_a_label_delay_moves_every_cancellation_k_days_later_and_loses_none(tmp_
 
 def test_a_label_delay_from_a_day_leaves_earlier_cancellations_on_their_day(tmp_path: Path) -> None:
     generate(tmp_path / "now", GeneratorConfig(customers=500, days=40, seed=3))
-    generate(tmp_path / "late", GeneratorConfig(customers=500, days=43, seed=3, label_delay_days=3,
-                                                label_delay_from=20))
+    generate(
+        tmp_path / "late", GeneratorConfig(customers=500, days=43, seed=3, label_delay_days=3, label_delay_from=20)
+    )
     now, late = cancellation_rows(tmp_path / "now"), cancellation_rows(tmp_path / "late")
     switch = date(2025, 1, 21)
     assert late.keys() == now.keys()

@@ -8,45 +8,56 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from bento_process import bentoml_serve, post_json
+from conftest import GATE_STEP
 
 from assets.definitions import build_definitions
 from assets.headless import failed_checks, failed_steps, materialize_all
 from assets.resources import LakehouseResource
-from lakehouse.ml import model_registry
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.demos.churn.generator import Drift, GeneratorConfig, day_of, generate
+from lakehouse.ml import model_registry
 from lakehouse.ml.candidates import TrainingOptions, train_candidate
-from lakehouse.serving.packaging import pinned_model
-from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from lakehouse.monitoring.retraining import last_decision
+from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+from lakehouse.serving.packaging import pinned_model
 
-from bento_process import bentoml_serve, post_json
-from conftest import GATE_STEP
 # Three times the session lake: the drift check needs 1,000 reference rows to tell drift from noise.
 WORLD = {"customers": 900, "seed": 11, "bad_row_rate": 0.01, "bad_file_rate": 0.02}
 DRIFT_DAY = 100  # the first day after the initial lake
 NEW_DAYS = 21
 
 
-def tick(defs: dg.Definitions, instance: dg.DagsterInstance, paths: LakePaths, sensor: str,
-         cursor: str | None = None) -> dg.SensorExecutionData:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources={"lakehouse": LakehouseResource(data_root=str(paths.root))})
+def tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, paths: LakePaths, sensor: str, cursor: str | None = None
+) -> dg.SensorExecutionData:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
+    )
     return defs.resolve_sensor_def(sensor).evaluate_tick(context)
 
 
-def launch(defs: dg.Definitions, instance: dg.DagsterInstance, request: dg.RunRequest, job_name: str,
-           run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def launch(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    request: dg.RunRequest,
+    job_name: str,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
     """Run what a request asks for, in this process, in the instance the sensors read (as the daemon would)."""
     return defs.resolve_job_def(request.job_name or job_name).execute_in_process(
-        run_config=run_config if run_config is not None else request.run_config, instance=instance,
-        tags=request.tags, raise_on_error=False)
+        run_config=run_config if run_config is not None else request.run_config,
+        instance=instance,
+        tags=request.tags,
+        raise_on_error=False,
+    )
 
 
 @pytest.mark.integration  # starts a real `bentoml serve`
 @pytest.mark.slow
-def test_drifted_batches_retrain_gate_promote_and_the_service_switches(tmp_path: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_drifted_batches_retrain_gate_promote_and_the_service_switches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = LakePaths(tmp_path / "data")
     monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
     monkeypatch.setenv("DAGSTER_HOME", str(paths.root / "dagster"))
@@ -61,7 +72,9 @@ def test_drifted_batches_retrain_gate_promote_and_the_service_switches(tmp_path:
         assert post_json(service, "/model_info", {})[1]["model_version"] == weak["tag"]
 
         # 1. Three weeks in which usage halves everywhere land in the landing folders.
-        drifts = tuple(Drift("usage_drop", DRIFT_DAY, region=r, magnitude=0.6) for r in ("north", "south", "east", "west"))
+        drifts = tuple(
+            Drift("usage_drop", DRIFT_DAY, region=r, magnitude=0.6) for r in ("north", "south", "east", "west")
+        )
         generate(paths.landing, GeneratorConfig(**WORLD, days=DRIFT_DAY + NEW_DAYS, drifts=drifts, first_day=DRIFT_DAY))
         first_new_day = GeneratorConfig().start + timedelta(days=DRIFT_DAY)
         new_files = [f for f in paths.landing.glob("*/*.*") if day_of(f) >= first_new_day]

@@ -11,14 +11,29 @@ import numpy as np
 import polars as pl
 import pytest
 
+from lakehouse.declarations.datasets import (
+    DatasetSpec,
+    DatasetSpecError,
+    FeatureSpec,
+    load_spec,
+    save_spec,
+    spec_from_dict,
+    to_domain,
+)
 from lakehouse.lake.dataset_inference import check_spec_against_data, infer_spec
-from lakehouse.declarations.datasets import DatasetSpec, DatasetSpecError, FeatureSpec, load_spec, save_spec, spec_from_dict, to_domain
 from lakehouse.lake.ingestion import read_landing_file
 from lakehouse.lake.validation import validate_frame
 from tests.quirky_data import write_quirky_dataset
 
-EXPECTED_TYPES = {"amount": "float64", "discount": "float64", "is_new_device": "bool", "merchant_category": "string",
-                  "currency": "string", "account_age_days": "int64", "prev_chargebacks": "int64"}
+EXPECTED_TYPES = {
+    "amount": "float64",
+    "discount": "float64",
+    "is_new_device": "bool",
+    "merchant_category": "string",
+    "currency": "string",
+    "account_age_days": "int64",
+    "prev_chargebacks": "int64",
+}
 VARIANTS = {"inline_int_ids": {}, "separate_labels_string_ids": {"separate_labels": True, "string_ids": True}}
 
 
@@ -26,8 +41,16 @@ VARIANTS = {"inline_int_ids": {}, "separate_labels_string_ids": {"separate_label
 def quirky(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The quirky dataset in one variant, and the spec inferred from it with the user's --drop."""
     data = write_quirky_dataset(tmp_path_factory.mktemp(request.param), rows=3000, **VARIANTS[request.param])
-    spec, lines = infer_spec("fraud", data["files"], data["entity"], data["timestamp"], data["label"],
-                             labels_files=data["labels_files"] or None, labels_key=data["key"], drop=data["drop"])
+    spec, lines = infer_spec(
+        "fraud",
+        data["files"],
+        data["entity"],
+        data["timestamp"],
+        data["label"],
+        labels_files=data["labels_files"] or None,
+        labels_key=data["key"],
+        drop=data["drop"],
+    )
     return {**data, "spec": spec, "lines": lines, "variant": request.param}
 
 
@@ -104,8 +127,9 @@ def test_check_spec_against_data_names_what_a_hand_edit_broke(quirky: dict) -> N
     spec = quirky["spec"]
     features = [replace(f, type="int64") if f.name == "amount" else f for f in spec.features]
     features.append(FeatureSpec("loyalty_tier", "string"))
-    edited = replace(spec, features=tuple(features), drop=tuple(c for c in spec.drop if c != "vendor_score"),
-                     positive="yes")
+    edited = replace(
+        spec, features=tuple(features), drop=tuple(c for c in spec.drop if c != "vendor_score"), positive="yes"
+    )
     problems = "\n".join(check_spec_against_data(edited, quirky["files"], quirky["labels_files"] or None))
     assert "feature 'loyalty_tier' is not a column of the data" in problems
     assert "column 'vendor_score' is in the data but neither a feature nor dropped" in problems
@@ -121,7 +145,8 @@ def test_check_spec_against_data_finds_bad_labels_and_times(tmp_path: Path) -> N
     data = write_quirky_dataset(tmp_path / "ok", rows=500, days=20)
     spec, _ = infer_spec("fraud", data["files"], data["entity"], data["timestamp"], data["label"], drop=data["drop"])
     broken = pl.read_csv(data["files"][0], infer_schema=False).with_columns(
-        pl.lit("Jan 3 2024").alias("event_time"), pl.col("is_fraud").replace({"0.0": "maybe"}))
+        pl.lit("Jan 3 2024").alias("event_time"), pl.col("is_fraud").replace({"0.0": "maybe"})
+    )
     broken.head(10).with_columns(pl.lit("0.0").alias("is_fraud")).vstack(broken).write_csv(tmp_path / "broken.csv")
     problems = "\n".join(check_spec_against_data(spec, [tmp_path / "broken.csv"]))
     assert "timestamp 'event_time' is not parseable" in problems and "'Jan 3 2024'" in problems
@@ -131,9 +156,13 @@ def test_check_spec_against_data_finds_bad_labels_and_times(tmp_path: Path) -> N
 def _events(tmp_path: Path, name: str = "events.csv", **overrides: list) -> Path:
     """A small events CSV; overrides replace or add columns."""
     n = 40
-    columns = {"user_id": [str(i % 7) for i in range(n)],
-               "ts": [f"2024-01-{1 + i % 28:02d} 10:00:{i:02d}.250" for i in range(n)],
-               "plan": ["basic", "pro"] * (n // 2), "churned": ["no"] * (n - 8) + ["yes"] * 8, "ref": ["a"] * n}
+    columns = {
+        "user_id": [str(i % 7) for i in range(n)],
+        "ts": [f"2024-01-{1 + i % 28:02d} 10:00:{i:02d}.250" for i in range(n)],
+        "plan": ["basic", "pro"] * (n // 2),
+        "churned": ["no"] * (n - 8) + ["yes"] * 8,
+        "ref": ["a"] * n,
+    }
     columns.update(overrides)
     path = tmp_path / name
     pl.DataFrame(columns).write_csv(path)
@@ -145,28 +174,55 @@ def _infer(path: Path, **kwargs):
     return infer_spec("subs", [path], args.pop("entity"), args.pop("timestamp"), args.pop("label"), **args)
 
 
-@pytest.mark.parametrize(("overrides", "kwargs", "message"), [
-    ({}, {"entity": "customer"}, "entity column 'customer' is not in the data (columns: user_id, ts, plan, churned, ref)"),
-    ({}, {"timestamp": "time"}, "timestamp column 'time' is not in the data"),
-    ({"ts": ["1704277321"] * 40}, {}, "timestamp 'ts' is not parseable as a date-time in 40 of 40 rows "
-                                      "(e.g. '1704277321'); write it like 2024-01-03 10:22:01.123"),
-    ({"ts": ["2024-01-03 10:22:01"] * 30 + ["yesterday"] * 10}, {}, "timestamp 'ts' is not parseable as a "
-                                                                    "date-time in 10 of 40 rows (e.g. 'yesterday')"),
-    ({"ts": ["2024-01-03 10:22:01"] * 30 + ["2024-01-03T10:22:01+01:00"] * 10}, {},
-     "timestamp 'ts' mixes times with and without a UTC offset (e.g. '2024-01-03T10:22:01+01:00')"),
-    ({"ts": ["2024-01-03T10:22:01Z"] * 30 + ["2024-01-03 10:22:01"] * 10}, {},
-     "timestamp 'ts' mixes times with and without a UTC offset (e.g. '2024-01-03 10:22:01')"),
-    ({"churned": ["no", "yes", "unknown", "no"] * 10}, {}, "label 'churned' has 3 distinct values ('no', 'yes', "
-                                                           "'unknown'); a binary label needs exactly two"),
-    ({"churned": ["no"] * 40}, {}, "label 'churned' has 1 distinct values ('no')"),
-    ({}, {"label": "cancelled"}, "label column 'cancelled' is not in the data"),
-    ({}, {"drop": ["vendor_score"]}, "--drop 'vendor_score' is not a column of the data"),
-    ({}, {"drop": ["ts"]}, "--drop 'ts' is the timestamp column"),
-    ({}, {"positive": "maybe"}, "--positive 'maybe' is not a value of label 'churned' (found 'no', 'yes')"),
-    ({"Plan Name (€)": ["a"] * 40}, {}, "column 'Plan Name (€)': use letters, digits and '_'; rename it in the data, "
-                                        "or pass --drop 'Plan Name (€)'"),
-    ({"score": ["1"] * 40}, {}, "column 'score': a name the lakehouse uses itself"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "kwargs", "message"),
+    [
+        (
+            {},
+            {"entity": "customer"},
+            "entity column 'customer' is not in the data (columns: user_id, ts, plan, churned, ref)",
+        ),
+        ({}, {"timestamp": "time"}, "timestamp column 'time' is not in the data"),
+        (
+            {"ts": ["1704277321"] * 40},
+            {},
+            "timestamp 'ts' is not parseable as a date-time in 40 of 40 rows "
+            "(e.g. '1704277321'); write it like 2024-01-03 10:22:01.123",
+        ),
+        (
+            {"ts": ["2024-01-03 10:22:01"] * 30 + ["yesterday"] * 10},
+            {},
+            "timestamp 'ts' is not parseable as a date-time in 10 of 40 rows (e.g. 'yesterday')",
+        ),
+        (
+            {"ts": ["2024-01-03 10:22:01"] * 30 + ["2024-01-03T10:22:01+01:00"] * 10},
+            {},
+            "timestamp 'ts' mixes times with and without a UTC offset (e.g. '2024-01-03T10:22:01+01:00')",
+        ),
+        (
+            {"ts": ["2024-01-03T10:22:01Z"] * 30 + ["2024-01-03 10:22:01"] * 10},
+            {},
+            "timestamp 'ts' mixes times with and without a UTC offset (e.g. '2024-01-03 10:22:01')",
+        ),
+        (
+            {"churned": ["no", "yes", "unknown", "no"] * 10},
+            {},
+            "label 'churned' has 3 distinct values ('no', 'yes', 'unknown'); a binary label needs exactly two",
+        ),
+        ({"churned": ["no"] * 40}, {}, "label 'churned' has 1 distinct values ('no')"),
+        ({}, {"label": "cancelled"}, "label column 'cancelled' is not in the data"),
+        ({}, {"drop": ["vendor_score"]}, "--drop 'vendor_score' is not a column of the data"),
+        ({}, {"drop": ["ts"]}, "--drop 'ts' is the timestamp column"),
+        ({}, {"positive": "maybe"}, "--positive 'maybe' is not a value of label 'churned' (found 'no', 'yes')"),
+        (
+            {"Plan Name (€)": ["a"] * 40},
+            {},
+            "column 'Plan Name (€)': use letters, digits and '_'; rename it in the data, "
+            "or pass --drop 'Plan Name (€)'",
+        ),
+        ({"score": ["1"] * 40}, {}, "column 'score': a name the lakehouse uses itself"),
+    ],
+)
 def test_bad_input_gives_a_clear_error(tmp_path: Path, overrides: dict, kwargs: dict, message: str) -> None:
     with pytest.raises(DatasetSpecError) as raised:
         _infer(_events(tmp_path, **overrides), **kwargs)
@@ -177,8 +233,10 @@ def test_bad_input_gives_a_clear_error(tmp_path: Path, overrides: dict, kwargs: 
 def test_times_with_a_utc_offset_are_accepted_and_said_to_become_utc(tmp_path: Path) -> None:
     spec, lines = _infer(_events(tmp_path, ts=[f"2024-01-{1 + i % 28:02d}T10:00:{i:02d}+01:00" for i in range(40)]))
     assert spec.timestamp == "ts"
-    assert any("times carry a UTC offset (e.g. '2024-01-01T10:00:00+01:00'): stored as UTC times without one" in line
-               for line in lines)
+    assert any(
+        "times carry a UTC offset (e.g. '2024-01-01T10:00:00+01:00'): stored as UTC times without one" in line
+        for line in lines
+    )
     assert any("timestamp 'ts': 2024-01-01 09:00:00" in line for line in lines)  # the range, in UTC
 
 
@@ -216,8 +274,12 @@ def test_positive_class_defaults_to_the_minority_unless_one_reads_as_true(tmp_pa
 
 
 def test_codes_with_leading_zeros_and_mostly_numeric_text_stay_strings(tmp_path: Path) -> None:
-    path = _events(tmp_path, user_id=[f"{i:05d}" for i in range(40)], zip=[f"0{1000 + i % 5}" for i in range(40)],
-                   rating=[str(i % 5) for i in range(39)] + ["N/A"])
+    path = _events(
+        tmp_path,
+        user_id=[f"{i:05d}" for i in range(40)],
+        zip=[f"0{1000 + i % 5}" for i in range(40)],
+        rating=[str(i % 5) for i in range(39)] + ["N/A"],
+    )
     spec, lines = _infer(path)
     features = _features(spec)
     assert spec.entity_type == "string" and features["zip"].type == "string" and features["rating"].type == "string"
@@ -234,15 +296,19 @@ def test_quirky_generator_is_fast_and_has_a_learnable_drifting_signal(tmp_path: 
     assert 0.10 <= data["positive_rate"] <= 0.30
     frame = pl.read_csv(data["files"][0], infer_schema=False)
     frame = frame.filter(pl.col("is_fraud").is_not_null())
-    x = frame.select(pl.col("amount").cast(pl.Float64), pl.col("discount").str.strip_suffix("%").cast(pl.Float64),
-                     (pl.col("is_new_device") == "True").cast(pl.Float64),
-                     pl.col("prev_chargebacks").cast(pl.Float64)).to_numpy()
+    x = frame.select(
+        pl.col("amount").cast(pl.Float64),
+        pl.col("discount").str.strip_suffix("%").cast(pl.Float64),
+        (pl.col("is_new_device") == "True").cast(pl.Float64),
+        pl.col("prev_chargebacks").cast(pl.Float64),
+    ).to_numpy()
     y = (frame["is_fraud"] == "1.0").to_numpy()
     half = len(y) // 2
     model = lgb.LGBMClassifier(n_estimators=50, verbose=-1).fit(x[:half], y[:half])
     assert roc_auc_score(y[half:], model.predict_proba(x[half:])[:, 1]) > 0.7
     drifted = write_quirky_dataset(tmp_path / "drift", rows=5000, drift=True)
-    amount = [pl.read_csv(d["files"][0], infer_schema=False)["amount"].cast(pl.Float64).median()
-              for d in (data, drifted)]
+    amount = [
+        pl.read_csv(d["files"][0], infer_schema=False)["amount"].cast(pl.Float64).median() for d in (data, drifted)
+    ]
     assert amount[1] > 2 * amount[0] and drifted["positive_rate"] > data["positive_rate"]
     assert np.isfinite(amount).all()

@@ -10,38 +10,46 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-
-from assets.definitions import build_definitions
-from assets.resources import LakehouseResource
-from lakehouse.ml import model_registry
-from lakehouse_cli.main import main
-from lakehouse.declarations.datasets import DATASETS_ENV, DatasetSpecError, spec_from_dict
-from lakehouse.domains import get_domain
-from lakehouse.paths import DATA_ROOT_ENV, LakePaths
-from lakehouse.monitoring.retraining import last_decision
-
 from bento_process import bentoml_serve, post_json
 from quirky_data import write_quirky_dataset
 
-VALID = {"name": "shop", "entity": "customer_id", "timestamp": "event_time", "label": "is_fraud", "positive": "1",
-         "features": {"amount": {"type": "float64"}, "channel": {"type": "string"}}}
+from assets.definitions import build_definitions
+from assets.resources import LakehouseResource
+from lakehouse.declarations.datasets import DATASETS_ENV, DatasetSpecError, spec_from_dict
+from lakehouse.domains import get_domain
+from lakehouse.ml import model_registry
+from lakehouse.monitoring.retraining import last_decision
+from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+from lakehouse_cli.main import main
+
+VALID = {
+    "name": "shop",
+    "entity": "customer_id",
+    "timestamp": "event_time",
+    "label": "is_fraud",
+    "positive": "1",
+    "features": {"amount": {"type": "float64"}, "channel": {"type": "string"}},
+}
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"colour": "red"}, "unknown setting 'colour'"),
-    ({"entity": None}, "missing 'entity'"),
-    ({"name": "My Shop"}, "must be lowercase letters"),
-    ({"features": {"amount": {"type": "decimal"}}}, "type must be one of"),
-    ({"features": {"amount": {"type": "float64", "colour": 1}}}, "unknown settings ['colour']"),
-    ({"features": {"is_fraud": {"type": "float64"}}}, "label column 'is_fraud' is also listed as a feature"),
-    ({"drop": ["amount"]}, "both dropped and a feature"),
-    ({"labels": {"key": "id"}}, "labels must give exactly 'key'"),
-    ({"labels": {"key": "customer_id", "label": "is_fraud"}}, "the entity and the labels key are the same column"),
-    ({"timestamp": "customer_id"}, "the entity and the timestamp are the same column"),
-    ({"costs": {"false_positive": -1, "false_negative": 2}}, "costs must give non-negative numbers"),
-    ({"drift": {"threshold": 0.2}}, "drift: unknown settings ['threshold']"),
-    ({"features": {"amount": {"type": "float64"}, "score": {"type": "float64"}}}, "a name the lakehouse uses"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": "red"}, "unknown setting 'colour'"),
+        ({"entity": None}, "missing 'entity'"),
+        ({"name": "My Shop"}, "must be lowercase letters"),
+        ({"features": {"amount": {"type": "decimal"}}}, "type must be one of"),
+        ({"features": {"amount": {"type": "float64", "colour": 1}}}, "unknown settings ['colour']"),
+        ({"features": {"is_fraud": {"type": "float64"}}}, "label column 'is_fraud' is also listed as a feature"),
+        ({"drop": ["amount"]}, "both dropped and a feature"),
+        ({"labels": {"key": "id"}}, "labels must give exactly 'key'"),
+        ({"labels": {"key": "customer_id", "label": "is_fraud"}}, "the entity and the labels key are the same column"),
+        ({"timestamp": "customer_id"}, "the entity and the timestamp are the same column"),
+        ({"costs": {"false_positive": -1, "false_negative": 2}}, "costs must give non-negative numbers"),
+        ({"drift": {"threshold": 0.2}}, "drift: unknown settings ['threshold']"),
+        ({"features": {"amount": {"type": "float64"}, "score": {"type": "float64"}}}, "a name the lakehouse uses"),
+    ],
+)
 def test_a_hand_edited_file_gets_a_clear_error(change: dict, message: str) -> None:
     with pytest.raises(DatasetSpecError, match="shop.yaml") as caught:
         spec_from_dict({**VALID, **change}, "datasets/shop.yaml")
@@ -55,32 +63,75 @@ def land(paths: LakePaths, name: str, files: list[Path], sub: str = "") -> None:
         shutil.copy(f, folder / f.name)
 
 
-def tick(defs: dg.Definitions, instance: dg.DagsterInstance, paths: LakePaths, sensor: str,
-         cursor: str | None = None) -> dg.SensorExecutionData:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources={"lakehouse": LakehouseResource(data_root=str(paths.root))})
+def tick(
+    defs: dg.Definitions, instance: dg.DagsterInstance, paths: LakePaths, sensor: str, cursor: str | None = None
+) -> dg.SensorExecutionData:
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
+    )
     return defs.resolve_sensor_def(sensor).evaluate_tick(context)
 
 
 @pytest.mark.integration  # starts a real `bentoml serve`
 @pytest.mark.slow
 def test_two_user_datasets_run_serve_and_react_to_drift_without_python(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     paths = LakePaths(tmp_path / "data")
     monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
     monkeypatch.setenv("DAGSTER_HOME", str(paths.root / "dagster"))
     monkeypatch.setenv(DATASETS_ENV, str(tmp_path / "datasets"))
     # Two datasets with every quirk: inline float labels and int ids; separate late labels and string ids.
     cards = write_quirky_dataset(tmp_path / "raw_cards", rows=4000, seed=1, days=60)
-    shops = write_quirky_dataset(tmp_path / "raw_shops", rows=3000, seed=2, days=60, separate_labels=True,
-                                 string_ids=True)
-    assert main(["dataset", "add", "cards", "--source", str(tmp_path / "raw_cards" / "events-*"),
-                 "--entity", cards["entity"], "--timestamp", cards["timestamp"], "--label", cards["label"],
-                 "--drop", *cards["drop"], "--costs", "1,20"]) == 0
-    assert main(["dataset", "add", "shops", "--source", str(tmp_path / "raw_shops" / "events-*"),
-                 "--entity", shops["entity"], "--timestamp", shops["timestamp"], "--label", shops["label"],
-                 "--labels", str(tmp_path / "raw_shops" / "labels" / "*.csv"), "--labels-key", shops["key"],
-                 "--drop", *shops["drop"]]) == 0
+    shops = write_quirky_dataset(
+        tmp_path / "raw_shops", rows=3000, seed=2, days=60, separate_labels=True, string_ids=True
+    )
+    assert (
+        main(
+            [
+                "dataset",
+                "add",
+                "cards",
+                "--source",
+                str(tmp_path / "raw_cards" / "events-*"),
+                "--entity",
+                cards["entity"],
+                "--timestamp",
+                cards["timestamp"],
+                "--label",
+                cards["label"],
+                "--drop",
+                *cards["drop"],
+                "--costs",
+                "1,20",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "dataset",
+                "add",
+                "shops",
+                "--source",
+                str(tmp_path / "raw_shops" / "events-*"),
+                "--entity",
+                shops["entity"],
+                "--timestamp",
+                shops["timestamp"],
+                "--label",
+                shops["label"],
+                "--labels",
+                str(tmp_path / "raw_shops" / "labels" / "*.csv"),
+                "--labels-key",
+                shops["key"],
+                "--drop",
+                *shops["drop"],
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "discount" in printed and "'%'" in printed and "bool" in printed  # what was inferred is shown
     assert sorted(p.name for p in (tmp_path / "datasets").iterdir()) == ["cards.yaml", "shops.yaml"]
@@ -109,15 +160,21 @@ def test_two_user_datasets_run_serve_and_react_to_drift_without_python(
     training = pl.read_parquet(paths.training_set("shops"))
     known = training["customer_id"].tail(3).to_list()
     lakehouse_cli = str(Path(sys.executable).parent / "lakehouse")
-    with bentoml_serve(paths, command=[lakehouse_cli, "serve", "shops"],
-                       extra_env={DATASETS_ENV: str(tmp_path / "datasets")}) as base:
+    with bentoml_serve(
+        paths, command=[lakehouse_cli, "serve", "shops"], extra_env={DATASETS_ENV: str(tmp_path / "datasets")}
+    ) as base:
         status, body = post_json(base, "/predict_ids", {"customer_ids": known})
         assert status == 200, body
         assert [p["customer_id"] for p in body["predictions"]] == known
         assert all(0 <= p["score"] <= 1 and p["model_version"] == shops_champion for p in body["predictions"])
         status, info = post_json(base, "/model_info", {})
-        row = {f: None for f in info["features"]} | {"amount": 120.5, "merchant_category": "Électronique",
-                                                     "currency": "EUR €", "discount": 40.0, "is_new_device": 1}
+        row = {f: None for f in info["features"]} | {
+            "amount": 120.5,
+            "merchant_category": "Électronique",
+            "currency": "EUR €",
+            "discount": 40.0,
+            "is_new_device": 1,
+        }
         status, body = post_json(base, "/predict_features", {"rows": [row]})
         assert status == 200 and 0 <= body["predictions"][0]["score"] <= 1, body
         assert post_json(base, "/predict_ids", {"customer_ids": [1]})[0] == 400  # shops ids are strings
@@ -132,7 +189,8 @@ def test_two_user_datasets_run_serve_and_react_to_drift_without_python(
         assert tick(defs, instance, paths, "shops_landing_sensor").run_requests == []  # its folder is untouched
         for request in landing.run_requests:
             result = defs.resolve_job_def(request.job_name).execute_in_process(
-                run_config=request.run_config, instance=instance, tags=request.tags, raise_on_error=False)
+                run_config=request.run_config, instance=instance, tags=request.tags, raise_on_error=False
+            )
             assert result.success
         [request] = tick(defs, instance, paths, "cards_publish_sensor").run_requests
         result = defs.resolve_job_def("cards_publish_job").execute_in_process(instance=instance, raise_on_error=False)

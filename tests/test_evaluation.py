@@ -95,8 +95,11 @@ def test_threshold_flags_nobody_when_no_offer_pays():
     y, scores = _calibrated_groups()
     chosen = choose_threshold(y, scores, Costs(false_positive=100.0, false_negative=10.0))
     assert chosen["threshold"] >= 1.0 and chosen["expected_value"] == 0.0
-    assert classification_metrics(y, scores, chosen["threshold"])["tp"] + \
-        classification_metrics(y, scores, chosen["threshold"])["fp"] == 0
+    assert (
+        classification_metrics(y, scores, chosen["threshold"])["tp"]
+        + classification_metrics(y, scores, chosen["threshold"])["fp"]
+        == 0
+    )
 
 
 def test_calibration_curve_uses_quantile_bins():
@@ -112,11 +115,17 @@ def test_calibration_curve_uses_quantile_bins():
 
 
 def test_slice_metrics_one_record_per_value():
-    slices = {"plan": np.array(["basic", "basic", "premium", "premium"] * 2),
-              "region": np.array(["north"] * 4 + ["south"] * 4)}
+    slices = {
+        "plan": np.array(["basic", "basic", "premium", "premium"] * 2),
+        "region": np.array(["north"] * 4 + ["south"] * 4),
+    }
     records = slice_metrics(slices, Y, SCORES, threshold=0.5)
     assert [(r["slice"], r["value"], r["rows"]) for r in records] == [
-        ("plan", "basic", 4), ("plan", "premium", 4), ("region", "north", 4), ("region", "south", 4)]
+        ("plan", "basic", 4),
+        ("plan", "premium", 4),
+        ("region", "north", 4),
+        ("region", "south", 4),
+    ]
     north = records[2]
     assert (north["positives"], north["precision"], north["recall"]) == (2, 0.5, 1.0)
     json.dumps(records)
@@ -255,4 +264,7 @@ def test_plots_are_written_as_png(tmp_path):
     for p in paths.values():
         assert p.read_bytes()[:8] == PNG_SIGNATURE
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "calibration.png", "importance.png", "pr_curve.png"]  # no temporaries left behind
+        "calibration.png",
+        "importance.png",
+        "pr_curve.png",
+    ]  # no temporaries left behind

@@ -55,8 +55,19 @@ def _main_rows() -> list[dict]:
     rows = [row for row in rows if row["customer_id"] not in fixed]
     for e, stamps in fixed.items():
         for i, ts in enumerate(stamps):
-            rows.append({"customer_id": e, "event_timestamp": ts, "f64": 1.0 + i, "f32": 2.0, "i64": BIG,
-                         "i64_big": 1000 * e + i, "i32": 3, "s": f"e{e}r{i}", "b": True})
+            rows.append(
+                {
+                    "customer_id": e,
+                    "event_timestamp": ts,
+                    "f64": 1.0 + i,
+                    "f32": 2.0,
+                    "i64": BIG,
+                    "i64_big": 1000 * e + i,
+                    "i32": 3,
+                    "s": f"e{e}r{i}",
+                    "b": True,
+                }
+            )
     rows[-1].update(f64=float("nan"), f32=None, i64=None, i32=None, s=None, b=None)
     return rows
 
@@ -68,7 +79,9 @@ def _created_rows() -> list[dict]:
         ts = START + timedelta(hours=e)
         for r, created in enumerate([ts + timedelta(minutes=5), ts + timedelta(minutes=9), None]):
             rows.append({"cust": e, "ts": ts, "created": created, "x_raw": e + r / 10, "y": f"{e}:{r}"})
-        rows.append({"cust": e, "ts": ts - timedelta(hours=1), "created": ts + timedelta(days=1), "x_raw": -1.0, "y": "old"})
+        rows.append(
+            {"cust": e, "ts": ts - timedelta(hours=1), "created": ts + timedelta(days=1), "x_raw": -1.0, "y": "old"}
+        )
     return rows
 
 
@@ -86,7 +99,13 @@ MAIN_SCHEMA = pa.schema(
     ]
 )
 CREATED_SCHEMA = pa.schema(
-    [("cust", pa.int64()), ("ts", pa.timestamp("us")), ("created", pa.timestamp("us")), ("x_raw", pa.float64()), ("y", pa.string())]
+    [
+        ("cust", pa.int64()),
+        ("ts", pa.timestamp("us")),
+        ("created", pa.timestamp("us")),
+        ("x_raw", pa.float64()),
+        ("y", pa.string()),
+    ]
 )
 
 
@@ -212,7 +231,7 @@ def test_window_and_latest_row(lakehouse_store):
     assert online["s"][at[4]] == "e4r0"  # not the later row outside the window
     assert [online[f][at[5]] for f in ("f64", "f32", "i64", "i32", "s", "b")] == [None] * 6  # nulls, NaN
     assert online["i64"][at[3]] == BIG - 1  # Feast's pandas round trip rounds int64 through float64
-    assert online["y"][: 20] == [f"{e}:1" for e in range(1, 21)]  # the latest created timestamp wins
+    assert online["y"][:20] == [f"{e}:1" for e in range(1, 21)]  # the latest created timestamp wins
     assert online["x"][0] == 1.1  # read through field_mapping
     assert _table_rows(store, "fv_all")[0][-1] is None  # no created timestamp column
 
@@ -304,8 +323,14 @@ def test_int64_rounding_follows_nulls_in_the_window(tmp_path):
         ]
         path = tmp_path / f"{name}.parquet"
         pq.write_table(pa.Table.from_pylist(rows, pa.schema([f for f in MAIN_SCHEMA if f.name in rows[0]])), path)
-        views.append(FeatureView(name=name, entities=[customer], schema=[Field(name="i64", dtype=Int64)],
-                                 source=FileSource(path=str(path), timestamp_field="event_timestamp")))
+        views.append(
+            FeatureView(
+                name=name,
+                entities=[customer],
+                schema=[Field(name="i64", dtype=Int64)],
+                source=FileSource(path=str(path), timestamp_field="event_timestamp"),
+            )
+        )
     feast_ref = _store(tmp_path / "feast", tmp_path, "sqlite", [customer, *views])
     ours = _store(tmp_path / "ours", tmp_path, sqlite_online_store.STORE_TYPE, [customer, *views])
     feast_ref.materialize(START, END)
@@ -324,11 +349,21 @@ def test_string_and_int32_join_keys(tmp_path):
         ("shop", ValueType.INT32, pa.int32(), [-(2**31), -1, 0, 7, 2**31 - 1]),
     ]:
         entity = Entity(name=name, join_keys=[f"{name}_id"], value_type=key_type)
-        rows = [{f"{name}_id": i, "event_timestamp": START + timedelta(minutes=n), "x": float(n)} for n, i in enumerate(ids)]
-        schema = pa.schema([(f"{name}_id", arrow_type), ("event_timestamp", pa.timestamp("us", tz="UTC")), ("x", pa.float64())])
+        rows = [
+            {f"{name}_id": i, "event_timestamp": START + timedelta(minutes=n), "x": float(n)} for n, i in enumerate(ids)
+        ]
+        schema = pa.schema(
+            [(f"{name}_id", arrow_type), ("event_timestamp", pa.timestamp("us", tz="UTC")), ("x", pa.float64())]
+        )
         pq.write_table(pa.Table.from_pylist(rows, schema), tmp_path / f"{name}.parquet")
-        views.append(FeatureView(name=f"by_{name}", entities=[entity], schema=[Field(name="x", dtype=Float64)],
-                                 source=FileSource(path=str(tmp_path / f"{name}.parquet"), timestamp_field="event_timestamp")))
+        views.append(
+            FeatureView(
+                name=f"by_{name}",
+                entities=[entity],
+                schema=[Field(name="x", dtype=Float64)],
+                source=FileSource(path=str(tmp_path / f"{name}.parquet"), timestamp_field="event_timestamp"),
+            )
+        )
         entities.append(entity)
     feast_ref = _store(tmp_path / "feast", tmp_path, "sqlite", [*entities, *views])
     ours = _store(tmp_path / "ours", tmp_path, sqlite_online_store.STORE_TYPE, [*entities, *views])
@@ -367,8 +402,13 @@ def test_values_serialize_like_feast(value_type, arr, lossy):
     from feast.type_map import python_values_to_proto_values
 
     # Feast's materialize sees the column after a pandas round trip (an int64 with a null is float64).
-    protos = python_values_to_proto_values(pa.Array.from_pandas(arr.to_pandas()).to_numpy(zero_copy_only=False), value_type)
-    expected = ([p.SerializeToString() for p in protos], *map(list, zip(*(extract_text_and_num(p, True) for p in protos))))
+    protos = python_values_to_proto_values(
+        pa.Array.from_pandas(arr.to_pandas()).to_numpy(zero_copy_only=False), value_type
+    )
+    expected = (
+        [p.SerializeToString() for p in protos],
+        *map(list, zip(*(extract_text_and_num(p, True) for p in protos))),
+    )
     assert sqlite_online_store._encode_values(arr, value_type, lossy) == tuple(expected)
 
 
@@ -388,7 +428,9 @@ def test_entity_keys_serialize_like_feast(version, value_type, arr):
     from feast.type_map import python_values_to_proto_values
 
     expected = [
-        serialize_entity_key(EntityKey(join_keys=["customer_id"], entity_values=[p]), entity_key_serialization_version=version)
+        serialize_entity_key(
+            EntityKey(join_keys=["customer_id"], entity_values=[p]), entity_key_serialization_version=version
+        )
         for p in python_values_to_proto_values(arr.to_numpy(zero_copy_only=False), value_type)
     ]
     assert sqlite_online_store._entity_key_array(arr, value_type, "customer_id", version).to_pylist() == expected

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from lakehouse.demos.churn.domain import CHURN
-from lakehouse.lake.feature_tables import build_feature_view, build_labels, build_spine
 from lakehouse.io import write_parquet_atomic
+from lakehouse.lake.feature_tables import build_feature_view, build_labels, build_spine
 from lakehouse.lake.silver import empty_frame
 
 D = date(2025, 1, 1)
@@ -18,34 +18,80 @@ D = date(2025, 1, 1)
 def silver(paths, source: str, rows: list[dict]) -> None:
     frame = empty_frame(CHURN.source(source))
     rows = [{**r, "_batch_id": "test"} for r in rows]
-    write_parquet_atomic(pl.concat([frame, pl.DataFrame(rows, schema=frame.schema)]) if rows else frame,
-                         paths.silver(source))
+    write_parquet_atomic(
+        pl.concat([frame, pl.DataFrame(rows, schema=frame.schema)]) if rows else frame, paths.silver(source)
+    )
 
 
 def customer(cid: int, updated: datetime, plan: str = "basic", price: float = 9.99) -> dict:
-    return {"customer_id": cid, "updated_at": updated, "signup_date": date(2024, 12, 1), "plan": plan,
-            "monthly_price": price, "region": "north", "age_band": "25-34", "channel": "organic"}
+    return {
+        "customer_id": cid,
+        "updated_at": updated,
+        "signup_date": date(2024, 12, 1),
+        "plan": plan,
+        "monthly_price": price,
+        "region": "north",
+        "age_band": "25-34",
+        "channel": "organic",
+    }
 
 
 @pytest.fixture
 def built(paths):
     """Customer 1 has daily usage, a failed payment, a 2-day ticket and a plan change; 2-5 cancel."""
-    silver(paths, "customers", [customer(1, datetime(2025, 1, 1, 8)),
-                                customer(1, datetime(2025, 1, 10, 15), "premium", 34.99),
-                                *(customer(c, datetime(2025, 1, 1, 8)) for c in (2, 3, 4, 5))])
-    silver(paths, "cancellations", [
-        {"customer_id": 2, "cancelled_at": datetime(2025, 2, 15, 10), "reason": "price"},
-        {"customer_id": 3, "cancelled_at": datetime(2025, 4, 24, 10), "reason": "usage"},
-        {"customer_id": 4, "cancelled_at": datetime(2025, 4, 18), "reason": "other"},
-        {"customer_id": 5, "cancelled_at": datetime(2025, 4, 17, 23, 59, 59), "reason": "other"},
-    ])
-    silver(paths, "usage", [{"customer_id": 1, "usage_date": D + timedelta(i), "sessions": 1, "minutes": float(i + 1),
-                             "data_mb": 1.0, "errors": 0} for i in range(40)])
-    silver(paths, "payments", [{"payment_id": "P1", "customer_id": 1, "charged_at": datetime(2025, 1, 1, 9),
-                                "amount": 9.99, "failed": True}])
-    silver(paths, "tickets", [{"ticket_id": "T1", "customer_id": 1, "opened_at": datetime(2025, 1, 5, 9),
-                               "category": "billing", "resolved_at": datetime(2025, 1, 7, 12),
-                               "updated_at": datetime(2025, 1, 7, 12)}])
+    silver(
+        paths,
+        "customers",
+        [
+            customer(1, datetime(2025, 1, 1, 8)),
+            customer(1, datetime(2025, 1, 10, 15), "premium", 34.99),
+            *(customer(c, datetime(2025, 1, 1, 8)) for c in (2, 3, 4, 5)),
+        ],
+    )
+    silver(
+        paths,
+        "cancellations",
+        [
+            {"customer_id": 2, "cancelled_at": datetime(2025, 2, 15, 10), "reason": "price"},
+            {"customer_id": 3, "cancelled_at": datetime(2025, 4, 24, 10), "reason": "usage"},
+            {"customer_id": 4, "cancelled_at": datetime(2025, 4, 18), "reason": "other"},
+            {"customer_id": 5, "cancelled_at": datetime(2025, 4, 17, 23, 59, 59), "reason": "other"},
+        ],
+    )
+    silver(
+        paths,
+        "usage",
+        [
+            {
+                "customer_id": 1,
+                "usage_date": D + timedelta(i),
+                "sessions": 1,
+                "minutes": float(i + 1),
+                "data_mb": 1.0,
+                "errors": 0,
+            }
+            for i in range(40)
+        ],
+    )
+    silver(
+        paths,
+        "payments",
+        [{"payment_id": "P1", "customer_id": 1, "charged_at": datetime(2025, 1, 1, 9), "amount": 9.99, "failed": True}],
+    )
+    silver(
+        paths,
+        "tickets",
+        [
+            {
+                "ticket_id": "T1",
+                "customer_id": 1,
+                "opened_at": datetime(2025, 1, 5, 9),
+                "category": "billing",
+                "resolved_at": datetime(2025, 1, 7, 12),
+                "updated_at": datetime(2025, 1, 7, 12),
+            }
+        ],
+    )
     build_spine(paths, CHURN)
     for view in CHURN.feature_views:
         build_feature_view(paths, CHURN, view)

@@ -51,8 +51,13 @@ print(json.dumps({"assets": assets, "checks": checks, "jobs": jobs, "sensors": s
 def describe_graph(tmp_path: Path) -> dict:
     """Asset keys with groups, deps, kinds and pools; checks; jobs with their assets; sensors."""
     env = {**os.environ, "LAKEHOUSE_DATASETS_DIR": str(tmp_path), "LAKEHOUSE_DATA_ROOT": str(tmp_path / "data")}
-    out = subprocess.run([sys.executable, "-c", DESCRIBE], env=env, capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parent.parent)
+    out = subprocess.run(
+        [sys.executable, "-c", DESCRIBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
 
@@ -62,8 +67,14 @@ def test_the_asset_graph_matches_its_reviewed_snapshot(tmp_path):
     if os.environ.get("UPDATE_SNAPSHOTS"):
         SNAPSHOT.write_text(json.dumps(graph, indent=1, sort_keys=True) + "\n")
     expected = json.loads(SNAPSHOT.read_text())
-    changed = sorted(f"{part}: {name}" for part in expected.keys() | graph.keys()
-                     for name in expected.get(part, {}).keys() | graph.get(part, {}).keys()
-                     if expected.get(part, {}).get(name) != graph.get(part, {}).get(name))
-    assert not changed, ("the asset graph differs from tests/snapshots/graph.json in: " + ", ".join(changed)
-                         + "; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the snapshot")
+    changed = sorted(
+        f"{part}: {name}"
+        for part in expected.keys() | graph.keys()
+        for name in expected.get(part, {}).keys() | graph.get(part, {}).keys()
+        if expected.get(part, {}).get(name) != graph.get(part, {}).get(name)
+    )
+    assert not changed, (
+        "the asset graph differs from tests/snapshots/graph.json in: "
+        + ", ".join(changed)
+        + "; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the snapshot"
+    )

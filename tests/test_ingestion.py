@@ -73,8 +73,16 @@ def test_unreadable_files_are_rejected_with_a_clear_reason_and_others_still_inge
 
 
 def test_a_truncated_parquet_file_is_rejected(paths):
-    good = pl.DataFrame({"customer_id": [1], "usage_date": [date(2025, 1, 1)], "sessions": [1],
-                         "minutes": [2.0], "data_mb": [3.0], "errors": [0]})
+    good = pl.DataFrame(
+        {
+            "customer_id": [1],
+            "usage_date": [date(2025, 1, 1)],
+            "sessions": [1],
+            "minutes": [2.0],
+            "data_mb": [3.0],
+            "errors": [0],
+        }
+    )
     full = paths.root / "full.parquet"
     full.parent.mkdir(parents=True, exist_ok=True)
     good.write_parquet(full)

@@ -22,13 +22,18 @@ CORE_LAYERS = [
     {"lakehouse.monitoring"},
 ]
 # Above the core: the Dagster code location, then the services and the command line.
-PACKAGES_ABOVE = {"lakehouse": {"assets", "bentos", "lakehouse_cli"}, "assets": {"bentos", "lakehouse_cli"},
-                  "bentos": {"assets", "lakehouse_cli"}}
+PACKAGES_ABOVE = {
+    "lakehouse": {"assets", "bentos", "lakehouse_cli"},
+    "assets": {"bentos", "lakehouse_cli"},
+    "bentos": {"assets", "lakehouse_cli"},
+}
 
 
 def core_modules() -> list[str]:
-    return sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-                  for p in (ROOT / "lakehouse").rglob("*.py"))
+    return sorted(
+        ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for p in (ROOT / "lakehouse").rglob("*.py")
+    )
 
 
 def imported(path: Path) -> set[str]:
@@ -50,9 +55,11 @@ def layer(module: str) -> int | None:
 
 
 def test_importing_every_core_module_loads_neither_dagster_nor_bentoml():
-    probe = ("import importlib, json, sys\n"
-             f"for name in {core_modules()!r}: importlib.import_module(name)\n"
-             "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'bentoml'})))")
+    probe = (
+        "import importlib, json, sys\n"
+        f"for name in {core_modules()!r}: importlib.import_module(name)\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'bentoml'})))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.splitlines()[-1]) == []
@@ -61,7 +68,9 @@ def test_importing_every_core_module_loads_neither_dagster_nor_bentoml():
 def test_core_modules_import_only_their_own_layer_and_the_ones_below():
     upward = []
     for module in core_modules():
-        path = ROOT / (module.replace(".", "/") + ("/__init__.py" if (ROOT / module.replace(".", "/")).is_dir() else ".py"))
+        path = ROOT / (
+            module.replace(".", "/") + ("/__init__.py" if (ROOT / module.replace(".", "/")).is_dir() else ".py")
+        )
         for target in imported(path):
             if not target.startswith("lakehouse.") or layer(target) is None:
                 continue

@@ -9,9 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lakehouse.ml import model_registry
 from lakehouse.demos.churn.domain import CHURN
-from lakehouse.ml import training
+from lakehouse.ml import model_registry, training
 from lakehouse.ml.candidates import (
     TrainingOptions,
     baseline_scores_file,
@@ -20,8 +19,8 @@ from lakehouse.ml.candidates import (
     model_card,
     train_candidate,
 )
-from lakehouse.paths import LakePaths
 from lakehouse.ml.training import TrainingDataError
+from lakehouse.paths import LakePaths
 
 FAST = TrainingOptions(tune=False)
 
@@ -64,16 +63,25 @@ def test_the_gate_decision_is_recorded_either_way_and_the_card_shows_it(lake_cop
     card = json.loads(files["json"].read_text())
     assert card["risk_category"] == "minimal" and card["promotion"]["reasons"] == decision["reasons"]
     markdown = files["markdown"].read_text()
-    for section in ("## Intended use", "## Training data", "## Hold-out metrics", "## Slices", "## Promotion decision",
-                    "## Limitations"):
+    for section in (
+        "## Intended use",
+        "## Training data",
+        "## Hold-out metrics",
+        "## Slices",
+        "## Promotion decision",
+        "## Limitations",
+    ):
         assert section in markdown
 
 
 def test_the_gate_compares_with_the_baseline_scores_the_candidate_step_saved(lake_copy, monkeypatch):
     """Saved for the training set they came from, equal to a fresh fit's; the gate does not fit them again."""
     record = train_candidate(lake_copy, CHURN, FAST)
-    saved = pl.read_parquet(baseline_scores_file(lake_copy, CHURN, record["tag"].split(":")[-1],
-                                                 record["data_versions"]["training_set_sha256"]))
+    saved = pl.read_parquet(
+        baseline_scores_file(
+            lake_copy, CHURN, record["tag"].split(":")[-1], record["data_versions"]["training_set_sha256"]
+        )
+    )
     split = training.time_split(pl.read_parquet(lake_copy.training_set(CHURN.name)))
     refit = training.train_baselines(split, record["features"], training.categorical_columns(CHURN), CHURN.label_name)
     assert saved.columns == ["prior", "logistic"] and saved.height == split.test.height
@@ -87,8 +95,9 @@ def test_the_gate_compares_with_the_baseline_scores_the_candidate_step_saved(lak
 def test_without_saved_baseline_scores_the_gate_fits_the_baselines_itself(lake_copy, monkeypatch):
     """A candidate saved before these files existed (or a training set rebuilt since): the gate still compares."""
     record = train_candidate(lake_copy, CHURN, FAST)
-    baseline_scores_file(lake_copy, CHURN, record["tag"].split(":")[-1],
-                         record["data_versions"]["training_set_sha256"]).unlink()
+    baseline_scores_file(
+        lake_copy, CHURN, record["tag"].split(":")[-1], record["data_versions"]["training_set_sha256"]
+    ).unlink()
     fits = []
     fit = training.train_baselines
     monkeypatch.setattr(training, "train_baselines", lambda *args: fits.append(1) or fit(*args))
@@ -97,7 +106,9 @@ def test_without_saved_baseline_scores_the_gate_fits_the_baselines_itself(lake_c
 
 
 def test_a_single_class_training_set_stops_with_a_clear_message_and_promotes_nothing(lake_copy):
-    frame = pl.read_parquet(lake_copy.training_set("churn")).with_columns(pl.lit(0, dtype=pl.Int64).alias("churned_30d"))
+    frame = pl.read_parquet(lake_copy.training_set("churn")).with_columns(
+        pl.lit(0, dtype=pl.Int64).alias("churned_30d")
+    )
     frame.write_parquet(lake_copy.training_set("churn"))
     before = model_registry.champion(lake_copy, CHURN.name)
     with pytest.raises(TrainingDataError, match="single class|one class|only"):

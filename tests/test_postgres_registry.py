@@ -12,13 +12,10 @@ import uuid
 import pandas as pd
 import pytest
 
-from lakehouse.feature_store import feast_objects
-
-from lakehouse.feature_store import materialization
-
-from lakehouse.serving import scoring
 from lakehouse.demos.churn.domain import CHURN
+from lakehouse.feature_store import feast_objects, materialization
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+from lakehouse.serving import scoring
 from tests.conftest import copy_with_champion
 
 pytestmark = pytest.mark.integration  # needs the machine's server (skips, saying why, without one)
@@ -62,8 +59,7 @@ def test_the_registry_is_chosen_by_one_setting(paths: LakePaths, monkeypatch: py
     settings = feast_objects.resolved_yaml(paths)["registry"]
     assert settings["registry_type"] == "sql" and settings["path"] == "postgresql+psycopg://feast:pw@db:5432/feast"
     # What the UI shows of it (the feast_registry asset's metadata): no password.
-    assert feast_objects.store_locations(paths)["registry"] == \
-        "sql: postgresql+psycopg://feast@db:5432/feast"
+    assert feast_objects.store_locations(paths)["registry"] == "sql: postgresql+psycopg://feast@db:5432/feast"
     for bad in ("mysql://db/feast", "postgresql://db:5432", "registry.db"):
         monkeypatch.setenv(feast_objects.REGISTRY_ENV, bad)
         with pytest.raises(ValueError, match=feast_objects.REGISTRY_ENV):
@@ -86,20 +82,23 @@ def test_the_sql_registry_holds_the_domain_and_serves_features(sql_lake, registr
     ids = [*range(1, 50), 10**9]
     assert feast_objects.online_features(store, CHURN, ids) == feast_objects.online_features(file_store, CHURN, ids)
     champion = scoring.load_champion(paths, CHURN.name)
-    assert scoring.online_lookup(store, champion, CHURN.entity_key, ids) == \
-        scoring.online_lookup(file_store, champion, CHURN.entity_key, ids)
+    assert scoring.online_lookup(store, champion, CHURN.entity_key, ids) == scoring.online_lookup(
+        file_store, champion, CHURN.entity_key, ids
+    )
 
     # Point-in-time training rows through the SQL registry: the same as through the file registry.
-    entity_df = pd.DataFrame({CHURN.entity_key: [1, 2, 3, 10**9],
-                              "event_timestamp": pd.to_datetime(["2025-03-01"] * 4, utc=True)})
+    entity_df = pd.DataFrame(
+        {CHURN.entity_key: [1, 2, 3, 10**9], "event_timestamp": pd.to_datetime(["2025-03-01"] * 4, utc=True)}
+    )
     by_sql = feast_objects.historical_features(store, CHURN, entity_df).sort_values(CHURN.entity_key)
     by_file = feast_objects.historical_features(file_store, CHURN, entity_df).sort_values(CHURN.entity_key)
     pd.testing.assert_frame_equal(by_sql.reset_index(drop=True), by_file.reset_index(drop=True))
     assert len(by_sql) == len(entity_df)
 
 
-def test_the_service_reads_through_the_sql_registry(sql_lake, registry_url: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_service_reads_through_the_sql_registry(
+    sql_lake, registry_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bentos.churn_service import ChurnService
 
     paths, _, file_store, _ = sql_lake
@@ -110,6 +109,7 @@ def test_the_service_reads_through_the_sql_registry(sql_lake, registry_url: str,
     champion = scoring.load_champion(paths, CHURN.name)
     ids = list(range(1, 11))
     served = service.predict_ids(customer_ids=ids)["predictions"]
-    expected = scoring.score_rows(champion, CHURN.entity_key, ids,
-                                  scoring.online_rows(file_store, champion, CHURN.entity_key, ids))
+    expected = scoring.score_rows(
+        champion, CHURN.entity_key, ids, scoring.online_rows(file_store, champion, CHURN.entity_key, ids)
+    )
     assert [p.get("score") for p in served] == [r.get("score") for r in expected]

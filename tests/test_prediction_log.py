@@ -18,9 +18,18 @@ from lakehouse.serving.prediction_log import PredictionLogger, features_json, lo
 
 
 def record(n: int, request_id: str = "r", **extra) -> dict:
-    return {"request_id": request_id, "row_index": n, "endpoint": "predict_ids", "entity_id": str(n),
-            "features": '{"a": 1}', "model_version": "m:1", "score": n / 1000, "decision": n % 2 == 0,
-            "latency_ms": 1.5, **extra}
+    return {
+        "request_id": request_id,
+        "row_index": n,
+        "endpoint": "predict_ids",
+        "entity_id": str(n),
+        "features": '{"a": 1}',
+        "model_version": "m:1",
+        "score": n / 1000,
+        "decision": n % 2 == 0,
+        "latency_ms": 1.5,
+        **extra,
+    }
 
 
 def wait_for(cond, timeout: float = 5.0) -> bool:
@@ -92,8 +101,9 @@ def test_flush_by_time(tmp_path: Path) -> None:
     assert names == sorted(names) and all(n.endswith(".parquet") and "-" in n for n in names)
 
 
-def test_log_never_writes_and_a_failed_write_is_never_half_a_file(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_log_never_writes_and_a_failed_write_is_never_half_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = []
 
     def die_half_way(self, path, **kwargs):
@@ -131,8 +141,8 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
     """
     import shutil
 
-    from lakehouse.ml import model_registry
     from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.ml import model_registry
     from lakehouse.ml.candidates import latest_candidate
     from lakehouse.paths import DATA_ROOT_ENV
 
@@ -186,30 +196,56 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
 def test_endpoint_summary_counts_requests_once_for_their_latency() -> None:
     from lakehouse.serving.prediction_log import endpoint_summary, to_frame
 
-    log = to_frame([record(0, request_id="a", latency_ms=1.0), record(1, request_id="a", latency_ms=1.0),
-                    record(2, request_id="b", latency_ms=2.0), record(3, request_id="c", latency_ms=30.0, error="x"),
-                    record(4, request_id="d", endpoint="predict_features", latency_ms=7.0)])
+    log = to_frame(
+        [
+            record(0, request_id="a", latency_ms=1.0),
+            record(1, request_id="a", latency_ms=1.0),
+            record(2, request_id="b", latency_ms=2.0),
+            record(3, request_id="c", latency_ms=30.0, error="x"),
+            record(4, request_id="d", endpoint="predict_features", latency_ms=7.0),
+        ]
+    )
     assert endpoint_summary(log) == [
-        {"endpoint": "predict_features", "requests": 1, "rows": 1, "errors": 0,
-         "latency_ms_p50": 7.0, "latency_ms_p99": 7.0, "latency_ms_max": 7.0},
-        {"endpoint": "predict_ids", "requests": 3, "rows": 4, "errors": 1,
-         "latency_ms_p50": 2.0, "latency_ms_p99": 30.0, "latency_ms_max": 30.0},
+        {
+            "endpoint": "predict_features",
+            "requests": 1,
+            "rows": 1,
+            "errors": 0,
+            "latency_ms_p50": 7.0,
+            "latency_ms_p99": 7.0,
+            "latency_ms_max": 7.0,
+        },
+        {
+            "endpoint": "predict_ids",
+            "requests": 3,
+            "rows": 4,
+            "errors": 1,
+            "latency_ms_p50": 2.0,
+            "latency_ms_p99": 30.0,
+            "latency_ms_max": 30.0,
+        },
     ]
 
 
 def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     from assets.resources import LakehouseResource
     from assets.serving import prediction_log_asset
-    from lakehouse.serving.prediction_log import prediction_log_table
     from lakehouse.demos.churn.domain import CHURN
+    from lakehouse.serving.prediction_log import prediction_log_table
 
     paths = LakePaths(tmp_path / "data")
     with PredictionLogger(paths.prediction_log("churn"), flush_seconds=3600) as logger:
         logger.log([record(i, request_id="a") for i in range(5)])
     with PredictionLogger(paths.prediction_log("churn"), flush_seconds=3600) as logger:
         # two rows repeat request a's (a retried write): dropped; one has no score.
-        logger.log([record(0, request_id="a"), record(1, request_id="a"), record(7, request_id="b"),
-                    record(8, request_id="b", score=None, decision=None, error="unknown entity")])
+        logger.log(
+            [
+                record(0, request_id="a"),
+                record(1, request_id="a"),
+                record(7, request_id="b"),
+                record(8, request_id="b", score=None, decision=None, error="unknown entity"),
+            ]
+        )
     lake_io._temp_beside(paths.prediction_log("churn") / "x.parquet").write_bytes(b"PAR1 half")  # litter: ignored
 
     asset = prediction_log_asset(CHURN)
@@ -228,8 +264,15 @@ def test_prediction_log_asset_ingests_new_files(tmp_path: Path) -> None:
     assert md["rows_out"] == md["dagster/row_count"] == 7 and md["errors"] == 1
     assert md["score_max"] == pytest.approx(0.007) and md["score_min"] == 0.0
     [endpoint] = md["endpoints"].records
-    assert endpoint.data == {"endpoint": "predict_ids", "requests": "2", "rows": "7", "errors": "1",
-                             "latency_ms_p50": "1.5", "latency_ms_p99": "1.5", "latency_ms_max": "1.5"}
+    assert endpoint.data == {
+        "endpoint": "predict_ids",
+        "requests": "2",
+        "rows": "7",
+        "errors": "1",
+        "latency_ms_p50": "1.5",
+        "latency_ms_p99": "1.5",
+        "latency_ms_max": "1.5",
+    }
     table = pl.read_parquet(prediction_log_table(paths, "churn"))
     assert table.height == 7 and table.select("request_id", "entity_id").unique().height == 7
 

@@ -11,16 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.feature_store import feast_objects
-
-from lakehouse.feature_store import materialization
-
-from lakehouse.serving import scoring
-from lakehouse.serving.batch_scores import precomputed_scores, publish_online
 from lakehouse.demos.churn.domain import CHURN
+from lakehouse.feature_store import feast_objects, materialization
 from lakehouse.feature_store.feast_objects import REDIS_STORE_TYPE
 from lakehouse.feature_store.redis_online_store import LakehouseRedisOnlineStore
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+from lakehouse.serving import scoring
+from lakehouse.serving.batch_scores import precomputed_scores, publish_online
 from tests.conftest import copy_with_champion
 
 pytestmark = pytest.mark.integration  # needs the machine's server (skips, saying why, without one)
@@ -58,7 +55,9 @@ def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch
     assert feast_objects.resolved_yaml(paths)["online_store"]["path"] == str(paths.feast / "online_store.db")
     monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, "redis://:secret@10.0.0.5:6380/2")
     assert feast_objects.resolved_yaml(paths)["online_store"] == {
-        "type": REDIS_STORE_TYPE, "connection_string": "10.0.0.5:6380,db=2,password=secret"}
+        "type": REDIS_STORE_TYPE,
+        "connection_string": "10.0.0.5:6380,db=2,password=secret",
+    }
     # What the UI shows of it (the online_features asset's metadata): no password.
     assert feast_objects.store_locations(paths)["online_store"] == "redis: 10.0.0.5:6380 db=2"
     assert feast_objects.online_store_kind() == "redis"
@@ -69,7 +68,10 @@ def test_the_online_store_is_chosen_by_one_setting(paths: LakePaths, monkeypatch
         with pytest.raises(ValueError, match=feast_objects.ONLINE_STORE_ENV):
             feast_objects.resolved_yaml(paths)
     monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, "sqlite")
-    assert feast_objects.resolved_yaml(paths)["online_store"]["type"] == "lakehouse.feature_store.sqlite_online_store.LakehouseSqliteOnlineStore"
+    assert (
+        feast_objects.resolved_yaml(paths)["online_store"]["type"]
+        == "lakehouse.feature_store.sqlite_online_store.LakehouseSqliteOnlineStore"
+    )
 
 
 def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lake) -> None:
@@ -78,15 +80,17 @@ def test_materializing_into_redis_gives_the_values_of_the_sqlite_store(redis_lak
     import duckdb
 
     for view in CHURN.feature_views:  # every entity of every view written: counted in and out
-        [(entities,)] = duckdb.sql(f"SELECT count(DISTINCT {CHURN.entity_key}) "
-                                   f"FROM read_parquet('{paths.features(view.name)}')").fetchall()
+        [(entities,)] = duckdb.sql(
+            f"SELECT count(DISTINCT {CHURN.entity_key}) FROM read_parquet('{paths.features(view.name)}')"
+        ).fetchall()
         assert result["rows"][view.name] == entities
     ids = [*range(1, 80), UNKNOWN_ID]
     assert feast_objects.online_features(store, CHURN, ids) == feast_objects.online_features(sqlite_store, CHURN, ids)
     champion = scoring.load_champion(paths, CHURN.name)
     # The service's lookup reads Redis view by view (Feast's online_read) and answers as on sqlite, times included.
-    assert scoring.online_lookup(store, champion, CHURN.entity_key, ids) == \
-        scoring.online_lookup(sqlite_store, champion, CHURN.entity_key, ids)
+    assert scoring.online_lookup(store, champion, CHURN.entity_key, ids) == scoring.online_lookup(
+        sqlite_store, champion, CHURN.entity_key, ids
+    )
     again = materialization.materialize_online(store, CHURN, paths)  # nothing new since the last window
     assert set(again["rows"].values()) == {0}
 
@@ -108,8 +112,10 @@ def test_one_read_for_all_views_answers_as_feasts_per_view_reads(redis_lake) -> 
     online_store = store._get_provider().online_store
     assert isinstance(online_store, LakehouseRedisOnlineStore)
     views = [store.get_feature_view(v.name) for v in CHURN.feature_views]
-    keys = [EntityKeyProto(join_keys=[CHURN.entity_key], entity_values=[ValueProto(int64_val=i)])
-            for i in (1, 2, 3, 2, UNKNOWN_ID)]  # a repeated and an absent key too
+    keys = [
+        EntityKeyProto(join_keys=[CHURN.entity_key], entity_values=[ValueProto(int64_val=i)])
+        for i in (1, 2, 3, 2, UNKNOWN_ID)
+    ]  # a repeated and an absent key too
     together = online_store.online_read_views(store.config, views, keys)
     for view, answer in zip(views, together):
         assert answer == online_store.online_read(store.config, view, keys)
@@ -151,8 +157,9 @@ def test_the_service_and_precomputed_scores_work_on_redis(redis_lake, monkeypatc
     champion = scoring.load_champion(paths, CHURN.name)
     ids = list(range(1, 21))
     served = service.predict_ids(customer_ids=[*ids, UNKNOWN_ID])["predictions"]
-    expected = scoring.score_rows(champion, CHURN.entity_key, ids,
-                                  scoring.online_rows(sqlite_store, champion, CHURN.entity_key, ids))
+    expected = scoring.score_rows(
+        champion, CHURN.entity_key, ids, scoring.online_rows(sqlite_store, champion, CHURN.entity_key, ids)
+    )
     assert [p.get("score") for p in served[:-1]] == [r.get("score") for r in expected]
     assert served[-1]["error"].startswith("unknown entity")
 
@@ -173,7 +180,9 @@ def test_an_unreachable_redis_makes_the_service_unready_and_its_lookups_503(redi
     from bento_process import post_json, start_serve
 
     paths = redis_lake[0]
-    server = start_serve(paths, extra_env={feast_objects.ONLINE_STORE_ENV: "redis://127.0.0.1:1/0"})  # nothing on port 1
+    server = start_serve(
+        paths, extra_env={feast_objects.ONLINE_STORE_ENV: "redis://127.0.0.1:1/0"}
+    )  # nothing on port 1
     try:
         server.wait_ready(probe="/livez")
         with pytest.raises(urllib.error.HTTPError) as unready:

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from lakehouse.ml import model_registry
-from lakehouse_cli.models import add_models_commands
 from lakehouse.paths import LakePaths
+from lakehouse_cli.models import add_models_commands
 
 
 @pytest.fixture(autouse=True)
@@ -29,16 +29,30 @@ def model_text() -> str:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
     y = (x[:, 0] + 0.5 * rng.normal(size=200) > 0).astype(int)
-    params = {"objective": "binary", "num_leaves": 4, "min_data_in_leaf": 5, "verbose": -1,
-              "deterministic": True, "num_threads": 1, "seed": 0}
+    params = {
+        "objective": "binary",
+        "num_leaves": 4,
+        "min_data_in_leaf": 5,
+        "verbose": -1,
+        "deterministic": True,
+        "num_threads": 1,
+        "seed": 0,
+    }
     booster = lgb.train(params, lgb.Dataset(x, y, feature_name=["a", "b", "c"]), num_boost_round=5)
     return booster.model_to_string()
 
 
 def metadata(auc: float) -> dict:
-    return {"metrics": {"test_roc_auc": auc}, "params": {"num_leaves": 4}, "threshold": 0.42,
-            "feature_service": "churn_v1", "features": ["a", "b", "c"], "categories": {"plan": ["basic", "pro"]},
-            "schema_hash": "abc123", "data_versions": {"training_set": "2025-01-01"}}
+    return {
+        "metrics": {"test_roc_auc": auc},
+        "params": {"num_leaves": 4},
+        "threshold": 0.42,
+        "feature_service": "churn_v1",
+        "features": ["a", "b", "c"],
+        "categories": {"plan": ["basic", "pro"]},
+        "schema_hash": "abc123",
+        "data_versions": {"training_set": "2025-01-01"},
+    }
 
 
 def run_cli(*argv: str) -> int:
@@ -115,7 +129,10 @@ def test_promote_and_rollback_history(paths: LakePaths, model_text: str) -> None
         model_registry.rollback(paths, "churn", "again")
     history = model_registry.champion_history(paths, "churn")
     assert [(e["tag"], e["action"], e["reason"]) for e in history] == [
-        (a, "promote", "first model"), (b, "promote", "better test AUC"), (a, "rollback", "b misbehaves")]
+        (a, "promote", "first model"),
+        (b, "promote", "better test AUC"),
+        (a, "rollback", "b misbehaves"),
+    ]
     assert all(e["at"] for e in history)
     stored = json.loads((paths.root / "registry" / "churn.json").read_text())
     assert stored["champion"] == a
@@ -133,13 +150,31 @@ def test_promoting_an_unknown_tag_is_refused(paths: LakePaths, model_text: str) 
 
 def test_training_runs_round_trip(paths: LakePaths) -> None:
     assert model_registry.training_runs(paths).is_empty()
-    model_registry.record_training_run(paths, {"run_id": "r1", "domain": "churn", "model_tag": "churn_model:abc",
-                                         "params": {"num_leaves": 31}, "metrics": {"test_roc_auc": 0.8},
-                                         "data_versions": {"training_set": "v1"}, "decision": "promoted",
-                                         "reasons": ["beats champion"]})
-    model_registry.record_training_run(paths, {"run_id": "r2", "domain": "churn", "model_tag": None, "params": {},
-                                         "metrics": {"test_roc_auc": 0.5}, "decision": "rejected",
-                                         "reasons": ["below minimum AUC", "schema changed"]})
+    model_registry.record_training_run(
+        paths,
+        {
+            "run_id": "r1",
+            "domain": "churn",
+            "model_tag": "churn_model:abc",
+            "params": {"num_leaves": 31},
+            "metrics": {"test_roc_auc": 0.8},
+            "data_versions": {"training_set": "v1"},
+            "decision": "promoted",
+            "reasons": ["beats champion"],
+        },
+    )
+    model_registry.record_training_run(
+        paths,
+        {
+            "run_id": "r2",
+            "domain": "churn",
+            "model_tag": None,
+            "params": {},
+            "metrics": {"test_roc_auc": 0.5},
+            "decision": "rejected",
+            "reasons": ["below minimum AUC", "schema changed"],
+        },
+    )
     runs = model_registry.training_runs(paths, domain="churn")
     assert runs["run_id"].to_list() == ["r1", "r2"]
     assert runs["model_tag"].to_list() == ["churn_model:abc", None]

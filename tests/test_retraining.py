@@ -13,23 +13,29 @@ from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import RetrainPolicy
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.ml.candidates import latest_training
-from lakehouse.paths import LakePaths
 from lakehouse.monitoring.retraining import Decision, FailedCheck, RetrainState, decide, last_decision
+from lakehouse.paths import LakePaths
 
 POLICY = RetrainPolicy(min_new_batches=10, cooldown_seconds=600)
 
 
 def state(**changes) -> RetrainState:
-    base = dict(last_trained="churn_model:abc", new_batches=[f"b{i}" for i in range(3)], failed_checks=[],
-                in_flight=[], seconds_since_last_request=None)
+    base = dict(
+        last_trained="churn_model:abc",
+        new_batches=[f"b{i}" for i in range(3)],
+        failed_checks=[],
+        in_flight=[],
+        seconds_since_last_request=None,
+    )
     return RetrainState(**{**base, **changes})
 
 
 def test_decisions_fire_on_failed_checks_and_new_data_within_guardrails() -> None:
     drift = FailedCheck("drift_check", 41, "2 of 21 features drifted")
     fired = decide(state(failed_checks=[drift]), POLICY)
-    assert fired == Decision(True, "drift_check failed (evaluation 41): 2 of 21 features drifted", "drift_check",
-                             "retrain:drift_check:41")
+    assert fired == Decision(
+        True, "drift_check failed (evaluation 41): 2 of 21 features drifted", "drift_check", "retrain:drift_check:41"
+    )
     # The same evaluation gives the same run key: Dagster drops the duplicate request.
     assert decide(state(failed_checks=[drift]), POLICY).run_key == fired.run_key
 
@@ -46,8 +52,9 @@ def test_decisions_fire_on_failed_checks_and_new_data_within_guardrails() -> Non
     assert first.fire and first.trigger == "first_model"
     again = decide(state(failed_checks=[drift], last_trigger="drift_check"), POLICY)
     assert not again.fire and "still fails after the retraining it triggered" in again.reason
-    assert decide(state(failed_checks=[drift], last_trigger="drift_check",
-                        new_batches=[f"b{i}" for i in range(10)]), POLICY).fire
+    assert decide(
+        state(failed_checks=[drift], last_trigger="drift_check", new_batches=[f"b{i}" for i in range(10)]), POLICY
+    ).fire
     same_inputs = decide(state(failed_checks=[drift], new_batches=[]), POLICY)
     assert not same_inputs.fire and "retraining would reproduce it" in same_inputs.reason
     ignored = decide(state(failed_checks=[FailedCheck("skew_check", 5)]), POLICY)
@@ -64,8 +71,9 @@ def trained(lake: LakePaths, tmp_path: Path) -> LakePaths:
     shutil.copytree(lake.root, copy.root)
     assert latest_training(copy, CHURN) is not None
     folder = copy.landing / "payments"
-    (folder / "payments_new.csv").write_text("payment_id,customer_id,charged_at,amount,failed\n"
-                                             "PNEW1,1,2025-04-01 10:00:00,9.99,false\n")
+    (folder / "payments_new.csv").write_text(
+        "payment_id,customer_id,charged_at,amount,failed\nPNEW1,1,2025-04-01 10:00:00,9.99,false\n"
+    )
     payments = CHURN.source("payments")
     assert ingest_source(copy, payments, [str(folder / "payments_new.csv")]).ingested
     validate_new_batches(copy, payments, CHURN.max_quarantine_rate, CHURN.min_held_rows)
@@ -74,8 +82,9 @@ def trained(lake: LakePaths, tmp_path: Path) -> LakePaths:
 
 def evaluate(paths: LakePaths, instance: dg.DagsterInstance, sensor: str, cursor: str | None = None):
     sensor_def = build_definitions(str(paths.root)).resolve_sensor_def(sensor)
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources={"lakehouse": LakehouseResource(data_root=str(paths.root))})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
+    )
     return sensor_def.evaluate_tick(context)
 
 
@@ -84,8 +93,9 @@ def record_check(instance: dg.DagsterInstance, key: dg.AssetKey, check: str, pas
 
     @dg.asset(key=key, check_specs=[dg.AssetCheckSpec(check, asset=key)])
     def stand_in():
-        return dg.MaterializeResult(check_results=[dg.AssetCheckResult(check_name=check, passed=passed,
-                                                                       description="test evaluation")])
+        return dg.MaterializeResult(
+            check_results=[dg.AssetCheckResult(check_name=check, passed=passed, description="test evaluation")]
+        )
 
     assert dg.materialize([stand_in], instance=instance).success
 
@@ -105,8 +115,11 @@ def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_coo
         assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
         assert request.tags["dagster/priority"] == "1"  # ahead of queued landing runs
         # A short search from the champion's hyperparameters, not the full one.
-        assert request.run_config == {"ops": {"churn__model_candidate": {"config": {
-            "trials": CHURN.retraining.tuning_trials, "warm_start": True}}}}
+        assert request.run_config == {
+            "ops": {
+                "churn__model_candidate": {"config": {"trials": CHURN.retraining.tuning_trials, "warm_start": True}}
+            }
+        }
         assert last_decision(trained, CHURN)["trigger"] == "drift_check"
 
         # The daemon launches the requested run: while it is in flight, and then during the cooldown,
@@ -128,7 +141,8 @@ def test_a_queued_monitoring_run_does_not_hide_a_failed_drift_check(trained: Lak
         monitoring = build_definitions(str(trained.root)).resolve_job_def("churn_publish_job")
         instance.create_run_for_job(monitoring, run_config={})  # queued: plans drift_check, evaluates nothing yet
         history = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(drift_key, "drift_check"), limit=5)
+            dg.AssetCheckKey(drift_key, "drift_check"), limit=5
+        )
         assert history[0].event is None or history[0].event.asset_check_evaluation is None  # the placeholder
         [request] = evaluate(trained, instance, "churn_retraining_sensor").run_requests
         assert request.tags["lakehouse/retrain_trigger"] == "drift_check"

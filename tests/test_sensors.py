@@ -24,8 +24,9 @@ def land(paths, name: str, body: str) -> None:
 
 def tick(paths, instance, cursor=None):
     sensor = build_definitions(str(paths.root)).resolve_sensor_def("churn_landing_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                      resources={"lakehouse": LakehouseResource(data_root=str(paths.root))})
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
+    )
     return sensor.evaluate_tick(context)
 
 
@@ -70,12 +71,14 @@ def test_a_sensor_run_request_executes_its_job_on_just_that_file(lake, tmp_path)
     with dg.instance_for_test() as instance:
         [request] = tick(copy, instance).run_requests
         result = defs.resolve_job_def(request.job_name).execute_in_process(
-            run_config=request.run_config, instance=instance)
+            run_config=request.run_config, instance=instance
+        )
         # With no landing run left, the publish sensor asks once for the online store and monitoring.
         publish = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(dg.build_sensor_context(instance))
         [publish_request] = publish.run_requests
         again = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(
-            dg.build_sensor_context(instance, cursor=publish.cursor))
+            dg.build_sensor_context(instance, cursor=publish.cursor)
+        )
     assert result.success
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert {"payments_bronze", "payments_validated", "payments_silver"} <= materialized
@@ -93,8 +96,12 @@ def test_a_backlog_of_several_sources_is_requested_with_sources_taking_turns(pat
     (paths.landing / "tickets").mkdir(parents=True, exist_ok=True)
     (paths.landing / "tickets" / "tickets_2025-01-01.csv").write_text(
         "ticket_id,customer_id,opened_at,category,resolved_at,updated_at\n"
-        "T1,1,2025-01-01 10:00:00,billing,,2025-01-01 10:00:00\n")
+        "T1,1,2025-01-01 10:00:00,billing,,2025-01-01 10:00:00\n"
+    )
     with dg.instance_for_test() as instance:
         result = tick(paths, instance)
     assert [r.tags["lakehouse/file"] for r in result.run_requests] == [
-        "payments_2025-01-01.csv", "tickets_2025-01-01.csv", "payments_2025-01-02.csv"]
+        "payments_2025-01-01.csv",
+        "tickets_2025-01-01.csv",
+        "payments_2025-01-02.csv",
+    ]

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse_cli.main import main
 from lakehouse.demos.churn.generator import SOURCES, Drift, GeneratorConfig, day_of, generate
-from lakehouse.lake.ingestion import landing_files
-from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from lakehouse.demos.churn.simulator import (
     RECORD_NAME,
     SimulationConflict,
@@ -26,6 +23,9 @@ from lakehouse.demos.churn.simulator import (
     run_continuation,
     write_generator_record,
 )
+from lakehouse.lake.ingestion import landing_files
+from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+from lakehouse_cli.main import main
 
 WORLD = GeneratorConfig(customers=300, days=20, seed=3, bad_row_rate=0.02, bad_file_rate=0.05)
 DRIFT = Drift("price_rise", start_day=24, plan="basic", magnitude=0.5)
@@ -33,8 +33,11 @@ DRIFT = Drift("price_rise", start_day=24, plan="basic", magnitude=0.5)
 
 def files(root: Path) -> dict[str, bytes]:
     """Every landing file's bytes by relative path (the record and hidden files left out)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith((".", "_"))}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith((".", "_"))
+    }
 
 
 def demo_landing(landing: Path, config: GeneratorConfig = WORLD) -> Path:
@@ -47,8 +50,7 @@ def demo_landing(landing: Path, config: GeneratorConfig = WORLD) -> Path:
 def simulate(landing: Path, days: int, **options) -> list[str]:
     """Continue as fast as possible; return the progress messages."""
     messages: list[str] = []
-    run_continuation(landing, plan_continuation(landing, days, **options), days_per_minute=0,
-                     progress=messages.append)
+    run_continuation(landing, plan_continuation(landing, days, **options), days_per_minute=0, progress=messages.append)
     return messages
 
 
@@ -67,8 +69,9 @@ def test_continuations_write_the_same_bytes_as_one_shot_generation(tmp_path: Pat
 def test_a_continuation_reports_each_day_written(tmp_path: Path) -> None:
     messages = simulate(demo_landing(tmp_path), 5, drifts=(DRIFT,))
     days = [m for m in messages if m.startswith("day ")]
-    assert [m.split()[1:3] for m in days] == [[str(d), str(date(2025, 1, 1) + timedelta(d)) + ":"]
-                                             for d in range(20, 25)]
+    assert [m.split()[1:3] for m in days] == [
+        [str(d), str(date(2025, 1, 1) + timedelta(d)) + ":"] for d in range(20, 25)
+    ]
     assert all("files" in m and "rows" in m and "active customers" in m for m in days)
     assert "drift starts: price_rise basic +50%" in days[4]
 
@@ -80,8 +83,11 @@ def test_a_label_delay_from_the_next_day_moves_cancellations_later_and_loses_non
     generate(tmp_path / "now", replace(clean, days=32))
 
     def cancellations(root: Path) -> dict[str, date]:
-        return {line: day_of(p) for p in sorted((root / "cancellations").iterdir())
-                for line in p.read_text().splitlines()[1:]}
+        return {
+            line: day_of(p)
+            for p in sorted((root / "cancellations").iterdir())
+            for line in p.read_text().splitlines()[1:]
+        }
 
     live, now = cancellations(landing), cancellations(tmp_path / "now")
     late = {row for row, day in now.items() if day >= date(2025, 1, 21)}
@@ -108,8 +114,7 @@ def test_a_stop_request_ends_the_run_between_days_without_half_files(tmp_path: P
         if message.startswith("day 21 "):
             stop.set()
 
-    result = run_continuation(landing, plan_continuation(landing, 10), days_per_minute=0, progress=progress,
-                              stop=stop)
+    result = run_continuation(landing, plan_continuation(landing, 10), days_per_minute=0, progress=progress, stop=stop)
     assert result.stopped and result.days_written == 2
     assert max(day_of(Path(k)) for k in files(landing)) == date(2025, 1, 22)
     assert not [p for p in landing.rglob(".*")]
@@ -143,12 +148,14 @@ def test_without_a_record_the_newest_day_must_match_the_simulation(tmp_path: Pat
 
 
 def test_the_cli_generates_then_continues_and_ingestion_ignores_the_record(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv(DATA_ROOT_ENV, str(tmp_path / "data"))
     paths = LakePaths(tmp_path / "data")
     assert main(["generate", "--customers", "200", "--days", "10", "--seed", "5"]) == 0
-    assert read_generator_record(paths.landing) == GeneratorConfig(customers=200, seed=5, bad_row_rate=0.002,
-                                                                   bad_file_rate=0.01)
+    assert read_generator_record(paths.landing) == GeneratorConfig(
+        customers=200, seed=5, bad_row_rate=0.002, bad_file_rate=0.01
+    )
     assert main(["simulate", "--days", "3", "--no-wait", "--drift-from", "11", "--label-delay-days", "2"]) == 0
     out = capsys.readouterr().out
     assert "day 12 2025-01-13:" in out and "wrote 3 days (10..12)" in out and "continues from day 13" in out
@@ -161,8 +168,12 @@ def test_the_cli_generates_then_continues_and_ingestion_ignores_the_record(
 def test_ctrl_c_stops_the_cli_cleanly_after_the_day_it_is_writing(tmp_path: Path) -> None:
     landing = demo_landing(tmp_path / "data" / "landing")
     env = {**os.environ, DATA_ROOT_ENV: str(tmp_path / "data")}
-    process = subprocess.Popen([sys.executable, "-m", "lakehouse_cli.main", "simulate", "--days", "100",
-                                "--days-per-minute", "600"], env=env, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lakehouse_cli.main", "simulate", "--days", "100", "--days-per-minute", "600"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     for line in process.stdout:  # wait until it is writing days
         lines.append(line)

@@ -83,7 +83,10 @@ def test_domain_feature_lists() -> None:
 def test_time_split_keeps_whole_dates_in_time_order(weeks: int, sizes: tuple[int, int, int]) -> None:
     df = synthetic(weeks=weeks, per_week=20).sample(fraction=1.0, shuffle=True, seed=1)
     s = time_split(df)
-    times = {name: set(part["event_timestamp"].to_list()) for name, part in [("train", s.train), ("valid", s.valid), ("test", s.test)]}
+    times = {
+        name: set(part["event_timestamp"].to_list())
+        for name, part in [("train", s.train), ("valid", s.valid), ("test", s.test)]
+    }
     assert (len(times["train"]), len(times["valid"]), len(times["test"])) == sizes
     assert max(times["train"]) < min(times["valid"]) and max(times["valid"]) < min(times["test"])
     assert s.train.height + s.valid.height + s.test.height == df.height
@@ -112,11 +115,25 @@ def _with(split: Split, **parts: pl.DataFrame) -> Split:
         (lambda s: _with(s, valid=s.valid.with_columns(pl.lit(1).alias(LABEL))), "valid has a single class"),
         (lambda s: _with(s, train=s.train.head(50)), "too few rows: train has 50"),
         (lambda s: _with(s, test=s.test.clear()), "too few rows: test is empty"),
-        (lambda s: _with(s, train=s.train.with_columns(pl.lit(None, pl.Float64).alias("trend"))), "'trend' is all-null"),
-        (lambda s: _with(s, train=s.train.with_columns(pl.col(LABEL).cast(pl.Float64).alias("usage"))), "label leak: feature 'usage'"),
-        (lambda s: _with(s, train=s.train.with_columns((3 - 2 * pl.col(LABEL)).alias("tickets"))), "label leak: feature 'tickets'"),
         (
-            lambda s: _with(s, train=s.train.with_columns(pl.when(pl.col(LABEL) == 1).then(pl.lit("gold")).otherwise(pl.lit("tin")).alias("plan"))),
+            lambda s: _with(s, train=s.train.with_columns(pl.lit(None, pl.Float64).alias("trend"))),
+            "'trend' is all-null",
+        ),
+        (
+            lambda s: _with(s, train=s.train.with_columns(pl.col(LABEL).cast(pl.Float64).alias("usage"))),
+            "label leak: feature 'usage'",
+        ),
+        (
+            lambda s: _with(s, train=s.train.with_columns((3 - 2 * pl.col(LABEL)).alias("tickets"))),
+            "label leak: feature 'tickets'",
+        ),
+        (
+            lambda s: _with(
+                s,
+                train=s.train.with_columns(
+                    pl.when(pl.col(LABEL) == 1).then(pl.lit("gold")).otherwise(pl.lit("tin")).alias("plan")
+                ),
+            ),
             "label leak: feature 'plan'",
         ),
         (lambda s: _with(s, valid=s.valid.drop("region")), r"valid is missing columns \['region'\]"),
@@ -192,7 +209,9 @@ def test_feature_importance_is_sorted_gain(model) -> None:
 
 def test_tune_records_every_trial_and_is_reproducible(split: Split) -> None:
     messages: list[str] = []
-    best, records = tune(split, FEATURES, CATEGORICAL, LABEL, base=FAST, trials=4, timeout_seconds=600, progress=messages.append)
+    best, records = tune(
+        split, FEATURES, CATEGORICAL, LABEL, base=FAST, trials=4, timeout_seconds=600, progress=messages.append
+    )
     assert [r["number"] for r in records] == [0, 1, 2, 3] and len(messages) == 4
     assert set(records[0]) == {"number", "params", "valid_auc", "best_iteration", "seconds"}
     winner = max(records, key=lambda r: r["valid_auc"])
@@ -202,12 +221,22 @@ def test_tune_records_every_trial_and_is_reproducible(split: Split) -> None:
 
 
 def test_tune_tries_the_given_hyperparameters_first_clipped_into_the_search_space(split: Split) -> None:
-    champion = {"num_leaves": 3, "learning_rate": 0.1, "min_data_in_leaf": 20, "feature_fraction": 0.7,
-                "lambda_l2": 2.0, "num_boost_round": 8}
+    champion = {
+        "num_leaves": 3,
+        "learning_rate": 0.1,
+        "min_data_in_leaf": 20,
+        "feature_fraction": 0.7,
+        "lambda_l2": 2.0,
+        "num_boost_round": 8,
+    }
     _, records = tune(split, FEATURES, CATEGORICAL, LABEL, base=FAST, trials=2, timeout_seconds=600, first=champion)
     tried = records[0]["params"]
     assert tried["num_leaves"] == 7  # 3 is below the searched range's low end
     assert {k: tried[k] for k in ("learning_rate", "min_data_in_leaf", "feature_fraction", "lambda_l2")} == {
-        "learning_rate": 0.1, "min_data_in_leaf": 20, "feature_fraction": 0.7, "lambda_l2": 2.0}
+        "learning_rate": 0.1,
+        "min_data_in_leaf": 20,
+        "feature_fraction": 0.7,
+        "lambda_l2": 2.0,
+    }
     assert tried["num_boost_round"] == FAST.num_boost_round  # only the searched fields come from `first`
     assert records[1]["params"] != tried  # then TPE samples

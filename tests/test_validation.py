@@ -27,31 +27,41 @@ def reasons_of(rows: list[tuple]) -> dict[str, str]:
 
 
 def test_valid_rows_are_typed():
-    valid, quarantined = validate_frame(raw_payments([("P1", "7", "2025-03-01 10:00:00", "9.99", "True")]),
-                                        PAYMENTS, now=NOW)
+    valid, quarantined = validate_frame(
+        raw_payments([("P1", "7", "2025-03-01 10:00:00", "9.99", "True")]), PAYMENTS, now=NOW
+    )
     assert quarantined.height == 0
     assert valid.schema["customer_id"] == pl.Int64 and valid.schema["charged_at"] == pl.Datetime("us")
     assert valid.row(0)[:5] == ("P1", 7, datetime(2025, 3, 1, 10), 9.99, True)
 
 
 def test_times_with_a_utc_offset_are_stored_as_their_utc_time():
-    valid, quarantined = validate_frame(raw_payments([
-        ("P1", "7", "2025-03-01T10:00:00+02:00", "9.99", "True"), ("P2", "7", "2025-03-01T10:00:00Z", "1.5", "False"),
-    ]), PAYMENTS, now=NOW)
+    valid, quarantined = validate_frame(
+        raw_payments(
+            [
+                ("P1", "7", "2025-03-01T10:00:00+02:00", "9.99", "True"),
+                ("P2", "7", "2025-03-01T10:00:00Z", "1.5", "False"),
+            ]
+        ),
+        PAYMENTS,
+        now=NOW,
+    )
     assert quarantined.height == 0 and valid.schema["charged_at"] == pl.Datetime("us")
     assert valid["charged_at"].to_list() == [datetime(2025, 3, 1, 8), datetime(2025, 3, 1, 10)]
 
 
 def test_each_rule_quarantines_the_row_with_the_failing_check():
-    found = reasons_of([
-        ("P1", "1", "2025-01-01 10:00:00", "9.99", "false"),
-        ("P2", "abc", "2025-01-01 10:00:00", "9.99", "false"),     # wrong type
-        ("P3", "3", "2099-01-01 00:00:00", "9.99", "false"),       # future timestamp
-        ("P4", "4", "2025-01-01 10:00:00", "-5", "false"),          # out of range
-        ("P1", "5", "2025-01-01 10:00:00", "1.00", "false"),        # duplicate key
-        (None, "6", "2025-01-01 10:00:00", "1.00", "false"),        # missing value
-        ("P7", "7", "2025-01-01 10:00:00", "1.00", "maybe"),        # not a boolean
-    ])
+    found = reasons_of(
+        [
+            ("P1", "1", "2025-01-01 10:00:00", "9.99", "false"),
+            ("P2", "abc", "2025-01-01 10:00:00", "9.99", "false"),  # wrong type
+            ("P3", "3", "2099-01-01 00:00:00", "9.99", "false"),  # future timestamp
+            ("P4", "4", "2025-01-01 10:00:00", "-5", "false"),  # out of range
+            ("P1", "5", "2025-01-01 10:00:00", "1.00", "false"),  # duplicate key
+            (None, "6", "2025-01-01 10:00:00", "1.00", "false"),  # missing value
+            ("P7", "7", "2025-01-01 10:00:00", "1.00", "maybe"),  # not a boolean
+        ]
+    )
     assert "P2" in found and "customer_id: not a valid int64 ('abc')" in found["P2"]
     assert "charged_at: later than now" in found["P3"]
     assert "amount: greater_than_or_equal_to(0)" in found["P4"]
@@ -63,10 +73,18 @@ def test_each_rule_quarantines_the_row_with_the_failing_check():
 
 def test_unknown_categories_are_quarantined():
     customers = CHURN.source("customers")
-    raw = pl.DataFrame({"customer_id": ["1", "2"], "updated_at": ["2025-01-01 00:00:00"] * 2,
-                        "signup_date": ["2024-05-01"] * 2, "plan": ["basic", "platinum"],
-                        "monthly_price": ["9.99", "9.99"], "region": ["north", "mars"],
-                        "age_band": ["25-34"] * 2, "channel": ["organic"] * 2})
+    raw = pl.DataFrame(
+        {
+            "customer_id": ["1", "2"],
+            "updated_at": ["2025-01-01 00:00:00"] * 2,
+            "signup_date": ["2024-05-01"] * 2,
+            "plan": ["basic", "platinum"],
+            "monthly_price": ["9.99", "9.99"],
+            "region": ["north", "mars"],
+            "age_band": ["25-34"] * 2,
+            "channel": ["organic"] * 2,
+        }
+    )
     valid, quarantined = validate_frame(raw, customers, now=NOW)
     assert valid["customer_id"].to_list() == [1]
     assert "plan: isin" in quarantined["_reason"][0] and "region: isin" in quarantined["_reason"][0]
@@ -114,7 +132,8 @@ def test_silver_keeps_the_newest_version_of_a_key(paths):
     header = "ticket_id,customer_id,opened_at,category,resolved_at,updated_at\n"
     (folder / "tickets_2025-01-01.csv").write_text(header + "T1,1,2025-01-01 09:00:00,billing,,2025-01-01 09:00:00\n")
     (folder / "tickets_2025-01-03.csv").write_text(
-        header + "T1,1,2025-01-01 09:00:00,billing,2025-01-03 12:00:00,2025-01-03 12:00:00\n")
+        header + "T1,1,2025-01-01 09:00:00,billing,2025-01-03 12:00:00,2025-01-03 12:00:00\n"
+    )
     ingest_source(paths, tickets)
     validate_new_batches(paths, tickets, 0.05)
     stats = build_silver(paths, tickets)

@@ -19,8 +19,16 @@ from typing import Any
 
 import yaml
 
-from lakehouse.declarations.domain import Column, Costs, Domain, Feature, FeatureView, RetrainPolicy, Source
-from lakehouse.declarations.domain import DriftConfig
+from lakehouse.declarations.domain import (
+    Column,
+    Costs,
+    Domain,
+    DriftConfig,
+    Feature,
+    FeatureView,
+    RetrainPolicy,
+    Source,
+)
 from lakehouse.paths import REPO_ROOT
 
 DATASETS_ENV = "LAKEHOUSE_DATASETS_DIR"
@@ -92,10 +100,16 @@ class DatasetSpec:
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML, in reading order."""
         raw = asdict(self)
-        raw["features"] = {f.pop("name"): {k: (list(v) if isinstance(v, tuple) else v) for k, v in f.items()
-                                           if v not in (None, "", (), {}) and not (k == "nullable" and v is True)
-                                           and not (k == "enforce_categories" and v is False)}
-                           for f in raw["features"]}
+        raw["features"] = {
+            f.pop("name"): {
+                k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in f.items()
+                if v not in (None, "", (), {})
+                and not (k == "nullable" and v is True)
+                and not (k == "enforce_categories" and v is False)
+            }
+            for f in raw["features"]
+        }
         raw["costs"] = {"false_positive": self.costs[0], "false_negative": self.costs[1]}
         raw["drop"], raw["files"] = list(self.drop), list(self.files)
         return {k: v for k, v in raw.items() if v not in (None, [], {}, "")}
@@ -134,10 +148,13 @@ def spec_from_dict(raw: Any, where: str = "dataset file") -> DatasetSpec:
             problems.append(f"feature {fname!r}: unknown settings {sorted(unknown)}")
             continue
         if settings.get("type") not in FEATURE_TYPES:
-            problems.append(f"feature {fname!r}: type must be one of {list(FEATURE_TYPES)}, got {settings.get('type')!r}")
+            problems.append(
+                f"feature {fname!r}: type must be one of {list(FEATURE_TYPES)}, got {settings.get('type')!r}"
+            )
             continue
-        features.append(FeatureSpec(name=str(fname), **{k: tuple(v) if isinstance(v, list) else v
-                                                         for k, v in settings.items()}))
+        features.append(
+            FeatureSpec(name=str(fname), **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+        )
     labels = raw.get("labels")
     if labels is not None:
         if not isinstance(labels, dict) or set(labels) != {"key", "label"}:
@@ -155,19 +172,33 @@ def spec_from_dict(raw: Any, where: str = "dataset file") -> DatasetSpec:
         costs = (1.0, 5.0)
     if raw.get("entity_type", "int64") not in ("int64", "string"):
         problems.append(f"entity_type must be int64 or string, got {raw.get('entity_type')!r}")
-    for section, fields in (("drift", DriftConfig.__dataclass_fields__), ("retraining", RetrainPolicy.__dataclass_fields__)):
+    for section, fields in (
+        ("drift", DriftConfig.__dataclass_fields__),
+        ("retraining", RetrainPolicy.__dataclass_fields__),
+    ):
         unknown = set(raw.get(section) or {}) - set(fields)
         if unknown:
             problems.append(f"{section}: unknown settings {sorted(unknown)} (known: {', '.join(sorted(fields))})")
     spec = None
     if not problems:
         spec = DatasetSpec(
-            name=name, entity=str(raw["entity"]), timestamp=str(raw["timestamp"]), label=str(raw["label"]),
-            positive=str(raw["positive"]), features=tuple(features), entity_type=str(raw.get("entity_type", "int64")),
-            labels=labels, drop=tuple(str(c) for c in raw.get("drop") or ()), costs=costs,
-            description=str(raw.get("description", "")), ttl_days=int(raw.get("ttl_days", 365)),
-            label_horizon_days=int(raw.get("label_horizon_days", 0)), drift=dict(raw.get("drift") or {}),
-            retraining=dict(raw.get("retraining") or {}), files=tuple(str(f) for f in raw.get("files") or ()))
+            name=name,
+            entity=str(raw["entity"]),
+            timestamp=str(raw["timestamp"]),
+            label=str(raw["label"]),
+            positive=str(raw["positive"]),
+            features=tuple(features),
+            entity_type=str(raw.get("entity_type", "int64")),
+            labels=labels,
+            drop=tuple(str(c) for c in raw.get("drop") or ()),
+            costs=costs,
+            description=str(raw.get("description", "")),
+            ttl_days=int(raw.get("ttl_days", 365)),
+            label_horizon_days=int(raw.get("label_horizon_days", 0)),
+            drift=dict(raw.get("drift") or {}),
+            retraining=dict(raw.get("retraining") or {}),
+            files=tuple(str(f) for f in raw.get("files") or ()),
+        )
         problems += _consistency_problems(spec)
     if problems:
         raise _fail(where, "; ".join(problems))
@@ -193,7 +224,7 @@ def _consistency_problems(spec: DatasetSpec) -> list[str]:
         if column in features:
             problems.append(f"{role} column {column!r} is also listed as a feature")
     for n, (role, column) in enumerate(roles):
-        for other, same in roles[n + 1:]:
+        for other, same in roles[n + 1 :]:
             if column == same:
                 problems.append(f"the {role} and the {other} are the same column {column!r}")
     for column in set(spec.drop) & set(features):
@@ -222,8 +253,10 @@ def save_spec(spec: DatasetSpec, folder: Path | None = None) -> Path:
     folder = folder or datasets_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{spec.name}.yaml"
-    header = (f"# Dataset {spec.name!r}, read by every lakehouse command and by `dagster dev`.\n"
-              f"# Written by `lakehouse dataset add`; edit freely (see the README, 'Bring your own dataset').\n")
+    header = (
+        f"# Dataset {spec.name!r}, read by every lakehouse command and by `dagster dev`.\n"
+        f"# Written by `lakehouse dataset add`; edit freely (see the README, 'Bring your own dataset').\n"
+    )
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(header + yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True))
     os.replace(tmp, path)
@@ -233,7 +266,9 @@ def save_spec(spec: DatasetSpec, folder: Path | None = None) -> Path:
 def load_datasets(folder: Path | None = None) -> dict[str, DatasetSpec]:
     """Every dataset file in the folder, validated (a broken file is an error, not silently skipped)."""
     folder = folder or datasets_dir()
-    return {spec.name: spec for spec in (load_spec(p) for p in sorted(folder.glob("*.yaml")))} if folder.exists() else {}
+    return (
+        {spec.name: spec for spec in (load_spec(p) for p in sorted(folder.glob("*.yaml")))} if folder.exists() else {}
+    )
 
 
 def _label_case(column: str, positive: str) -> str:
@@ -246,9 +281,18 @@ def _label_case(column: str, positive: str) -> str:
 def to_domain(spec: DatasetSpec) -> Domain:
     """The Domain of a dataset: the same declaration a built-in demo writes by hand."""
     n, key, ts = spec.name, spec.entity, spec.timestamp
-    feature_columns = [Column(f.name, f.type, nullable=f.nullable, ge=f.min, le=f.max, unit=f.unit,
-                              isin=f.categories if f.enforce_categories and f.categories else None)
-                       for f in spec.features]
+    feature_columns = [
+        Column(
+            f.name,
+            f.type,
+            nullable=f.nullable,
+            ge=f.min,
+            le=f.max,
+            unit=f.unit,
+            isin=f.categories if f.enforce_categories and f.categories else None,
+        )
+        for f in spec.features
+    ]
     columns = [Column(key, spec.entity_type), Column(ts, "datetime", not_in_future=True), *feature_columns]
     if spec.labels:
         columns.append(Column(spec.labels.key, "string"))
@@ -256,14 +300,29 @@ def to_domain(spec: DatasetSpec) -> Domain:
     else:
         columns.append(Column(spec.label, "string", nullable=True, description="the label, as written"))
         unique_key = (key, ts)
-    sources = [Source(n, f"{n} events: one row per {key} and {ts}", tuple(columns), unique_key, unique_key,
-                      ignored_columns=tuple(c for c in spec.drop if c not in {col.name for col in columns}))]
+    sources = [
+        Source(
+            n,
+            f"{n} events: one row per {key} and {ts}",
+            tuple(columns),
+            unique_key,
+            unique_key,
+            ignored_columns=tuple(c for c in spec.drop if c not in {col.name for col in columns}),
+        )
+    ]
     label_sources = [n]
     if spec.labels:
         lk = spec.labels.key
-        sources.append(Source(f"{n}_labels", f"{n} labels, joined to events by {lk}",
-                              (Column(lk, "string"), Column(spec.labels.label, "string")), (lk,), (lk,),
-                              landing=f"{n}/labels"))
+        sources.append(
+            Source(
+                f"{n}_labels",
+                f"{n} labels, joined to events by {lk}",
+                (Column(lk, "string"), Column(spec.labels.label, "string")),
+                (lk,),
+                (lk,),
+                landing=f"{n}/labels",
+            )
+        )
         label_sources.append(f"{n}_labels")
         label_from = f"{n} e JOIN {n}_labels l USING ({lk})"
         label_value = f"l.{spec.labels.label}"
@@ -274,18 +333,24 @@ def to_domain(spec: DatasetSpec) -> Domain:
         name=f"{n}_features",
         description=f"The feature columns of {n} at each event time.",
         sources=(n,),
-        features=tuple(Feature(f.name, "int64" if f.type == "bool" else f.type,
-                               f"{f.name}{' (' + f.unit + ')' if f.unit else ''}") for f in spec.features),
+        features=tuple(
+            Feature(f.name, "int64" if f.type == "bool" else f.type, f"{f.name}{' (' + f.unit + ')' if f.unit else ''}")
+            for f in spec.features
+        ),
         sql=f"SELECT {key}, {ts} AS event_timestamp, {selects} FROM {n} "
-            f"QUALIFY row_number() OVER (PARTITION BY {key}, {ts} ORDER BY {ts}) = 1",
+        f"QUALIFY row_number() OVER (PARTITION BY {key}, {ts} ORDER BY {ts}) = 1",
         ttl=timedelta(days=spec.ttl_days),
     )
-    label_sql = (f"SELECT e.{key}, e.{ts} AS event_timestamp, {_label_case(label_value, spec.positive)} AS {spec.label} "
-                 f"FROM {label_from} WHERE {label_value} IS NOT NULL "
-                 f"QUALIFY row_number() OVER (PARTITION BY e.{key}, e.{ts} ORDER BY e.{ts}) = 1")
-    slices = tuple(f.name for f in spec.features
-                   if f.type == "string" and 1 < len(f.categories or f.observed.get("categories", ())) <= MAX_SLICE_VALUES
-                   )[:MAX_SLICES]
+    label_sql = (
+        f"SELECT e.{key}, e.{ts} AS event_timestamp, {_label_case(label_value, spec.positive)} AS {spec.label} "
+        f"FROM {label_from} WHERE {label_value} IS NOT NULL "
+        f"QUALIFY row_number() OVER (PARTITION BY e.{key}, e.{ts} ORDER BY e.{ts}) = 1"
+    )
+    slices = tuple(
+        f.name
+        for f in spec.features
+        if f.type == "string" and 1 < len(f.categories or f.observed.get("categories", ())) <= MAX_SLICE_VALUES
+    )[:MAX_SLICES]
     return Domain(
         name=n,
         prediction=f"Is {spec.label} = {spec.positive!r} for this {key} event?",

@@ -19,7 +19,9 @@ from lakehouse.paths import FEATURE_REPO, LakePaths
 
 FEAST_TYPES = {"int64": "Int64", "float64": "Float64", "string": "String"}
 ONLINE_STORE_ENV = "LAKEHOUSE_ONLINE_STORE"  # the production profile's Redis, e.g. redis://127.0.0.1:6379/0
-REDIS_STORE_TYPE = "lakehouse.feature_store.redis_online_store.LakehouseRedisOnlineStore"  # Feast's Redis store, all views in one read
+REDIS_STORE_TYPE = (
+    "lakehouse.feature_store.redis_online_store.LakehouseRedisOnlineStore"  # Feast's Redis store, all views in one read
+)
 REGISTRY_ENV = "LAKEHOUSE_FEAST_REGISTRY"  # its registry on PostgreSQL, e.g. postgresql://feast@db:5432/feast
 SCORES_TTL = timedelta(days=2)  # a precomputed score older than this is not served: batch scoring runs daily
 
@@ -69,8 +71,10 @@ def feast_objects(domain: Domain, paths: LakePaths) -> FeastObjects:
             name=view.name,
             entities=[entity],
             ttl=view.ttl,
-            schema=[Field(name=f.name, dtype=getattr(feast.types, FEAST_TYPES[f.dtype]), description=f.description)
-                    for f in view.features],
+            schema=[
+                Field(name=f.name, dtype=getattr(feast.types, FEAST_TYPES[f.dtype]), description=f.description)
+                for f in view.features
+            ],
             source=sources[view.name],
             online=True,
             description=view.description,
@@ -86,12 +90,17 @@ def feast_objects(domain: Domain, paths: LakePaths) -> FeastObjects:
         name=scores_view_name(domain),
         entities=[entity],
         ttl=SCORES_TTL,
-        schema=[Field(name="score", dtype=feast.types.Float64, description="the champion's probability"),
-                Field(name="decision", dtype=feast.types.Bool, description="score >= the champion's threshold"),
-                Field(name="model_version", dtype=feast.types.String, description="the model that scored")],
-        source=FileSource(name=f"{scores_view_name(domain)}_source", path=str(paths.batch_scores(domain.name)),
-                          timestamp_field="event_timestamp",
-                          description="Batch scores, written by the batch_scores asset."),
+        schema=[
+            Field(name="score", dtype=feast.types.Float64, description="the champion's probability"),
+            Field(name="decision", dtype=feast.types.Bool, description="score >= the champion's threshold"),
+            Field(name="model_version", dtype=feast.types.String, description="the model that scored"),
+        ],
+        source=FileSource(
+            name=f"{scores_view_name(domain)}_source",
+            path=str(paths.batch_scores(domain.name)),
+            timestamp_field="event_timestamp",
+            description="Batch scores, written by the batch_scores asset.",
+        ),
         online=True,
         description=f"Precomputed {domain.name} scores of every active {domain.entity}: a lookup, no model run.",
         tags={"domain": domain.name},

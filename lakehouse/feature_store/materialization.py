@@ -82,7 +82,9 @@ def _window_entities(paths: LakePaths, domain: Domain, view: str, start: datetim
     with duckdb.connect() as con:
         return con.execute(
             f"SELECT count(DISTINCT {domain.entity_key}) FROM read_parquet('{paths.features(view)}') "
-            "WHERE event_timestamp BETWEEN ? AND ?", [start, end]).fetchall()[0][0]
+            "WHERE event_timestamp BETWEEN ? AND ?",
+            [start, end],
+        ).fetchall()[0][0]
 
 
 def online_lag(paths: LakePaths, domain: Domain) -> dict[str, timedelta | None]:

@@ -252,8 +252,12 @@ class LakehouseSqliteOnlineStore(SqliteOnlineStore):
             entity[2][name] = proto
         # As Feast's converter reads it back: the stored integer is a naive UTC time taken as local.
         return [
-            [(datetime.fromtimestamp(int(hit[1])).replace(tzinfo=UTC), hit[2]) if (hit := rows.get(key)) else (None, None)
-             for key in keys]
+            [
+                (datetime.fromtimestamp(int(hit[1])).replace(tzinfo=UTC), hit[2])
+                if (hit := rows.get(key))
+                else (None, None)
+                for key in keys
+            ]
             for rows in found
         ]
 
@@ -281,13 +285,24 @@ def _read_sql(tables: tuple[str, ...], keys: int) -> str:
     """The rows of `keys` entity keys in each table, tagged with the table's position (no ORDER BY: a sort costs more)."""
     marks = ",".join("?" * keys)
     # `+event_ts` has no declared type, so sqlite's per-row timestamp converter does not run on it.
-    return " UNION ALL ".join(f"SELECT {n}, entity_key, feature_name, value, +event_ts, rowid FROM {_quote_id(table)} "
-                              f"WHERE entity_key IN ({marks})" for n, table in enumerate(tables))
+    return " UNION ALL ".join(
+        f"SELECT {n}, entity_key, feature_name, value, +event_ts, rowid FROM {_quote_id(table)} "
+        f"WHERE entity_key IN ({marks})"
+        for n, table in enumerate(tables)
+    )
 
 
 def _columns(has_num: bool) -> list[str]:
     """The columns Feast's sqlite write fills, in its order."""
-    return ["entity_key", "feature_name", "value", "value_text", *(["value_num"] if has_num else []), "event_ts", "created_ts"]
+    return [
+        "entity_key",
+        "feature_name",
+        "value",
+        "value_text",
+        *(["value_num"] if has_num else []),
+        "event_ts",
+        "created_ts",
+    ]
 
 
 def _upsert_sql(table_name: str, has_num: bool, values_sql: str) -> str:
@@ -561,9 +576,13 @@ def _materialize_view(
     """Select the latest row per entity of one view with DuckDB and stream it into the online store."""
     source = fv.batch_source
     if not isinstance(source, FileSource) or not isinstance(source.file_format or ParquetFormat(), ParquetFormat):
-        raise TypeError(f"feature view {fv.name!r}: materialize_window reads Parquet FileSources only, got {type(source).__name__}")
+        raise TypeError(
+            f"feature view {fv.name!r}: materialize_window reads Parquet FileSources only, got {type(source).__name__}"
+        )
     if getattr(fv, "feature_transformation", None) or getattr(fv, "aggregations", None):
-        raise NotImplementedError(f"feature view {fv.name!r} has a transformation or aggregation; use FeatureStore.materialize")
+        raise NotImplementedError(
+            f"feature view {fv.name!r} has a transformation or aggregation; use FeatureStore.materialize"
+        )
     if len(fv.entity_columns) != 1:
         raise NotImplementedError(f"feature view {fv.name!r} needs exactly one join key, has {len(fv.entity_columns)}")
 
@@ -603,9 +622,7 @@ def _lossy_int64_columns(con: duckdb.DuckDBPyConnection, windowed: str, params: 
     if not names:
         return []
     bound = _FLOAT64_EXACT_INT
-    checks = ", ".join(
-        f"bool_or({_q(n)} IS NULL) AND bool_or({_q(n)} NOT BETWEEN -{bound} AND {bound})" for n in names
-    )
+    checks = ", ".join(f"bool_or({_q(n)} IS NULL) AND bool_or({_q(n)} NOT BETWEEN -{bound} AND {bound})" for n in names)
     flags = con.sql(f"SELECT {checks} FROM ({windowed})", params=params).fetchall()[0]
     return [n for n, lossy in zip(names, flags) if lossy]
 

@@ -18,7 +18,15 @@ from typing import Any
 
 import polars as pl
 
-from lakehouse.declarations.datasets import COLUMN, RESERVED, DatasetSpec, DatasetSpecError, FeatureSpec, LabelsSpec, spec_from_dict
+from lakehouse.declarations.datasets import (
+    COLUMN,
+    RESERVED,
+    DatasetSpec,
+    DatasetSpecError,
+    FeatureSpec,
+    LabelsSpec,
+    spec_from_dict,
+)
 from lakehouse.declarations.domain import Column
 from lakehouse.lake.validation import cast_column
 
@@ -40,8 +48,11 @@ def expand_files(patterns: Iterable[str | Path]) -> list[Path]:
     for pattern in patterns:
         path = Path(pattern)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                             and p.suffix.lower().lstrip(".") in FORMATS)
+            matches = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and not p.name.startswith(".") and p.suffix.lower().lstrip(".") in FORMATS
+            )
         elif path.exists():
             matches = [path]
         elif any(ch in str(pattern) for ch in "*?["):
@@ -77,8 +88,10 @@ def read_sample(files: list[Path], limit: int = SAMPLE_ROWS) -> tuple[pl.DataFra
                 frame = pl.read_parquet(path, n_rows=per_file)
                 nested = [c for c, t in frame.schema.items() if t.is_nested() or t == pl.Binary]
                 if nested:
-                    raise DatasetSpecError(f"{path}: columns {nested} hold lists, structs or bytes; drop them "
-                                           "from the file (features are numbers, booleans or text)")
+                    raise DatasetSpecError(
+                        f"{path}: columns {nested} hold lists, structs or bytes; drop them "
+                        "from the file (features are numbers, booleans or text)"
+                    )
                 # Text like a CSV's, so one set of rules types both (1.0 -> "1.0", True -> "true").
                 frame = frame.with_columns(pl.all().cast(pl.String))
         except DatasetSpecError:
@@ -91,7 +104,8 @@ def read_sample(files: list[Path], limit: int = SAMPLE_ROWS) -> tuple[pl.DataFra
             first = frames[0].columns
             raise DatasetSpecError(
                 f"{path}: columns differ from {files[0].name} (only here: {[c for c in frame.columns if c not in first]}; "
-                f"missing here: {[c for c in first if c not in frame.columns]}); every file of a dataset needs the same columns")
+                f"missing here: {[c for c in first if c not in frame.columns]}); every file of a dataset needs the same columns"
+            )
         frames.append(frame.select(frames[0].columns) if frames else frame)  # columns in any order, as ingestion
     return pl.concat(frames, how="vertical"), total
 
@@ -118,7 +132,11 @@ def _infer_type(values: pl.Series) -> tuple[str, str, str]:
     if written.is_empty():
         return "string", "", "always empty"
     if written.str.contains(LEADING_ZERO).any():
-        return "string", "", f"codes with leading zeros (e.g. {written.filter(written.str.contains(LEADING_ZERO))[0]!r})"
+        return (
+            "string",
+            "",
+            f"codes with leading zeros (e.g. {written.filter(written.str.contains(LEADING_ZERO))[0]!r})",
+        )
     for dtype in ("int64", "bool", "float64"):  # int before bool: a 0/1 column stays a count
         if _unparsed(written, dtype).is_empty():
             return dtype, "", ""
@@ -162,16 +180,20 @@ def _describe_column(values: pl.Series) -> tuple[FeatureSpec, str, str]:
         observed["distinct"] = len(distinct)
         if 0 < len(distinct) <= MAX_CATEGORIES:
             categories = tuple(distinct.to_list())
-            summary = f"{len(distinct)} categories: " + ", ".join(repr(c) for c in categories[:8]) + (
-                ", ..." if len(categories) > 8 else "")
+            summary = (
+                f"{len(distinct)} categories: "
+                + ", ".join(repr(c) for c in categories[:8])
+                + (", ..." if len(categories) > 8 else "")
+            )
         else:
             summary = f"{len(distinct):,} distinct values (too many to list as categories)"
     if missing:
         summary += f", {missing:.1%} missing"
     # Features stay nullable even if the sample had no gap: LightGBM takes a missing value as missing,
     # and quarantining a row for one empty field would lose the rest of it. Set nullable: false to enforce.
-    feature = FeatureSpec(name=values.name, type=dtype, nullable=True, unit=unit, categories=categories,
-                          observed=observed)
+    feature = FeatureSpec(
+        name=values.name, type=dtype, nullable=True, unit=unit, categories=categories, observed=observed
+    )
     return feature, summary, why
 
 
@@ -202,17 +224,22 @@ def _label_problem(column: str, classes: dict[Any, tuple[str, int]]) -> str | No
     return f"label {column!r} has {len(classes)} distinct values ({values}); a binary label needs exactly two"
 
 
-def _choose_positive(column: str, classes: dict[Any, tuple[str, int]], positive: str | None,
-                     given_as: str = "--positive") -> tuple[str, str]:
+def _choose_positive(
+    column: str, classes: dict[Any, tuple[str, int]], positive: str | None, given_as: str = "--positive"
+) -> tuple[str, str]:
     """(the positive value as written, why it was chosen); DatasetSpecError if a given value is not a class."""
     if positive is not None:
-        key = float(positive) if isinstance(next(iter(classes)), float) and _is_number(positive) else positive.strip().lower()
+        key = (
+            float(positive)
+            if isinstance(next(iter(classes)), float) and _is_number(positive)
+            else positive.strip().lower()
+        )
         if key not in classes:
             found = ", ".join(repr(t) for t, _ in classes.values())
             raise DatasetSpecError(f"{given_as} {positive!r} is not a value of label {column!r} (found {found})")
         return classes[key][0], "as given"
     for key, (text, _) in classes.items():
-        if (key == 1.0 if isinstance(key, float) else key in POSITIVE_TEXT):
+        if key == 1.0 if isinstance(key, float) else key in POSITIVE_TEXT:
             return text, "it reads as 1/true/yes"
     text = min(classes.values(), key=lambda tc: tc[1])[0]
     return text, "the minority class; pass --positive to choose the other"
@@ -248,19 +275,34 @@ def _timestamp_check(column: str, values: pl.Series) -> tuple[str | None, list[s
     if len(unparsed) / written > MAX_BAD_TIMESTAMP_SHARE:
         offsets = {bool(re.search(ZONE_SUFFIX, v.strip())) for v in (first[0], unparsed[0])}
         if len(offsets) == 2 and parsed.is_not_null().any():  # polars reads all times the way the first is written
-            return (f"timestamp {column!r} mixes times with and without a UTC offset (e.g. {unparsed[0]!r}); "
-                    "write every time the same way"), [], parsed
-        return (f"timestamp {column!r} is not parseable as a date-time in {len(unparsed):,} of {written:,} rows "
-                f"(e.g. {unparsed[0]!r}); {example}"), [], parsed
+            return (
+                (
+                    f"timestamp {column!r} mixes times with and without a UTC offset (e.g. {unparsed[0]!r}); "
+                    "write every time the same way"
+                ),
+                [],
+                parsed,
+            )
+        return (
+            (
+                f"timestamp {column!r} is not parseable as a date-time in {len(unparsed):,} of {written:,} rows "
+                f"(e.g. {unparsed[0]!r}); {example}"
+            ),
+            [],
+            parsed,
+        )
     notes = []
     if first and re.search(ZONE_SUFFIX, first[0].strip()):
         notes.append(f"times carry a UTC offset (e.g. {first[0]!r}): stored as UTC times without one")
     if first and not re.match(r"\d{4}-\d{2}-\d{2}", first[0]):
-        notes.append(f"times are not written year-first (e.g. {first[0]!r}): check the range above, "
-                     "day and month may be swapped")
+        notes.append(
+            f"times are not written year-first (e.g. {first[0]!r}): check the range above, day and month may be swapped"
+        )
     if len(unparsed):
-        notes.append(f"{len(unparsed):,} rows have a timestamp that does not parse (e.g. {unparsed[0]!r}): "
-                     "validation will quarantine them")
+        notes.append(
+            f"{len(unparsed):,} rows have a timestamp that does not parse (e.g. {unparsed[0]!r}): "
+            "validation will quarantine them"
+        )
     if written < len(values):
         notes.append(f"{len(values) - written:,} rows have no timestamp: validation will quarantine them")
     return None, notes, parsed
@@ -293,16 +335,29 @@ def _leak_note(feature: FeatureSpec, values: pl.Series, positive: pl.Series) -> 
     return f"every value of {feature.name!r} goes with a single label class" if pure else None
 
 
-def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label: str, *,
-               labels_files: list[Path] | None = None, labels_key: str | None = None, positive: str | None = None,
-               drop: Iterable[str] = (), costs: tuple[float, float] | None = None) -> tuple[DatasetSpec, list[str]]:
+def infer_spec(
+    name: str,
+    files: list[Path],
+    entity: str,
+    timestamp: str,
+    label: str,
+    *,
+    labels_files: list[Path] | None = None,
+    labels_key: str | None = None,
+    positive: str | None = None,
+    drop: Iterable[str] = (),
+    costs: tuple[float, float] | None = None,
+) -> tuple[DatasetSpec, list[str]]:
     """The dataset file inferred from the data, and lines saying what was inferred (for printing)."""
     where = f"dataset {name!r}"
     files = expand_files(files)
     events, total = read_sample(files)
-    lines = [f"read {len(files)} file{'s' if len(files) > 1 else ''} ({total:,} rows"
-             + (f", inferred from the first {events.height:,}" if events.height < total else "") + "): "
-             + ", ".join(p.name for p in files)]
+    lines = [
+        f"read {len(files)} file{'s' if len(files) > 1 else ''} ({total:,} rows"
+        + (f", inferred from the first {events.height:,}" if events.height < total else "")
+        + "): "
+        + ", ".join(p.name for p in files)
+    ]
     drop = list(dict.fromkeys(drop))
     columns = events.columns
     problems = []
@@ -319,12 +374,20 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
             problems.append(f"labels key {labels_key!r} is not in the event files (columns: {', '.join(columns)})")
         for column, what in ((labels_key, "labels key"), (label, "label column")):
             if column not in labels_frame.columns:
-                problems.append(f"{what} {column!r} is not in the label files (columns: {', '.join(labels_frame.columns)})")
+                problems.append(
+                    f"{what} {column!r} is not in the label files (columns: {', '.join(labels_frame.columns)})"
+                )
     elif label not in columns:
-        problems.append(f"label column {label!r} is not in the data (columns: {', '.join(columns)}); "
-                        "if labels come in separate files, give --labels and --labels-key")
-    named: list[tuple[str, str | None]] = [("entity", entity), ("timestamp", timestamp), ("label", label),
-                                           ("labels key", labels_key)]
+        problems.append(
+            f"label column {label!r} is not in the data (columns: {', '.join(columns)}); "
+            "if labels come in separate files, give --labels and --labels-key"
+        )
+    named: list[tuple[str, str | None]] = [
+        ("entity", entity),
+        ("timestamp", timestamp),
+        ("label", label),
+        ("labels key", labels_key),
+    ]
     roles: dict[str, str] = {}
     for role, given in named:
         if given is not None and given in roles:
@@ -344,9 +407,11 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
     if not _unparsed(entity_values, "int64").is_empty() or entity_values.str.contains(LEADING_ZERO).any():
         entity_type = "string"
     missing_entities = int((~_present(entity_values)).sum())
-    lines.append(f"entity {entity!r}: {entity_type}, {entity_values.filter(_present(entity_values)).n_unique():,} "
-                 "distinct in the sample" + (f"; {missing_entities:,} rows have none (validation will quarantine them)"
-                                             if missing_entities else ""))
+    lines.append(
+        f"entity {entity!r}: {entity_type}, {entity_values.filter(_present(entity_values)).n_unique():,} "
+        "distinct in the sample"
+        + (f"; {missing_entities:,} rows have none (validation will quarantine them)" if missing_entities else "")
+    )
     problem, notes, times = _timestamp_check(timestamp, events[timestamp])
     if problem:
         raise DatasetSpecError(f"{where}: {problem}")
@@ -364,8 +429,11 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
         raise DatasetSpecError(f"{where}: {e}") from None
     counts = {text: n for text, n in classes.values()}
     labelled = sum(counts.values())
-    lines.append(f"label {label!r}: " + ", ".join(f"{t!r} {n:,}" for t, n in counts.items())
-                 + f" ({counts[positive_text] / labelled:.1%} positive); positive class {positive_text!r} ({reason})")
+    lines.append(
+        f"label {label!r}: "
+        + ", ".join(f"{t!r} {n:,}" for t, n in counts.items())
+        + f" ({counts[positive_text] / labelled:.1%} positive); positive class {positive_text!r} ({reason})"
+    )
     unlabelled = label_values.len() - labelled
     if unlabelled:
         lines.append(f"  {unlabelled:,} rows have no label yet: they are kept for features, not for training")
@@ -375,9 +443,13 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
         keyed = labels_frame.select(pl.col(labels_key).str.strip_chars(), pl.col(label).alias("_label"))
         duplicates = keyed.height - keyed[labels_key].n_unique()
         keyed = keyed.unique(labels_key, keep="first", maintain_order=True)
-        event_labels = events.select(pl.col(labels_key).str.strip_chars()).join(keyed, on=labels_key, how="left")["_label"]
-        lines.append(f"labels: joined by {labels_key!r} from {len(labels_files or [])} file(s); "
-                     f"{_present(event_labels).mean():.1%} of sampled events have a label so far")
+        event_labels = events.select(pl.col(labels_key).str.strip_chars()).join(keyed, on=labels_key, how="left")[
+            "_label"
+        ]
+        lines.append(
+            f"labels: joined by {labels_key!r} from {len(labels_files or [])} file(s); "
+            f"{_present(event_labels).mean():.1%} of sampled events have a label so far"
+        )
         if duplicates:
             lines.append(f"  {duplicates:,} label rows repeat a key: validation keeps the first per batch")
         if label in columns and label not in drop:
@@ -385,8 +457,10 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
             lines.append(f"  {label!r} is also in the event files: dropped there (the label files hold the label)")
         extra = [c for c in labels_frame.columns if c not in (labels_key, label)]
         if extra:
-            lines.append(f"  label files also have {extra}: ingestion accepts only {labels_key!r} and {label!r}; "
-                         "remove the others from label files")
+            lines.append(
+                f"  label files also have {extra}: ingestion accepts only {labels_key!r} and {label!r}; "
+                "remove the others from label files"
+            )
     else:
         event_labels = label_values
     is_positive = _is_positive(event_labels, classes, positive_text)
@@ -397,14 +471,20 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
         if column in excluded:
             continue
         if not COLUMN.match(column) or column.lower() in RESERVED:
-            problems.append(f"column {column!r}: " + ("use letters, digits and '_'" if not COLUMN.match(column)
-                                                      else "a name the lakehouse uses itself")
-                            + f"; rename it in the data, or pass --drop {column!r}")
+            problems.append(
+                f"column {column!r}: "
+                + ("use letters, digits and '_'" if not COLUMN.match(column) else "a name the lakehouse uses itself")
+                + f"; rename it in the data, or pass --drop {column!r}"
+            )
             continue
         feature, summary, why = _describe_column(events[column])
         written = events[column].filter(_present(events[column]))
-        unique_per_row = (feature.type in ("int64", "string") and events.height >= MIN_ROWS_FOR_IDENTIFIER
-                          and written.len() == events.height and written.n_unique() == events.height)
+        unique_per_row = (
+            feature.type in ("int64", "string")
+            and events.height >= MIN_ROWS_FOR_IDENTIFIER
+            and written.len() == events.height
+            and written.n_unique() == events.height
+        )
         if unique_per_row:
             auto_dropped.append(column)
             continue
@@ -415,8 +495,9 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
             suggestions.append(f"{leak}: a leak or an outcome recorded after the event? if so, add it to drop")
         if why:
             suggestions.append(f"{column!r} is kept as text: {why}")
-        if feature.observed.get("distinct") == 1 or (feature.observed.get("min") is not None
-                                                    and feature.observed["min"] == feature.observed["max"]):
+        if feature.observed.get("distinct") == 1 or (
+            feature.observed.get("min") is not None and feature.observed["min"] == feature.observed["max"]
+        ):
             suggestions.append(f"{column!r} has a single value in the sample: it carries no signal")
         features.append(feature)
         summaries.append(summary)
@@ -431,16 +512,31 @@ def infer_spec(name: str, files: list[Path], entity: str, timestamp: str, label:
         kind = f.type + (f" in {f.unit!r}" if f.unit else "")
         lines.append(f"  {f.name:<{width}}  {kind:<15} {summary}")
     if drop or auto_dropped:
-        lines.append("dropped: " + ", ".join([*(f"{c} (--drop)" for c in drop),
-                                              *(f"{c} (a different value in every row: an identifier)" for c in auto_dropped)]))
+        lines.append(
+            "dropped: "
+            + ", ".join(
+                [
+                    *(f"{c} (--drop)" for c in drop),
+                    *(f"{c} (a different value in every row: an identifier)" for c in auto_dropped),
+                ]
+            )
+        )
     if suggestions:
         lines.append("check these (edit the file to change anything):")
         lines += [f"  {s}" for s in suggestions]
 
     spec = DatasetSpec(
-        name=name, entity=entity, timestamp=timestamp, label=label, positive=positive_text, features=tuple(features),
-        entity_type=entity_type, labels=LabelsSpec(key=labels_key, label=label) if labels_key else None,
-        drop=tuple(drop + auto_dropped), files=tuple(str(p) for p in [*files, *(labels_files or [])]))
+        name=name,
+        entity=entity,
+        timestamp=timestamp,
+        label=label,
+        positive=positive_text,
+        features=tuple(features),
+        entity_type=entity_type,
+        labels=LabelsSpec(key=labels_key, label=label) if labels_key else None,
+        drop=tuple(drop + auto_dropped),
+        files=tuple(str(p) for p in [*files, *(labels_files or [])]),
+    )
     if costs:
         spec = replace(spec, costs=(float(costs[0]), float(costs[1])))
     # The same checks a hand-written file gets (name, reserved columns, clashes), and a proof it round-trips.
@@ -456,8 +552,11 @@ def check_spec_against_data(spec: DatasetSpec, files: list[Path], labels_files: 
     columns = events.columns
     problems = []
     label_in_events = spec.labels is None
-    required = {spec.entity: "entity", spec.timestamp: "timestamp",
-                **({spec.label: "label"} if label_in_events else {spec.labels.key: "labels key"})}  # type: ignore[union-attr]
+    required = {
+        spec.entity: "entity",
+        spec.timestamp: "timestamp",
+        **({spec.label: "label"} if label_in_events else {spec.labels.key: "labels key"}),
+    }  # type: ignore[union-attr]
     for column, role in required.items():
         if column not in columns:
             problems.append(f"{role} column {column!r} is not in the data (columns: {', '.join(columns)})")
@@ -467,8 +566,10 @@ def check_spec_against_data(spec: DatasetSpec, files: list[Path], labels_files: 
     described = {*required, *(f.name for f in spec.features), *spec.drop}
     for column in columns:
         if column not in described:
-            problems.append(f"column {column!r} is in the data but neither a feature nor dropped: "
-                            "list it under features or add it to drop")
+            problems.append(
+                f"column {column!r} is in the data but neither a feature nor dropped: "
+                "list it under features or add it to drop"
+            )
     for column in spec.drop:
         if column not in columns:
             problems.append(f"dropped column {column!r} is not in the data (harmless; remove it from drop)")
@@ -492,7 +593,9 @@ def check_spec_against_data(spec: DatasetSpec, files: list[Path], labels_files: 
             return problems + [str(e)]
         for column, what in ((spec.labels.key, "labels key"), (spec.labels.label, "label column")):  # type: ignore[union-attr]
             if column not in labels_frame.columns:
-                problems.append(f"{what} {column!r} is not in the label files (columns: {', '.join(labels_frame.columns)})")
+                problems.append(
+                    f"{what} {column!r} is not in the label files (columns: {', '.join(labels_frame.columns)})"
+                )
         extra = [c for c in labels_frame.columns if c not in (spec.labels.key, spec.labels.label)]  # type: ignore[union-attr]
         if extra:
             problems.append(f"label files have columns {extra} besides the key and the label; ingestion rejects them")
@@ -516,23 +619,30 @@ def _feature_problems(feature: FeatureSpec, values: pl.Series) -> list[str]:
     problems = []
     unparsed = _unparsed(values, feature.type, feature.unit)
     if len(unparsed):
-        problems.append(f"feature {feature.name!r} is {feature.type}"
-                        + (f" in {feature.unit!r}" if feature.unit else "")
-                        + f" but {len(unparsed):,} of {values.len():,} sampled values do not read as one "
-                        f"(e.g. {unparsed[0]!r}): validation would quarantine those rows")
+        problems.append(
+            f"feature {feature.name!r} is {feature.type}"
+            + (f" in {feature.unit!r}" if feature.unit else "")
+            + f" but {len(unparsed):,} of {values.len():,} sampled values do not read as one "
+            f"(e.g. {unparsed[0]!r}): validation would quarantine those rows"
+        )
     missing = int((~_present(values)).sum())
     if missing and not feature.nullable:
-        problems.append(f"feature {feature.name!r} is not nullable but {missing:,} sampled values are missing "
-                        "(set nullable: true, or those rows are quarantined)")
+        problems.append(
+            f"feature {feature.name!r} is not nullable but {missing:,} sampled values are missing "
+            "(set nullable: true, or those rows are quarantined)"
+        )
     typed = _typed(values, feature.type, feature.unit) if feature.type != "bool" else None
     if typed is not None and feature.type != "string":
         for limit, outside in ((feature.min, typed < (feature.min or 0)), (feature.max, typed > (feature.max or 0))):
             if limit is not None and outside.sum():
-                problems.append(f"feature {feature.name!r}: {int(outside.sum()):,} sampled values are outside "
-                                f"[{feature.min}, {feature.max}]")
+                problems.append(
+                    f"feature {feature.name!r}: {int(outside.sum()):,} sampled values are outside "
+                    f"[{feature.min}, {feature.max}]"
+                )
     if feature.enforce_categories and feature.categories and typed is not None:
         unknown = typed.drop_nulls().filter(~typed.drop_nulls().is_in(list(feature.categories))).unique()
         if len(unknown):
-            problems.append(f"feature {feature.name!r}: values {unknown.head(5).to_list()} are not among its "
-                            "enforced categories")
+            problems.append(
+                f"feature {feature.name!r}: values {unknown.head(5).to_list()} are not among its enforced categories"
+            )
     return problems

@@ -37,6 +37,8 @@ def refresh_catalog(paths: LakePaths, domains: list[Domain]) -> dict[str, dict[s
         for schema, views in tables.items():
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             for name, path in views.items():
-                con.execute(f"CREATE VIEW {schema}.{name} AS SELECT * FROM read_parquet('{path}', union_by_name = true)")
+                con.execute(
+                    f"CREATE VIEW {schema}.{name} AS SELECT * FROM read_parquet('{path}', union_by_name = true)"
+                )
     os.replace(tmp, target)
     return tables

@@ -33,8 +33,11 @@ def build_spine(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     with _connect(paths, domain.spine_sources, spine_of=None) as con:
         rows = copy_to_parquet_atomic(con, domain.spine_sql, paths.spine(domain.name))
         # The entities of the newest day, for batch scoring (one small file instead of a scan of the spine).
-        copy_to_arrow_atomic(con, _active_sql(domain, f"read_parquet('{paths.spine(domain.name)}')"),
-                             paths.latest(f"_{domain.name}_active"))
+        copy_to_arrow_atomic(
+            con,
+            _active_sql(domain, f"read_parquet('{paths.spine(domain.name)}')"),
+            paths.latest(f"_{domain.name}_active"),
+        )
         first, last, entities = con.execute(
             f"SELECT min(day), max(day), count(DISTINCT {domain.entity_key}) FROM read_parquet('{paths.spine(domain.name)}')"
         ).fetchall()[0]
@@ -49,10 +52,15 @@ def build_feature_view(paths: LakePaths, domain: Domain, view: FeatureView) -> d
         # The newest row per active entity (what the online store holds after materialization; nulls where
         # the view has none), in the active entities' order, so batch scoring puts the views side by side.
         key = domain.entity_key
-        newest = (f"SELECT * FROM read_parquet('{out}') "
-                  f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY event_timestamp DESC) = 1")
-        copy_to_arrow_atomic(con, f"SELECT * FROM ({_active_sql(domain, 'spine')}) LEFT JOIN ({newest}) USING ({key}) "
-                                  f"ORDER BY {key}", paths.latest(view.name))
+        newest = (
+            f"SELECT * FROM read_parquet('{out}') "
+            f"QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY event_timestamp DESC) = 1"
+        )
+        copy_to_arrow_atomic(
+            con,
+            f"SELECT * FROM ({_active_sql(domain, 'spine')}) LEFT JOIN ({newest}) USING ({key}) ORDER BY {key}",
+            paths.latest(view.name),
+        )
         stats = feature_statistics(con, out, view)
     return {"rows": rows, **stats}
 
@@ -63,10 +71,12 @@ def feature_statistics(con: duckdb.DuckDBPyConnection, path: Path, view: Feature
     for f in view.features:
         mean = f"avg({f.name})" if f.dtype != "string" else "NULL"
         aggregates += [f"min({f.name})", f"max({f.name})", mean, f"count({f.name})"]
-    first, last, rows, *values = con.execute(f"SELECT {', '.join(aggregates)} FROM read_parquet('{path}')").fetchall()[0]
+    first, last, rows, *values = con.execute(f"SELECT {', '.join(aggregates)} FROM read_parquet('{path}')").fetchall()[
+        0
+    ]
     features = {}
     for i, f in enumerate(view.features):
-        low, high, mean, present = values[4 * i: 4 * i + 4]
+        low, high, mean, present = values[4 * i : 4 * i + 4]
         features[f.name] = {
             "dtype": f.dtype,
             "min": low,
@@ -80,16 +90,21 @@ def feature_statistics(con: duckdb.DuckDBPyConnection, path: Path, view: Feature
 def build_labels(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """Write the label events (entity, as-of time, label) for the domain's matured windows."""
     with _connect(paths, domain.label_sources, spine_of=domain.name) as con:
-        rows = copy_to_parquet_atomic(con, f"SELECT * FROM ({domain.label_sql}) ORDER BY ALL", paths.labels(domain.name))
+        rows = copy_to_parquet_atomic(
+            con, f"SELECT * FROM ({domain.label_sql}) ORDER BY ALL", paths.labels(domain.name)
+        )
         positives, as_of_dates = con.execute(
             f"SELECT coalesce(sum({domain.label_name}), 0), count(DISTINCT event_timestamp) FROM read_parquet('{paths.labels(domain.name)}')"
         ).fetchall()[0]
-    return {"rows": rows, "positives": int(positives), "as_of_dates": as_of_dates,
-            "positive_rate": round(positives / rows, 4) if rows else None}
+    return {
+        "rows": rows,
+        "positives": int(positives),
+        "as_of_dates": as_of_dates,
+        "positive_rate": round(positives / rows, 4) if rows else None,
+    }
 
 
-def recent_features(paths: LakePaths, domain: Domain, days: int = 7, max_rows: int | None = None,
-                    seed: int = 0) -> Any:
+def recent_features(paths: LakePaths, domain: Domain, days: int = 7, max_rows: int | None = None, seed: int = 0) -> Any:
     """Every view's feature rows of the newest `days` days, joined on (entity, event time): a polars frame.
 
     The current window for drift. Views without a row for an (entity, time) give nulls; max_rows
@@ -101,12 +116,16 @@ def recent_features(paths: LakePaths, domain: Domain, days: int = 7, max_rows: i
     def cols(view: FeatureView, alias: str) -> str:
         return ", ".join(f"{alias}.{f.name}" for f in view.features)
 
-    joins = " ".join(f"LEFT JOIN read_parquet('{paths.features(v.name)}') v{n} USING ({key}, event_timestamp)"
-                     for n, v in enumerate(rest, start=1))
+    joins = " ".join(
+        f"LEFT JOIN read_parquet('{paths.features(v.name)}') v{n} USING ({key}, event_timestamp)"
+        for n, v in enumerate(rest, start=1)
+    )
     selects = ", ".join([cols(first, "v0"), *(cols(v, f"v{n}") for n, v in enumerate(rest, start=1))])
-    query = (f"SELECT {key}, event_timestamp, {selects} FROM read_parquet('{paths.features(first.name)}') v0 {joins} "
-             f"WHERE v0.event_timestamp > (SELECT max(event_timestamp) FROM read_parquet('{paths.features(first.name)}'))"
-             f" - INTERVAL {int(days)} DAY ORDER BY event_timestamp, {key}")
+    query = (
+        f"SELECT {key}, event_timestamp, {selects} FROM read_parquet('{paths.features(first.name)}') v0 {joins} "
+        f"WHERE v0.event_timestamp > (SELECT max(event_timestamp) FROM read_parquet('{paths.features(first.name)}'))"
+        f" - INTERVAL {int(days)} DAY ORDER BY event_timestamp, {key}"
+    )
     with duckdb.connect() as con:
         frame = con.sql(query).pl()
     if max_rows is not None and frame.height > max_rows:

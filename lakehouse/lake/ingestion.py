@@ -145,8 +145,12 @@ def ingest_file(paths: LakePaths, source: Source, path: Path, known: dict[str, d
     if sha in known:
         earlier = known[sha]
         what = f"batch {earlier['batch_id']}" if "batch_id" in earlier else f"rejected: {earlier['reason']}"
-        return "skipped", {"source": source.name, "file": resolved.name, "sha256": sha,
-                           "reason": f"same content as {earlier['file']} ({what})"}
+        return "skipped", {
+            "source": source.name,
+            "file": resolved.name,
+            "sha256": sha,
+            "reason": f"same content as {earlier['file']} ({what})",
+        }
     try:
         df = read_landing_file(resolved, source)
     except RejectedFile as e:

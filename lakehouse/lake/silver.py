@@ -9,8 +9,8 @@ import polars as pl
 
 from lakehouse.declarations.domain import Source
 from lakehouse.io import copy_to_parquet_atomic, write_parquet_atomic
-from lakehouse.paths import LakePaths
 from lakehouse.lake.validation import POLARS_TYPES, validation_reports
+from lakehouse.paths import LakePaths
 
 
 def empty_frame(source: Source) -> pl.DataFrame:

@@ -15,8 +15,8 @@ import pandera.polars as pa
 import polars as pl
 
 from lakehouse.declarations.domain import Column, Source
-from lakehouse.lake.ingestion import BATCH_COLUMNS, manifest
 from lakehouse.io import read_json_records, write_json_atomic, write_parquet_atomic
+from lakehouse.lake.ingestion import BATCH_COLUMNS, manifest
 from lakehouse.paths import LakePaths
 
 POLARS_TYPES: dict[str, pl.DataType] = {
@@ -75,14 +75,18 @@ def build_schema(source: Source, now: datetime) -> pa.DataFrameSchema:
         if c.not_in_future:
             limit: date | datetime = now.date() if c.dtype == "date" else now
             checks.append(
-                pa.Check(lambda d, limit=limit: d.lazyframe.select(pl.col(d.key) <= limit),
-                         name="not_in_future", error=f"later than now ({limit})")
+                pa.Check(
+                    lambda d, limit=limit: d.lazyframe.select(pl.col(d.key) <= limit),
+                    name="not_in_future",
+                    error=f"later than now ({limit})",
+                )
             )
         columns[c.name] = pa.Column(POLARS_TYPES[c.dtype], checks=checks, nullable=c.nullable)
     key = list(source.unique_key)
     unique_key = pa.Check(
         lambda d: d.lazyframe.select(pl.struct(key).is_first_distinct()),
-        name="unique_key", error=f"duplicate key ({', '.join(key)})",
+        name="unique_key",
+        error=f"duplicate key ({', '.join(key)})",
     )
     return pa.DataFrameSchema(columns, checks=[unique_key], strict=False, name=source.name)
 
@@ -91,8 +95,9 @@ def validate_frame(raw: pl.DataFrame, source: Source, now: datetime | None = Non
     """Split a raw batch into typed valid rows and quarantined raw rows, each with a `_reason`."""
     now = now or datetime.now(UTC).replace(tzinfo=None)
     ignored = [c for c in source.ignored_columns if c in raw.columns]  # kept in bronze and quarantine, not typed
-    typed = raw.drop(ignored).with_columns([cast_column(c, pl.col(c.name), raw.schema[c.name]).alias(c.name)
-                                            for c in source.columns])
+    typed = raw.drop(ignored).with_columns(
+        [cast_column(c, pl.col(c.name), raw.schema[c.name]).alias(c.name) for c in source.columns]
+    )
     reasons: list[list[str]] = [[] for _ in range(raw.height)]
     unparsed: dict[str, pl.Series] = {}
     for c in source.columns:
@@ -121,8 +126,9 @@ def validate_frame(raw: pl.DataFrame, source: Source, now: datetime | None = Non
     return valid, quarantined
 
 
-def validate_batch(paths: LakePaths, source: Source, batch: dict[str, Any], max_quarantine_rate: float,
-                   min_held_rows: int = 1) -> dict:
+def validate_batch(
+    paths: LakePaths, source: Source, batch: dict[str, Any], max_quarantine_rate: float, min_held_rows: int = 1
+) -> dict:
     """Validate one bronze batch, write its valid and quarantined rows, and return its report."""
     raw = pl.read_parquet(paths.bronze(source.name) / f"{batch['batch_id']}.parquet")
     valid, quarantined = validate_frame(raw, source)
@@ -141,15 +147,18 @@ def validate_batch(paths: LakePaths, source: Source, batch: dict[str, Any], max_
         "status": "held" if rate > max_quarantine_rate and quarantined.height >= min_held_rows else "published",
         "top_reasons": (
             quarantined.get_column("_reason").str.split("; ").explode().value_counts(sort=True).head(5).rows()
-            if quarantined.height else []
+            if quarantined.height
+            else []
         ),
         "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if report["rows_in"] != report["rows_valid"] + report["rows_quarantined"]:
         raise AssertionError(f"row accounting broken for {batch['batch_id']}: {report}")
     write_parquet_atomic(valid, paths.validated(source.name) / f"{batch['batch_id']}.parquet")
-    write_parquet_atomic(quarantined.with_columns(pl.lit(source.name).alias("_source")),
-                         paths.quarantine(source.name) / f"{batch['batch_id']}.parquet")
+    write_parquet_atomic(
+        quarantined.with_columns(pl.lit(source.name).alias("_source")),
+        paths.quarantine(source.name) / f"{batch['batch_id']}.parquet",
+    )
     # The report is written last: a batch counts as validated only once its report exists.
     write_json_atomic(report, paths.validation_reports(source.name) / f"{batch['batch_id']}.json")
     return report
@@ -162,13 +171,15 @@ def validation_reports(paths: LakePaths, source: str) -> list[dict[str, Any]]:
 
 def published_batches(paths: LakePaths, source_names: list[str]) -> list[dict[str, Any]]:
     """Manifest records of the batches whose validation published them (held or failed batches excluded)."""
-    published = {r["batch_id"] for s in source_names for r in validation_reports(paths, s)
-                 if r["status"] == "published"}
+    published = {
+        r["batch_id"] for s in source_names for r in validation_reports(paths, s) if r["status"] == "published"
+    }
     return [b for b in manifest(paths) if b["batch_id"] in published]
 
 
-def validate_new_batches(paths: LakePaths, source: Source, max_quarantine_rate: float,
-                         min_held_rows: int = 1) -> list[dict]:
+def validate_new_batches(
+    paths: LakePaths, source: Source, max_quarantine_rate: float, min_held_rows: int = 1
+) -> list[dict]:
     """Validate every batch of a source that has no validation report yet; return their reports."""
     done = {r["batch_id"] for r in validation_reports(paths, source.name)}
     return [

@@ -19,8 +19,8 @@ import polars as pl
 
 from lakehouse.declarations.domain import Domain
 from lakehouse.io import write_json_atomic, write_parquet_atomic
-from lakehouse.paths import LakePaths
 from lakehouse.lake.validation import published_batches
+from lakehouse.paths import LakePaths
 
 
 @dataclass(frozen=True)
@@ -85,12 +85,14 @@ def _slices(frame: pl.DataFrame, domain: Domain) -> dict[str, np.ndarray]:
     return {s: frame[s].fill_null("<missing>").to_numpy() for s in domain.slices}
 
 
-def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions = TrainingOptions(),
-                    progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any]:
+def train_candidate(
+    paths: LakePaths,
+    domain: Domain,
+    options: TrainingOptions = TrainingOptions(),
+    progress: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
     """Split, check, tune, train, evaluate against baselines, save to the registry; return the record."""
-    from lakehouse.ml import evaluation
-    from lakehouse.ml import model_registry
-    from lakehouse.ml import training
+    from lakehouse.ml import evaluation, model_registry, training
 
     started = time.perf_counter()
     frame = pl.read_parquet(paths.training_set(domain.name))
@@ -102,8 +104,17 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
     if options.tune:
         champion = model_registry.champion(paths, domain.name) if options.warm_start else None
         first = model_registry.model_metadata(paths, champion)["params"] if champion else None
-        base, trials = training.tune(split, features, categorical, domain.label_name, base, trials=options.trials,
-                                     timeout_seconds=options.timeout_seconds, progress=progress, first=first)
+        base, trials = training.tune(
+            split,
+            features,
+            categorical,
+            domain.label_name,
+            base,
+            trials=options.trials,
+            timeout_seconds=options.timeout_seconds,
+            progress=progress,
+            first=first,
+        )
     model = training.train_lightgbm(split, features, categorical, domain.label_name, base)
     baselines = training.train_baselines(split, features, categorical, domain.label_name)
 
@@ -116,8 +127,10 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
     test["expected_value"] = evaluation.expected_value(y_test, scores, threshold, domain.costs)
     test["expected_value_at_0_5"] = evaluation.expected_value(y_test, scores, 0.5, domain.costs)
     baseline_scores = {name: fn(split.test) for name, fn in baselines.items()}
-    baseline_metrics = {name: evaluation.classification_metrics(y_test, baseline, threshold)
-                        for name, baseline in baseline_scores.items()}
+    baseline_metrics = {
+        name: evaluation.classification_metrics(y_test, baseline, threshold)
+        for name, baseline in baseline_scores.items()
+    }
     importance = training.feature_importance(model)
     record = {
         "domain": domain.name,
@@ -127,8 +140,10 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
         "params": model.params,
         "best_iteration": model.best_iteration,
         "threshold": chosen,
-        "metrics": {"test": test, "valid": evaluation.classification_metrics(y_valid, model.predict(split.valid),
-                                                                             threshold)},
+        "metrics": {
+            "test": test,
+            "valid": evaluation.classification_metrics(y_valid, model.predict(split.valid), threshold),
+        },
         "baselines": baseline_metrics,
         "slices": evaluation.slice_metrics(_slices(split.test, domain), y_test, scores, threshold),
         "calibration": evaluation.calibration_curve(y_test, scores),
@@ -144,29 +159,37 @@ def train_candidate(paths: LakePaths, domain: Domain, options: TrainingOptions =
         "training_seconds": round(time.perf_counter() - started, 2),
     }
     # Retraining on the same inputs reproduces the same file byte for byte: keep one version of it.
-    same = [m["tag"] for m in sorted(model_registry.list_models(paths, domain.name), key=lambda m: not m["champion"])
-            if m["model_sha256"] == model.sha256]
-    tag = same[0] if same else model_registry.save_model(paths, domain.name, model.model_text, record,
-                                                   labels={"domain": domain.name, "stage": "candidate"})
+    same = [
+        m["tag"]
+        for m in sorted(model_registry.list_models(paths, domain.name), key=lambda m: not m["champion"])
+        if m["model_sha256"] == model.sha256
+    ]
+    tag = (
+        same[0]
+        if same
+        else model_registry.save_model(
+            paths, domain.name, model.model_text, record, labels={"domain": domain.name, "stage": "candidate"}
+        )
+    )
     record["tag"] = tag
     record["reused_existing_version"] = bool(same)
     record["model_sha256"] = model.sha256
-    plots = evaluation.evaluation_plots(model_dir(paths, domain, tag.split(":")[-1]), y_test, scores, importance,
-                                        record["calibration"])
+    plots = evaluation.evaluation_plots(
+        model_dir(paths, domain, tag.split(":")[-1]), y_test, scores, importance, record["calibration"]
+    )
     record["plots"] = {k: str(p) for k, p in plots.items()}
     # The gate compares on the same hold-out rows: it reads these instead of training the baselines again.
-    write_parquet_atomic(pl.DataFrame(baseline_scores), baseline_scores_file(
-        paths, domain, tag.split(":")[-1], record["data_versions"]["training_set_sha256"]))
-    write_json_atomic({"tag": tag, "trained_at": record["trained_at"]},
-                      paths.models(domain.name) / "candidate.json")
+    write_parquet_atomic(
+        pl.DataFrame(baseline_scores),
+        baseline_scores_file(paths, domain, tag.split(":")[-1], record["data_versions"]["training_set_sha256"]),
+    )
+    write_json_atomic({"tag": tag, "trained_at": record["trained_at"]}, paths.models(domain.name) / "candidate.json")
     return record
 
 
 def gate_candidate(paths: LakePaths, domain: Domain, tag: str, options: TrainingOptions = TrainingOptions()) -> dict:
     """Compare a candidate with the champion on the candidate's hold-out window; promote if it is proven better."""
-    from lakehouse.ml import evaluation
-    from lakehouse.ml import model_registry
-    from lakehouse.ml import training
+    from lakehouse.ml import evaluation, model_registry, training
 
     text, meta = model_registry.load_model_text(paths, tag)
     candidate = training.load_trained_model(text, meta["features"], meta["categories"], meta["params"])
@@ -179,8 +202,12 @@ def gate_candidate(paths: LakePaths, domain: Domain, tag: str, options: Training
     if current is not None:
         champion_text, champion_meta = model_registry.load_model_text(paths, current)
         if champion_meta["model_sha256"] == meta["model_sha256"]:
-            decision = {"promote": False, "same_as_champion": True, "comparison": {},
-                        "reasons": [f"{tag} is the champion's model file ({current}): nothing to decide"]}
+            decision = {
+                "promote": False,
+                "same_as_champion": True,
+                "comparison": {},
+                "reasons": [f"{tag} is the champion's model file ({current}): nothing to decide"],
+            }
             return _record_decision(paths, domain, tag, meta, decision, current)
         champion = training.load_trained_model(champion_text, champion_meta["features"], champion_meta["categories"])
         champion_scores = champion.predict(split.test)
@@ -188,37 +215,62 @@ def gate_candidate(paths: LakePaths, domain: Domain, tag: str, options: Training
     if stored.exists():  # the candidate step scored these very rows
         baseline_scores = {name: column.to_numpy() for name, column in pl.read_parquet(stored).to_dict().items()}
     else:  # a candidate from before these files, or a training set rebuilt since
-        baselines = training.train_baselines(split, meta["features"], training.categorical_columns(domain),
-                                             domain.label_name)
+        baselines = training.train_baselines(
+            split, meta["features"], training.categorical_columns(domain), domain.label_name
+        )
         baseline_scores = {name: fn(split.test) for name, fn in baselines.items()}
     gate = evaluation.promotion_gate(
-        y, scores, champion_scores, baseline_scores,
-        _slices(split.test, domain), meta["threshold"]["threshold"],
-        min_auc_gain=options.min_auc_gain, slice_tolerance=options.slice_tolerance, seed=options.seed)
+        y,
+        scores,
+        champion_scores,
+        baseline_scores,
+        _slices(split.test, domain),
+        meta["threshold"]["threshold"],
+        min_auc_gain=options.min_auc_gain,
+        slice_tolerance=options.slice_tolerance,
+        seed=options.seed,
+    )
     decision = {**asdict(gate), "same_as_champion": False}
     if gate.promote:
         model_registry.promote(paths, domain.name, tag, "; ".join(gate.reasons))
     return _record_decision(paths, domain, tag, meta, decision, current)
 
 
-def _record_decision(paths: LakePaths, domain: Domain, tag: str, meta: dict, decision: dict,
-                     previous: str | None) -> dict:
+def _record_decision(
+    paths: LakePaths, domain: Domain, tag: str, meta: dict, decision: dict, previous: str | None
+) -> dict:
     """Keep the decision beside the model and as one row of the experiment history, either way."""
     from lakehouse.ml import model_registry
 
-    decision = {**decision, "tag": tag, "previous_champion": previous,
-                "champion": model_registry.champion(paths, domain.name),
-                "decided_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    decision = {
+        **decision,
+        "tag": tag,
+        "previous_champion": previous,
+        "champion": model_registry.champion(paths, domain.name),
+        "decided_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     decision_file = model_dir(paths, domain, tag.split(":")[-1]) / "decision.json"
     if not (decision.get("same_as_champion") and decision_file.exists()):  # keep the decision that promoted it
         write_json_atomic(decision, decision_file)
-    model_registry.record_training_run(paths, {
-        "run_id": tag, "domain": domain.name, "model_tag": tag, "params": meta["params"],
-        "metrics": {"test": meta["metrics"]["test"], "baselines": {k: v["roc_auc"] for k, v in meta["baselines"].items()}},
-        "data_versions": {"training_set_sha256": meta["data_versions"]["training_set_sha256"],
-                          "batches": len(meta["data_versions"]["batches"])},
-        "decision": "promoted" if decision["promote"] else "refused", "reasons": decision["reasons"],
-    })
+    model_registry.record_training_run(
+        paths,
+        {
+            "run_id": tag,
+            "domain": domain.name,
+            "model_tag": tag,
+            "params": meta["params"],
+            "metrics": {
+                "test": meta["metrics"]["test"],
+                "baselines": {k: v["roc_auc"] for k, v in meta["baselines"].items()},
+            },
+            "data_versions": {
+                "training_set_sha256": meta["data_versions"]["training_set_sha256"],
+                "batches": len(meta["data_versions"]["batches"]),
+            },
+            "decision": "promoted" if decision["promote"] else "refused",
+            "reasons": decision["reasons"],
+        },
+    )
     return decision
 
 
@@ -235,12 +287,18 @@ def model_card(paths: LakePaths, domain: Domain, tag: str) -> dict[str, Path]:
     card = {
         "model": tag,
         "domain": domain.name,
-        "intended_use": {"prediction": domain.prediction, "decision": domain.decision,
-                         "success_measure": domain.success_measure},
+        "intended_use": {
+            "prediction": domain.prediction,
+            "decision": domain.decision,
+            "success_measure": domain.success_measure,
+        },
         "risk_category": domain.risk_category,
-        "training_data": {"rows": meta["rows"], "split": meta["split"],
-                          "training_set_sha256": meta["data_versions"]["training_set_sha256"],
-                          "batches": len(meta["data_versions"]["batches"])},
+        "training_data": {
+            "rows": meta["rows"],
+            "split": meta["split"],
+            "training_set_sha256": meta["data_versions"]["training_set_sha256"],
+            "batches": len(meta["data_versions"]["batches"]),
+        },
         "feature_service": meta["feature_service"],
         "features": meta["features"],
         "metrics": test,
@@ -258,15 +316,23 @@ def model_card(paths: LakePaths, domain: Domain, tag: str) -> dict[str, Path]:
             "Slices with few rows or a single class have no AUC; their metrics are not reliable.",
         ],
     }
+
     def fmt(v: Any) -> str:
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
     baseline_rows = "\n".join(f"| {k} | {fmt(v)} |" for k, v in card["baselines"].items())
-    slice_rows = "\n".join(f"| {s['slice']}={s['value']} | {s['rows']} | {s['positives']} | {fmt(s['roc_auc'])} | "
-                           f"{fmt(s['precision'])} | {fmt(s['recall'])} |" for s in meta["slices"])
-    promotion = ("not decided yet" if decision is None else
-                 f"**{'promoted' if decision['promote'] else 'not promoted'}**: " + "; ".join(decision["reasons"]))
-    markdown = f"""# Model card: {tag}
+    slice_rows = "\n".join(
+        f"| {s['slice']}={s['value']} | {s['rows']} | {s['positives']} | {fmt(s['roc_auc'])} | "
+        f"{fmt(s['precision'])} | {fmt(s['recall'])} |"
+        for s in meta["slices"]
+    )
+    promotion = (
+        "not decided yet"
+        if decision is None
+        else f"**{'promoted' if decision['promote'] else 'not promoted'}**: " + "; ".join(decision["reasons"])
+    )
+    markdown = (
+        f"""# Model card: {tag}
 
 **Domain:** {domain.name} · **Risk category (EU AI Act):** {domain.risk_category}
 
@@ -274,22 +340,22 @@ def model_card(paths: LakePaths, domain: Domain, tag: str) -> dict[str, Path]:
 {domain.prediction} It feeds one decision: {domain.decision} Success: {domain.success_measure}
 
 ## Training data
-{meta['rows']['train']:,} train, {meta['rows']['valid']:,} validation and {meta['rows']['test']:,} hold-out rows
-(as-of windows: {meta['split']}), from {card['training_data']['batches']} ingested batches; training set
-SHA-256 `{card['training_data']['training_set_sha256'][:16]}…`. Features: feature service `{meta['feature_service']}`
-({len(meta['features'])} features).
+{meta["rows"]["train"]:,} train, {meta["rows"]["valid"]:,} validation and {meta["rows"]["test"]:,} hold-out rows
+(as-of windows: {meta["split"]}), from {card["training_data"]["batches"]} ingested batches; training set
+SHA-256 `{card["training_data"]["training_set_sha256"][:16]}…`. Features: feature service `{meta["feature_service"]}`
+({len(meta["features"])} features).
 
 ## Hold-out metrics
 | metric | value |
 |---|---|
-| ROC AUC | {fmt(test['roc_auc'])} |
-| PR AUC | {fmt(test['pr_auc'])} |
-| log loss | {fmt(test['log_loss'])} |
-| Brier | {fmt(test['brier'])} |
-| precision / recall / F1 | {fmt(test['precision'])} / {fmt(test['recall'])} / {fmt(test['f1'])} |
-| threshold (max expected value on validation) | {fmt(meta['threshold']['threshold'])} |
-| expected value per {domain.entity} at the threshold | {fmt(test['expected_value'])} {domain.costs.currency} |
-| expected value per {domain.entity} at 0.5 | {fmt(test['expected_value_at_0_5'])} {domain.costs.currency} |
+| ROC AUC | {fmt(test["roc_auc"])} |
+| PR AUC | {fmt(test["pr_auc"])} |
+| log loss | {fmt(test["log_loss"])} |
+| Brier | {fmt(test["brier"])} |
+| precision / recall / F1 | {fmt(test["precision"])} / {fmt(test["recall"])} / {fmt(test["f1"])} |
+| threshold (max expected value on validation) | {fmt(meta["threshold"]["threshold"])} |
+| expected value per {domain.entity} at the threshold | {fmt(test["expected_value"])} {domain.costs.currency} |
+| expected value per {domain.entity} at 0.5 | {fmt(test["expected_value_at_0_5"])} {domain.costs.currency} |
 
 Costs: a false positive (acting on a negative case) {domain.costs.false_positive} {domain.costs.currency}, a false
 negative (a missed positive case) {domain.costs.false_negative} {domain.costs.currency}.
@@ -307,7 +373,10 @@ negative (a missed positive case) {domain.costs.false_negative} {domain.costs.cu
 {promotion}
 
 ## Limitations
-""" + "\n".join(f"- {item}" for item in card["limitations"]) + "\n"
+"""
+        + "\n".join(f"- {item}" for item in card["limitations"])
+        + "\n"
+    )
     md_path = folder / "model_card.md"
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / ".model_card.md.tmp"

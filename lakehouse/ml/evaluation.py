@@ -133,11 +133,13 @@ def calibration_curve(y: np.ndarray, scores: np.ndarray, bins: int = 10) -> list
     for b in range(max(len(edges) - 1, 1)):  # all-equal scores give a single edge, one bin
         mask = bin_of == b
         if mask.any():
-            table.append({
-                "mean_score": float(scores[mask].mean()),
-                "positive_rate": float(y[mask].mean()),
-                "rows": int(mask.sum()),
-            })
+            table.append(
+                {
+                    "mean_score": float(scores[mask].mean()),
+                    "positive_rate": float(y[mask].mean()),
+                    "rows": int(mask.sum()),
+                }
+            )
     return table
 
 
@@ -168,14 +170,16 @@ def slice_metrics(slices: dict[str, np.ndarray], y: np.ndarray, scores: np.ndarr
             raise ValueError(f"slice {name!r} has {len(column)} rows but there are {y.size} labels")
         for value, idx in _slice_groups(column).items():
             ys, ss = y[idx], scores[idx]
-            records.append({
-                "slice": name,
-                "value": value,
-                "rows": int(idx.size),
-                "positives": int(ys.sum()),
-                "roc_auc": _auc(ys, ss),
-                **_precision_recall_f1(_confusion(ys, ss, threshold)),
-            })
+            records.append(
+                {
+                    "slice": name,
+                    "value": value,
+                    "rows": int(idx.size),
+                    "positives": int(ys.sum()),
+                    "roc_auc": _auc(ys, ss),
+                    **_precision_recall_f1(_confusion(ys, ss, threshold)),
+                }
+            )
     return records
 
 
@@ -265,8 +269,9 @@ def promotion_gate(
         "baseline_auc": {name: _auc(y, _arrays(y, s)[1]) for name, s in baseline_scores.items()},
     }
     if challenger_auc is None:
-        return GateDecision(False, ["hold-out set has only one class: ROC AUC is undefined, nothing to decide on"],
-                            comparison)
+        return GateDecision(
+            False, ["hold-out set has only one class: ROC AUC is undefined, nothing to decide on"], comparison
+        )
 
     if champion_scores is None:
         # First model: it has to earn its complexity against simple baselines.
@@ -274,8 +279,10 @@ def promotion_gate(
         for name, auc in comparison["baseline_auc"].items():
             beats = challenger_auc > auc
             promote &= beats
-            reasons.append(f"ROC AUC {challenger_auc:.3f} {'beats' if beats else 'does not beat'} "
-                           f"baseline {name} {auc:.3f} ({_signed(challenger_auc - auc)})")
+            reasons.append(
+                f"ROC AUC {challenger_auc:.3f} {'beats' if beats else 'does not beat'} "
+                f"baseline {name} {auc:.3f} ({_signed(challenger_auc - auc)})"
+            )
         if not baseline_scores:
             reasons.append(f"no champion and no baselines to compare against; ROC AUC {challenger_auc:.3f}")
         return GateDecision(promote, reasons, comparison)
@@ -290,8 +297,11 @@ def promotion_gate(
     # cannot distinguish from noise is not worth the risk of a swap.
     diff, low, high = boot["diff"], boot["low"], boot["high"]
     supported = low is not None and low > min_auc_gain
-    interval = (f"AUC {_signed(diff)} (95% CI {_signed(low)}..{_signed(high)}) over champion"
-                if low is not None and high is not None else f"AUC {_signed(diff)} over champion (no usable resamples)")
+    interval = (
+        f"AUC {_signed(diff)} (95% CI {_signed(low)}..{_signed(high)}) over champion"
+        if low is not None and high is not None
+        else f"AUC {_signed(diff)} over champion (no usable resamples)"
+    )
     if supported:
         reasons.append(f"{interval}: statistically supported (lower bound > {min_auc_gain:.3f})")
     else:
@@ -306,19 +316,31 @@ def promotion_gate(
         # Same rows and labels for both models, so both AUCs exist or neither does.
         delta = new["roc_auc"] - old["roc_auc"] if new["roc_auc"] is not None else None
         judged = new["rows"] >= min_slice_rows and delta is not None
-        row = {"slice": new["slice"], "value": new["value"], "rows": new["rows"], "positives": new["positives"],
-               "challenger_auc": new["roc_auc"], "champion_auc": old["roc_auc"], "delta": delta, "checked": judged}
+        row = {
+            "slice": new["slice"],
+            "value": new["value"],
+            "rows": new["rows"],
+            "positives": new["positives"],
+            "challenger_auc": new["roc_auc"],
+            "champion_auc": old["roc_auc"],
+            "delta": delta,
+            "checked": judged,
+        }
         slice_rows.append(row)
         if delta is None or not judged:
             continue
         checked += 1
         if delta < -slice_tolerance:
             regressed.append(row)
-            reasons.append(f"slice {new['slice']}={new['value']} AUC {new['roc_auc']:.3f} vs champion "
-                           f"{old['roc_auc']:.3f} ({_signed(delta)} > tolerance {slice_tolerance:.3f})")
+            reasons.append(
+                f"slice {new['slice']}={new['value']} AUC {new['roc_auc']:.3f} vs champion "
+                f"{old['roc_auc']:.3f} ({_signed(delta)} > tolerance {slice_tolerance:.3f})"
+            )
     if not regressed:
-        reasons.append(f"no slice regressed by more than {slice_tolerance:.3f} "
-                       f"({checked} slice(s) checked with >= {min_slice_rows} rows and both classes)")
+        reasons.append(
+            f"no slice regressed by more than {slice_tolerance:.3f} "
+            f"({checked} slice(s) checked with >= {min_slice_rows} rows and both classes)"
+        )
     comparison["slices"] = slice_rows
     comparison["slice_tolerance"] = float(slice_tolerance)
     comparison["min_slice_rows"] = int(min_slice_rows)
@@ -367,10 +389,16 @@ def evaluation_plots(
 
     fig, ax = figure()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    ax.plot([b["mean_score"] for b in calibration], [b["positive_rate"] for b in calibration],
-            marker="o", label="model")
-    ax.set(title="Calibration (quantile bins)", xlabel="mean predicted probability", ylabel="observed positive rate",
-           xlim=(0, 1), ylim=(0, 1))
+    ax.plot(
+        [b["mean_score"] for b in calibration], [b["positive_rate"] for b in calibration], marker="o", label="model"
+    )
+    ax.set(
+        title="Calibration (quantile bins)",
+        xlabel="mean predicted probability",
+        ylabel="observed positive rate",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(loc="upper left")
     paths["calibration"] = _save_png(fig, out_dir, "calibration.png")
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import polars as pl
 
-from lakehouse.ml.bentoml_store import model_store, set_default_store
 from lakehouse.io import write_json_atomic, write_parquet_atomic
+from lakehouse.ml.bentoml_store import model_store, set_default_store
 from lakehouse.paths import REPO_ROOT, LakePaths
 
 MODEL_FILE = "model.txt"
@@ -29,17 +29,19 @@ METADATA_FILE = "metadata.json"  # the full record; BentoML's own metadata keeps
 ACTIONS = ("promote", "rollback", "manual")
 LIBRARIES = ("lightgbm", "bentoml", "polars", "duckdb", "feast", "dagster", "numpy", "pandas", "scikit-learn")
 
-RUN_SCHEMA = pl.Schema({
-    "run_id": pl.String(),
-    "domain": pl.String(),
-    "model_tag": pl.String(),
-    "params": pl.String(),
-    "metrics": pl.String(),
-    "data_versions": pl.String(),
-    "decision": pl.String(),
-    "reasons": pl.List(pl.String()),
-    "at": pl.Datetime("us", "UTC"),
-})
+RUN_SCHEMA = pl.Schema(
+    {
+        "run_id": pl.String(),
+        "domain": pl.String(),
+        "model_tag": pl.String(),
+        "params": pl.String(),
+        "metrics": pl.String(),
+        "data_versions": pl.String(),
+        "decision": pl.String(),
+        "reasons": pl.List(pl.String()),
+        "at": pl.Datetime("us", "UTC"),
+    }
+)
 
 
 class RegistryError(Exception):
@@ -85,8 +87,9 @@ def code_version() -> str | None:
     env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
     try:
         commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True, env=env)
-        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, check=True, env=env)
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True, env=env
+        )
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
@@ -123,20 +126,27 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_model(paths: LakePaths, domain: str, model_text: str, metadata: dict[str, Any],
-               labels: dict[str, str] | None = None) -> str:
+def save_model(
+    paths: LakePaths, domain: str, model_text: str, metadata: dict[str, Any], labels: dict[str, str] | None = None
+) -> str:
     """Save a LightGBM model (text format) with its metadata; return its tag, <domain>_model:<version>."""
     import bentoml
 
     data = model_text.encode("utf-8")
-    full_metadata = {"code_version": code_version(), "library_versions": library_versions(),
-                     **_plain(metadata), "model_sha256": _sha256(data), "model_file": MODEL_FILE}
+    full_metadata = {
+        "code_version": code_version(),
+        "library_versions": library_versions(),
+        **_plain(metadata),
+        "model_sha256": _sha256(data),
+        "model_file": MODEL_FILE,
+    }
     summary = _summary(full_metadata)
     full_labels = {"stage": "candidate", **{k: str(v) for k, v in (labels or {}).items()}, "domain": domain}
     # bentoml.lightgbm would also work, but names the file saved_model.ubj and may pickle custom
     # objects; a plain text file we hash ourselves is readable, diffable and loads in any LightGBM.
-    with bentoml.models.create(name=f"{domain}_model", labels=full_labels, metadata=summary,
-                               _model_store=_store(paths)) as model:
+    with bentoml.models.create(
+        name=f"{domain}_model", labels=full_labels, metadata=summary, _model_store=_store(paths)
+    ) as model:
         Path(model.path_of(MODEL_FILE)).write_bytes(data)
         Path(model.path_of(METADATA_FILE)).write_text(json.dumps(full_metadata, indent=1, sort_keys=True))
     return str(model.tag)
@@ -146,10 +156,12 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
     """The few non-null, flat fields listings need, in BentoML's own metadata."""
     threshold = meta.get("threshold")
     fields = {
-        "model_sha256": meta["model_sha256"], "model_file": MODEL_FILE,
+        "model_sha256": meta["model_sha256"],
+        "model_file": MODEL_FILE,
         "test_roc_auc": _test_roc_auc(meta),
         "threshold": threshold.get("threshold") if isinstance(threshold, dict) else threshold,
-        "feature_service": meta.get("feature_service"), "code_version": meta.get("code_version"),
+        "feature_service": meta.get("feature_service"),
+        "code_version": meta.get("code_version"),
     }
     return {k: v for k, v in fields.items() if v is not None}
 
@@ -212,8 +224,10 @@ def read_model(model: Any) -> tuple[str, dict[str, Any]]:
     meta = _full_metadata(model)
     recorded, actual = meta.get("model_sha256"), _sha256(data)
     if recorded != actual:
-        raise ModelIntegrityError(f"{model.tag}: {MODEL_FILE} has SHA-256 {actual}, but {recorded} was recorded "
-                                  f"when it was saved; the file was modified or corrupted, do not serve it")
+        raise ModelIntegrityError(
+            f"{model.tag}: {MODEL_FILE} has SHA-256 {actual}, but {recorded} was recorded "
+            f"when it was saved; the file was modified or corrupted, do not serve it"
+        )
     return data.decode("utf-8"), meta
 
 
@@ -264,8 +278,12 @@ def show_model(paths: LakePaths, tag_or_version: str) -> dict[str, Any]:
     domain = _domain_of(model)
     history = champion_history(paths, domain)
     described = _describe(model, {domain: champion(paths, domain)}, {domain: {e["tag"] for e in history}})
-    return {**described, "labels": dict(model.info.labels), "metadata": _full_metadata(model),
-            "champion_history": [e for e in history if e["tag"] == described["tag"]]}
+    return {
+        **described,
+        "labels": dict(model.info.labels),
+        "metadata": _full_metadata(model),
+        "champion_history": [e for e in history if e["tag"] == described["tag"]],
+    }
 
 
 def _registry_file(paths: LakePaths, domain: str) -> Path:
@@ -311,8 +329,12 @@ def promote(paths: LakePaths, domain: str, tag: str, reason: str, action: str = 
     history = champion_history(paths, domain)
     if action != "rollback" and _lineage(history)[-1:] == [full_tag]:
         raise RegistryError(f"{full_tag} is already the {domain} champion")
-    event = {"tag": full_tag, "action": action, "reason": reason,
-             "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    event = {
+        "tag": full_tag,
+        "action": action,
+        "reason": reason,
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     _write_history(paths, domain, [*history, event])
     return full_tag
 

@@ -267,7 +267,10 @@ def train_lightgbm(
 
 
 def load_trained_model(
-    model_text: str, features: list[str], categories: dict[str, list[str]], params: dict | None = None,
+    model_text: str,
+    features: list[str],
+    categories: dict[str, list[str]],
+    params: dict | None = None,
     sha256: str | None = None,
 ) -> TrainedModel:
     """A TrainedModel from LightGBM model text (never a pickle); sha256: the digest the registry already checked."""
@@ -322,9 +325,13 @@ def tune(
     records: list[dict] = []
 
     def objective(trial: optuna.Trial) -> float:
-        params = replace(base, **{
-            name: (trial.suggest_int if kind is int else trial.suggest_float)(name, low, high, log=log)
-            for name, (kind, low, high, log) in SEARCH_SPACE.items()})
+        params = replace(
+            base,
+            **{
+                name: (trial.suggest_int if kind is int else trial.suggest_float)(name, low, high, log=log)
+                for name, (kind, low, high, log) in SEARCH_SPACE.items()
+            },
+        )
         started = time.perf_counter()
         model = train_lightgbm(split, features, categorical, label, params)
         record = {
@@ -350,8 +357,13 @@ def tune(
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed))
         if first:
             # Clipped into the search space: out-of-range fixed values make Optuna warn on every trial.
-            study.enqueue_trial({name: min(max(kind(first[name]), low), high)
-                                 for name, (kind, low, high, _) in SEARCH_SPACE.items() if name in first})
+            study.enqueue_trial(
+                {
+                    name: min(max(kind(first[name]), low), high)
+                    for name, (kind, low, high, _) in SEARCH_SPACE.items()
+                    if name in first
+                }
+            )
         study.optimize(objective, n_trials=trials, timeout=timeout_seconds)
     finally:
         optuna.logging.set_verbosity(verbosity)

@@ -16,14 +16,14 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from lakehouse.declarations.domain import DriftConfig, Domain
+from lakehouse.declarations.domain import Domain, DriftConfig
 from lakehouse.paths import LakePaths
 
 MIN_PERFORMANCE_ROWS = 100  # fewer labelled rows per window give an AUC too noisy to act on
@@ -81,8 +81,9 @@ def feature_weights(features: Sequence[str], importance: Mapping[str, float] | N
     return {f: w / total for f, w in raw.items()}
 
 
-def _prepare(reference: pl.DataFrame, current: pl.DataFrame, features: Sequence[str], categorical: Sequence[str],
-             min_values: int) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, float]]]:
+def _prepare(
+    reference: pl.DataFrame, current: pl.DataFrame, features: Sequence[str], categorical: Sequence[str], min_values: int
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str, float]]]:
     """Which features can be measured (feature -> kind), which cannot (feature -> reason), and null shares."""
     kinds, skipped, nulls = {}, {}, {}
     for f in features:
@@ -98,8 +99,10 @@ def _prepare(reference: pl.DataFrame, current: pl.DataFrame, features: Sequence[
             continue
         ref, cur = _typed(reference[f], kind), _typed(current[f], kind)
         ref_nulls, cur_nulls = _null_count(ref), _null_count(cur)
-        nulls[f] = {"reference_null_share": ref_nulls / max(ref.len(), 1),
-                    "current_null_share": cur_nulls / max(cur.len(), 1)}
+        nulls[f] = {
+            "reference_null_share": ref_nulls / max(ref.len(), 1),
+            "current_null_share": cur_nulls / max(cur.len(), 1),
+        }
         for name, s, n in (("reference", ref, ref_nulls), ("current", cur, cur_nulls)):
             if n == s.len():
                 skipped[f] = f"all values are null in the {name} data"
@@ -162,19 +165,24 @@ def drift_report(
     weights = feature_weights(features, importance)
 
     def skipped_result(reason: str, skipped: dict[str, str]) -> DriftResult:
-        return DriftResult("skipped", None, reason, {}, skipped, [], None, None, config.max_weighted_drift_share,
-                           0.0, rows, None)
+        return DriftResult(
+            "skipped", None, reason, {}, skipped, [], None, None, config.max_weighted_drift_share, 0.0, rows, None
+        )
 
     if not features:
         return skipped_result("no features to compare", {})
     small = [f"{name} has {n} rows" for name, n in rows.items() if n < config.min_rows]
     if small:
-        return skipped_result(f"{' and '.join(small)}; at least {config.min_rows} are needed for a drift estimate "
-                              f"that is not sampling noise", {f: "not enough rows" for f in features})
+        return skipped_result(
+            f"{' and '.join(small)}; at least {config.min_rows} are needed for a drift estimate "
+            f"that is not sampling noise",
+            {f: "not enough rows" for f in features},
+        )
     kinds, skipped, nulls = _prepare(reference, current, features, categorical, config.min_rows)
     if not kinds:
-        return skipped_result("no feature could be measured: " + "; ".join(f"{f}: {r}" for f, r in skipped.items()),
-                              skipped)
+        return skipped_result(
+            "no feature could be measured: " + "; ".join(f"{f}: {r}" for f, r in skipped.items()), skipped
+        )
 
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
@@ -182,16 +190,21 @@ def drift_report(
     columns = list(kinds)
     methods = {f: config.method(f, kinds[f]) for f in columns}
     thresholds = {f: config.threshold(f, kinds[f]) for f in columns}
-    definition = DataDefinition(numerical_columns=[f for f in columns if kinds[f] == "numeric"],
-                                categorical_columns=[f for f in columns if kinds[f] == "categorical"])
+    definition = DataDefinition(
+        numerical_columns=[f for f in columns if kinds[f] == "numeric"],
+        categorical_columns=[f for f in columns if kinds[f] == "categorical"],
+    )
     # Explicit methods and thresholds: Evidently's automatic choice switches to p-value tests at 1,000
     # rows or fewer. One ValueDrift per column rather than DataDriftPreset: the preset measures every
     # column three times (ValueDrift, DriftedColumnsCount, its legacy table) and was 2-3x slower; the
     # shares it would add are computed here, weighted.
-    report = Report([ValueDrift(column=f, method=methods[f], threshold=thresholds[f]) for f in columns],
-                    include_tests=True)
-    snapshot = report.run(current_data=Dataset.from_pandas(_pandas(current, kinds), data_definition=definition),
-                          reference_data=Dataset.from_pandas(_pandas(reference, kinds), data_definition=definition))
+    report = Report(
+        [ValueDrift(column=f, method=methods[f], threshold=thresholds[f]) for f in columns], include_tests=True
+    )
+    snapshot = report.run(
+        current_data=Dataset.from_pandas(_pandas(current, kinds), data_definition=definition),
+        reference_data=Dataset.from_pandas(_pandas(reference, kinds), data_definition=definition),
+    )
     scores, verdicts = _evidently_results(snapshot.dict())
 
     measured: dict[str, dict[str, Any]] = {}
@@ -202,8 +215,15 @@ def drift_report(
             continue
         # Evidently's test knows each method's direction (p-values drift when small, distances when large).
         is_drifted = verdicts.get(f, score >= thresholds[f])
-        measured[f] = {"kind": kinds[f], "method": methods[f], "score": float(score), "threshold": thresholds[f],
-                       "drifted": bool(is_drifted), "weight": weights[f], **nulls[f]}
+        measured[f] = {
+            "kind": kinds[f],
+            "method": methods[f],
+            "score": float(score),
+            "threshold": thresholds[f],
+            "drifted": bool(is_drifted),
+            "weight": weights[f],
+            **nulls[f],
+        }
     if not measured:
         return skipped_result("Evidently measured no feature", skipped)
 
@@ -213,14 +233,27 @@ def drift_report(
     # With no importance on any checked feature, fall back to the plain share rather than divide by zero.
     weighted = sum(weights[f] for f in drifted) / checked_weight if checked_weight > 0 else drifted_share
     passed = weighted <= config.max_weighted_drift_share
-    reason = (f"{len(drifted)} of {len(measured)} features drifted ({', '.join(drifted) or 'none'}), carrying "
-              f"{weighted:.1%} of the checked importance; the limit is {config.max_weighted_drift_share:.1%}")
+    reason = (
+        f"{len(drifted)} of {len(measured)} features drifted ({', '.join(drifted) or 'none'}), carrying "
+        f"{weighted:.1%} of the checked importance; the limit is {config.max_weighted_drift_share:.1%}"
+    )
     if skipped:
         reason += f"; {len(skipped)} feature(s) skipped ({checked_weight:.1%} of the importance checked)"
     path = _save_html(snapshot, Path(report_dir), report_name) if report_dir is not None else None
-    return DriftResult("passed" if passed else "failed", passed, reason, measured, skipped, drifted, drifted_share,
-                       weighted, config.max_weighted_drift_share, checked_weight, rows,
-                       str(path) if path else None)
+    return DriftResult(
+        "passed" if passed else "failed",
+        passed,
+        reason,
+        measured,
+        skipped,
+        drifted,
+        drifted_share,
+        weighted,
+        config.max_weighted_drift_share,
+        checked_weight,
+        rows,
+        str(path) if path else None,
+    )
 
 
 def _evidently_results(snapshot: dict[str, Any]) -> tuple[dict[str, float], dict[str, bool]]:
@@ -259,8 +292,10 @@ def champion_reference(
     split = metadata.get("split") or {}
     windows = [split.get(part) for part in parts]
     if not all(w and ".." in w for w in windows):
-        raise ValueError(f"model metadata lacks the windows {list(parts)} in split (got {split!r}); "
-                         f"expected 'first..last' as-of times, as models.train_candidate records")
+        raise ValueError(
+            f"model metadata lacks the windows {list(parts)} in split (got {split!r}); "
+            f"expected 'first..last' as-of times, as models.train_candidate records"
+        )
     first, last = _as_of(windows[0].split("..", 1)[0]), _as_of(windows[-1].split("..", 1)[1])
     frame = pl.scan_parquet(training_set) if isinstance(training_set, (str, Path)) else training_set.lazy()
     dtype = frame.collect_schema().get(timestamp)
@@ -300,9 +335,7 @@ def _column(values: list[Any], dtype: pl.DataType) -> pl.Series:
     return pl.Series(values=values, strict=False).cast(dtype, strict=False)
 
 
-def served_features(
-    log: pl.DataFrame, schema: Mapping[str, pl.DataType], entity_key: str
-) -> pl.DataFrame:
+def served_features(log: pl.DataFrame, schema: Mapping[str, pl.DataType], entity_key: str) -> pl.DataFrame:
     """The features served with each successful prediction, as typed columns matching `schema`.
 
     Rows with an error, no feature JSON or JSON that does not parse are dropped. Output columns: the
@@ -356,9 +389,10 @@ def label_predictions(
     of a label event with as-of D; labels come weekly, so it takes the newest as-of date in
     [D - max_label_lag, D] (backward as-of join). `label` and `label_as_of` are null where none exists.
     """
-    for name, frame, needed in (("predictions", predictions, (entity_key, "logged_at", "model_version", "score",
-                                                                "decision")),
-                                ("labels", labels, (entity_key, "event_timestamp", label))):
+    for name, frame, needed in (
+        ("predictions", predictions, (entity_key, "logged_at", "model_version", "score", "decision")),
+        ("labels", labels, (entity_key, "event_timestamp", label)),
+    ):
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ValueError(f"{name} are missing columns {missing}")
@@ -366,17 +400,34 @@ def label_predictions(
     if "error" in scored.columns:
         scored = scored.filter(pl.col("error").is_null())
     scored = _to_naive_utc(scored, "logged_at").with_columns(
-        day=pl.col("logged_at").dt.truncate("1d"), decision=pl.col("decision").cast(pl.Boolean))
+        day=pl.col("logged_at").dt.truncate("1d"), decision=pl.col("decision").cast(pl.Boolean)
+    )
     # Repeated requests for one entity would count it many times; its last prediction of the day stands.
-    scored = (scored.sort("logged_at").group_by(entity_key, "day", "model_version", maintain_order=True).last()
-              .select(entity_key, "day", "logged_at", "model_version", "score", "decision"))
-    events = (_to_naive_utc(labels, "event_timestamp")
-              .select(pl.col(entity_key).cast(scored.schema[entity_key]),
-                      pl.col("event_timestamp").alias("label_as_of"), pl.col(label).cast(pl.Int64).alias("label"))
-              .drop_nulls("label").unique([entity_key, "label_as_of"], keep="last"))
-    joined = scored.sort("day").join_asof(events.sort("label_as_of"), left_on="day", right_on="label_as_of",
-                                          by=entity_key, strategy="backward", tolerance=max_label_lag,
-                                          check_sortedness=False)  # sorted above; polars cannot verify per group
+    scored = (
+        scored.sort("logged_at")
+        .group_by(entity_key, "day", "model_version", maintain_order=True)
+        .last()
+        .select(entity_key, "day", "logged_at", "model_version", "score", "decision")
+    )
+    events = (
+        _to_naive_utc(labels, "event_timestamp")
+        .select(
+            pl.col(entity_key).cast(scored.schema[entity_key]),
+            pl.col("event_timestamp").alias("label_as_of"),
+            pl.col(label).cast(pl.Int64).alias("label"),
+        )
+        .drop_nulls("label")
+        .unique([entity_key, "label_as_of"], keep="last")
+    )
+    joined = scored.sort("day").join_asof(
+        events.sort("label_as_of"),
+        left_on="day",
+        right_on="label_as_of",
+        by=entity_key,
+        strategy="backward",
+        tolerance=max_label_lag,
+        check_sortedness=False,
+    )  # sorted above; polars cannot verify per group
     return joined.sort("day", "model_version", entity_key)
 
 
@@ -385,8 +436,14 @@ def _metrics(y: Any, scores: Any, decisions: Any, min_rows: int) -> dict[str, An
     from lakehouse.ml.evaluation import classification_metrics
 
     n, positives = len(y), int(sum(y))
-    out: dict[str, Any] = {"labelled": n, "positives": positives, "roc_auc": None, "precision": None,
-                           "recall": None, "f1": None}
+    out: dict[str, Any] = {
+        "labelled": n,
+        "positives": positives,
+        "roc_auc": None,
+        "precision": None,
+        "recall": None,
+        "f1": None,
+    }
     if n == 0:
         return {**out, "status": "no_labels", "reason": "no prediction has a matured label"}
     if n < min_rows:
@@ -395,14 +452,24 @@ def _metrics(y: Any, scores: Any, decisions: Any, min_rows: int) -> dict[str, An
     # The served decision, not a re-applied threshold: each model version had its own threshold.
     served = classification_metrics(y, decisions, 0.5)
     flagged = served["tp"] + served["fp"]
-    out.update(roc_auc=ranking["roc_auc"], pr_auc=ranking["pr_auc"], brier=ranking["brier"],
-               tp=served["tp"], fp=served["fp"], tn=served["tn"], fn=served["fn"],
-               precision=served["precision"] if flagged else None,
-               recall=served["recall"] if positives else None)
+    out.update(
+        roc_auc=ranking["roc_auc"],
+        pr_auc=ranking["pr_auc"],
+        brier=ranking["brier"],
+        tp=served["tp"],
+        fp=served["fp"],
+        tn=served["tn"],
+        fn=served["fn"],
+        precision=served["precision"] if flagged else None,
+        recall=served["recall"] if positives else None,
+    )
     out["f1"] = served["f1"] if out["precision"] is not None and out["recall"] is not None else None
     if positives in (0, n):
-        return {**out, "status": "single_class",
-                "reason": f"every label is {int(positives == n)}: ROC AUC is undefined"}
+        return {
+            **out,
+            "status": "single_class",
+            "reason": f"every label is {int(positives == n)}: ROC AUC is undefined",
+        }
     return {**out, "status": "ok", "reason": ""}
 
 
@@ -435,26 +502,43 @@ def live_performance(
 
     def summarize(group: pl.DataFrame) -> dict[str, Any]:
         done = group.filter(pl.col("label").is_not_null())
-        return _metrics(done["label"].to_numpy(), done["score"].to_numpy(),
-                        done["decision"].cast(pl.Float64).to_numpy(), min_rows)
+        return _metrics(
+            done["label"].to_numpy(), done["score"].to_numpy(), done["decision"].cast(pl.Float64).to_numpy(), min_rows
+        )
 
     windows = []
     for (day, version), group in joined.group_by("day", "model_version", maintain_order=True):
         record = {"day": day.date().isoformat(), "model_version": version, "predictions": group.height}
         if not group["mature"][0]:
             until = "no label data" if labels_known_until is None else labels_known_until.isoformat()
-            windows.append({**record, "labelled": 0, "positives": 0, "roc_auc": None, "precision": None,
-                            "recall": None, "f1": None, "status": "immature",
-                            "reason": f"labels for {record['day']} mature {horizon.days} days later; "
-                                      f"label data reaches {until}"})
+            windows.append(
+                {
+                    **record,
+                    "labelled": 0,
+                    "positives": 0,
+                    "roc_auc": None,
+                    "precision": None,
+                    "recall": None,
+                    "f1": None,
+                    "status": "immature",
+                    "reason": f"labels for {record['day']} mature {horizon.days} days later; "
+                    f"label data reaches {until}",
+                }
+            )
         else:
             windows.append({**record, **summarize(group)})
     by_version = []
     matured = joined.filter(pl.col("mature"))
     for (version,), group in matured.group_by("model_version", maintain_order=True):
-        by_version.append({"model_version": version, "predictions": group.height,
-                           "first_day": group["day"].min().date().isoformat(),
-                           "last_day": group["day"].max().date().isoformat(), **summarize(group)})
+        by_version.append(
+            {
+                "model_version": version,
+                "predictions": group.height,
+                "first_day": group["day"].min().date().isoformat(),
+                "last_day": group["day"].max().date().isoformat(),
+                **summarize(group),
+            }
+        )
     return {
         "windows": windows,
         "by_version": sorted(by_version, key=lambda r: r["last_day"]),
@@ -477,23 +561,39 @@ def performance_check(
     versions = live.get("by_version") or []
     if model_version is not None:
         versions = [v for v in versions if v["model_version"] == model_version]
-    result = {"passed": None, "model_version": model_version, "live_auc": None,
-              "holdout_auc": float(champion_holdout_auc), "margin": float(margin),
-              "min_auc": float(champion_holdout_auc) - float(margin), "labelled": 0, "positives": 0}
+    result = {
+        "passed": None,
+        "model_version": model_version,
+        "live_auc": None,
+        "holdout_auc": float(champion_holdout_auc),
+        "margin": float(margin),
+        "min_auc": float(champion_holdout_auc) - float(margin),
+        "labelled": 0,
+        "positives": 0,
+    }
     if not versions:
         which = f"of {model_version} " if model_version else ""
         return {**result, "reason": f"no matured predictions {which}to judge yet"}
     chosen = max(versions, key=lambda v: v["labelled"])
-    result.update(model_version=chosen["model_version"], live_auc=chosen["roc_auc"], labelled=chosen["labelled"],
-                  positives=chosen["positives"], precision=chosen["precision"], recall=chosen["recall"],
-                  f1=chosen["f1"])
+    result.update(
+        model_version=chosen["model_version"],
+        live_auc=chosen["roc_auc"],
+        labelled=chosen["labelled"],
+        positives=chosen["positives"],
+        precision=chosen["precision"],
+        recall=chosen["recall"],
+        f1=chosen["f1"],
+    )
     if chosen["roc_auc"] is None:
         return {**result, "reason": f"no live ROC AUC for {chosen['model_version']}: {chosen['reason']}"}
     passed = chosen["roc_auc"] >= result["min_auc"]
     verb = "is at least" if passed else "is below"
-    return {**result, "passed": passed,
-            "reason": f"live ROC AUC {chosen['roc_auc']:.3f} on {chosen['labelled']} labelled predictions {verb} "
-                      f"hold-out {champion_holdout_auc:.3f} - margin {margin:.3f} = {result['min_auc']:.3f}"}
+    return {
+        **result,
+        "passed": passed,
+        "reason": f"live ROC AUC {chosen['roc_auc']:.3f} on {chosen['labelled']} labelled predictions {verb} "
+        f"hold-out {champion_holdout_auc:.3f} - margin {margin:.3f} = {result['min_auc']:.3f}",
+    }
 
 
 # -------------------------------------------------------------------------------------------- skew
@@ -543,9 +643,16 @@ def skew_check(
     rows = _to_naive_utc(rows, timestamp).unique([entity_key, timestamp], keep="last", maintain_order=True)
     if sample_size is not None and rows.height > sample_size:
         rows = rows.sample(n=sample_size, seed=seed)
-    result: dict[str, Any] = {"sample_rows": rows.height, "compared_rows": 0, "not_recomputed": 0,
-                              "features": {}, "mismatched_rows": 0, "examples": [],
-                              "max_mismatch_share": max_mismatch_share, "passed": None}
+    result: dict[str, Any] = {
+        "sample_rows": rows.height,
+        "compared_rows": 0,
+        "not_recomputed": 0,
+        "features": {},
+        "mismatched_rows": 0,
+        "examples": [],
+        "max_mismatch_share": max_mismatch_share,
+        "passed": None,
+    }
     if rows.is_empty():
         return {**result, "reason": "no served rows with an entity key to recompute"}
     entity_rows = rows.select(entity_key, pl.col(timestamp).dt.replace_time_zone("UTC").alias("event_timestamp"))
@@ -553,9 +660,15 @@ def skew_check(
     absent = [c for c in (entity_key, "event_timestamp", *features) if c not in recomputed.columns]
     if absent:
         raise ValueError(f"recompute returned no columns {absent}")
-    recomputed = _to_naive_utc(recomputed, "event_timestamp").select(
-        pl.col(entity_key).cast(rows.schema[entity_key]), pl.col("event_timestamp").alias(timestamp),
-        *[pl.col(f).alias(f"{f}__recomputed") for f in features]).unique([entity_key, timestamp], keep="last")
+    recomputed = (
+        _to_naive_utc(recomputed, "event_timestamp")
+        .select(
+            pl.col(entity_key).cast(rows.schema[entity_key]),
+            pl.col("event_timestamp").alias(timestamp),
+            *[pl.col(f).alias(f"{f}__recomputed") for f in features],
+        )
+        .unique([entity_key, timestamp], keep="last")
+    )
     pairs = rows.join(recomputed, on=[entity_key, timestamp], how="inner")
     result["compared_rows"] = pairs.height
     result["not_recomputed"] = rows.height - pairs.height
@@ -567,18 +680,31 @@ def skew_check(
     for f in features:
         mismatches = int((~equal[f]).sum())
         any_mismatch = any_mismatch | ~equal[f]
-        result["features"][f] = {"kind": "categorical" if f in categorical else "numeric",
-                                 "mismatches": mismatches, "mismatch_share": mismatches / pairs.height}
+        result["features"][f] = {
+            "kind": "categorical" if f in categorical else "numeric",
+            "mismatches": mismatches,
+            "mismatch_share": mismatches / pairs.height,
+        }
         # A few per feature, so a feature with rare mismatches is not crowded out by a broken one.
         for i in (~equal[f]).arg_true().head(max_examples).to_list():
-            result["examples"].append({entity_key: pairs[entity_key][i], timestamp: str(pairs[timestamp][i]),
-                                       "feature": f, "served": pairs[f][i], "recomputed": pairs[f"{f}__recomputed"][i]})
+            result["examples"].append(
+                {
+                    entity_key: pairs[entity_key][i],
+                    timestamp: str(pairs[timestamp][i]),
+                    "feature": f,
+                    "served": pairs[f][i],
+                    "recomputed": pairs[f"{f}__recomputed"][i],
+                }
+            )
     result["mismatched_rows"] = int(any_mismatch.sum())
     worst = max(result["features"].items(), key=lambda kv: kv[1]["mismatch_share"], default=None)
     result["passed"] = worst is None or worst[1]["mismatch_share"] <= max_mismatch_share
-    result["reason"] = ("no feature differs" if not result["mismatched_rows"] else
-                        f"{result['mismatched_rows']} of {pairs.height} rows differ; worst {worst[0]} "
-                        f"{worst[1]['mismatch_share']:.1%} (limit {max_mismatch_share:.1%})")
+    result["reason"] = (
+        "no feature differs"
+        if not result["mismatched_rows"]
+        else f"{result['mismatched_rows']} of {pairs.height} rows differ; worst {worst[0]} "
+        f"{worst[1]['mismatch_share']:.1%} (limit {max_mismatch_share:.1%})"
+    )
     return result
 
 
@@ -592,8 +718,10 @@ def _equal(served: pl.Series, recomputed: pl.Series, categorical: bool, rel_tol:
     frame = pl.DataFrame({"a": a, "b": b})
     close = frame.select(
         (pl.col("a") == pl.col("b"))  # exact, including equal infinities
-        | ((pl.col("a") - pl.col("b")).abs()
-           <= pl.max_horizontal(rel_tol * pl.max_horizontal(pl.col("a").abs(), pl.col("b").abs()), pl.lit(abs_tol)))
+        | (
+            (pl.col("a") - pl.col("b")).abs()
+            <= pl.max_horizontal(rel_tol * pl.max_horizontal(pl.col("a").abs(), pl.col("b").abs()), pl.lit(abs_tol))
+        )
         | (pl.col("a").is_null() & pl.col("b").is_null())
     ).to_series()
     return close.fill_null(False)
@@ -617,8 +745,9 @@ def save_latest(paths: LakePaths, domain: Domain, kind: str, record: Mapping[str
     from lakehouse.io import write_json_atomic
 
     stamped = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
-    return write_json_atomic(json.loads(json.dumps(stamped, default=str)),
-                             monitoring_dir(paths, domain) / f"{kind}_latest.json")
+    return write_json_atomic(
+        json.loads(json.dumps(stamped, default=str)), monitoring_dir(paths, domain) / f"{kind}_latest.json"
+    )
 
 
 def latest_result(paths: LakePaths, domain: Domain, kind: str) -> dict[str, Any] | None:
@@ -627,16 +756,21 @@ def latest_result(paths: LakePaths, domain: Domain, kind: str) -> dict[str, Any]
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def domain_drift(paths: LakePaths, domain: Domain, champion_tag: str, ) -> DriftResult:
+def domain_drift(
+    paths: LakePaths,
+    domain: Domain,
+    champion_tag: str,
+) -> DriftResult:
     """The champion's newest training-set rows vs the newest feature days plus the features served in them."""
-    from lakehouse.ml import model_registry
     from lakehouse.lake.feature_tables import recent_features
+    from lakehouse.ml import model_registry
     from lakehouse.serving.prediction_log import prediction_log_table
 
     meta = model_registry.model_metadata(paths, champion_tag)
     features, categorical = list(meta["features"]), list(meta["categories"])
-    reference = champion_reference(paths.training_set(domain.name), meta, max_rows=MAX_MONITORING_ROWS,
-                                   parts=REFERENCE_WINDOWS).select(features)
+    reference = champion_reference(
+        paths.training_set(domain.name), meta, max_rows=MAX_MONITORING_ROWS, parts=REFERENCE_WINDOWS
+    ).select(features)
     recent = recent_features(paths, domain, days=domain.drift_window_days, max_rows=MAX_MONITORING_ROWS)
     current = recent.select(features)
     log_table = prediction_log_table(paths, domain.name)
@@ -644,18 +778,29 @@ def domain_drift(paths: LakePaths, domain: Domain, champion_tag: str, ) -> Drift
         # Served rows of the same window (by the time of their features), each (entity, feature time) once
         # and at most a third of the sample: a load test must not outweigh what the population looks like.
         start = recent["event_timestamp"].min()
-        log = (pl.read_parquet(log_table)
-               .filter(pl.col("features_at").dt.replace_time_zone(None) >= start)
-               .unique(["entity_id", "features_at"], keep="last"))
-        served = served_features(log.rename({"entity_id": domain.entity_key}), reference.schema,
-                                 domain.entity_key).select(features)
+        log = (
+            pl.read_parquet(log_table)
+            .filter(pl.col("features_at").dt.replace_time_zone(None) >= start)
+            .unique(["entity_id", "features_at"], keep="last")
+        )
+        served = served_features(
+            log.rename({"entity_id": domain.entity_key}), reference.schema, domain.entity_key
+        ).select(features)
         cap = max(current.height // 2, 1)
         if served.height > cap:
             served = served.sample(n=cap, seed=0)
         current = pl.concat([current, served], how="vertical_relaxed")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    result = drift_report(reference, current, features, categorical, meta.get("importance"), domain.drift,
-                          report_dir=monitoring_dir(paths, domain) / "reports", report_name=f"drift_{stamp}")
+    result = drift_report(
+        reference,
+        current,
+        features,
+        categorical,
+        meta.get("importance"),
+        domain.drift,
+        report_dir=monitoring_dir(paths, domain) / "reports",
+        report_name=f"drift_{stamp}",
+    )
     save_latest(paths, domain, "drift", {"champion": champion_tag, **result.to_dict()})
     return result
 
@@ -665,8 +810,15 @@ def score_history(paths: LakePaths, domain: Domain) -> pl.DataFrame:
     files = sorted(paths.score_history(domain.name).glob("*.parquet"))
     if not files:
         key_type = pl.Int64 if domain.entity_dtype == "int64" else pl.String
-        return pl.DataFrame(schema={domain.entity_key: key_type, "logged_at": pl.Datetime("us"),
-                                    "model_version": pl.String, "score": pl.Float64, "decision": pl.Boolean})
+        return pl.DataFrame(
+            schema={
+                domain.entity_key: key_type,
+                "logged_at": pl.Datetime("us"),
+                "model_version": pl.String,
+                "score": pl.Float64,
+                "decision": pl.Boolean,
+            }
+        )
     frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
     return frame.rename({"event_timestamp": "logged_at"})
 
@@ -676,17 +828,32 @@ def domain_performance(paths: LakePaths, domain: Domain, champion_tag: str) -> t
     from lakehouse.ml import model_registry
 
     predictions = score_history(paths, domain)
-    labels = pl.read_parquet(paths.labels(domain.name)) if paths.labels(domain.name).exists() else pl.DataFrame(
-        schema={domain.entity_key: pl.Int64, "event_timestamp": pl.Datetime("us"), domain.label_name: pl.Int64})
-    live = live_performance(predictions, labels, entity_key=domain.entity_key, label=domain.label_name,
-                            horizon=domain.label_horizon, max_label_lag=domain.label_lag)
+    labels = (
+        pl.read_parquet(paths.labels(domain.name))
+        if paths.labels(domain.name).exists()
+        else pl.DataFrame(
+            schema={domain.entity_key: pl.Int64, "event_timestamp": pl.Datetime("us"), domain.label_name: pl.Int64}
+        )
+    )
+    live = live_performance(
+        predictions,
+        labels,
+        entity_key=domain.entity_key,
+        label=domain.label_name,
+        horizon=domain.label_horizon,
+        max_label_lag=domain.label_lag,
+    )
     holdout = model_registry.model_metadata(paths, champion_tag)["metrics"]["test"]["roc_auc"]
     check = performance_check(live, holdout, domain.performance_margin, model_version=champion_tag)
-    save_latest(paths, domain, "performance", {"champion": champion_tag, "check": check, "by_version": live["by_version"]})
+    save_latest(
+        paths, domain, "performance", {"champion": champion_tag, "check": check, "by_version": live["by_version"]}
+    )
     return live, check
 
 
-def domain_skew(paths: LakePaths, domain: Domain, store: Any, champion_tag: str, sample_size: int = 1000) -> dict[str, Any]:
+def domain_skew(
+    paths: LakePaths, domain: Domain, store: Any, champion_tag: str, sample_size: int = 1000
+) -> dict[str, Any]:
     """Served online features (predict_ids log rows) vs Feast's point-in-time recompute at their event time."""
     from lakehouse.ml import model_registry
     from lakehouse.serving.prediction_log import prediction_log_table
@@ -703,6 +870,13 @@ def domain_skew(paths: LakePaths, domain: Domain, store: Any, champion_tag: str,
     # Recompute at the time the online values were written, not at the request's wall-clock time.
     log = log.drop("logged_at").rename({"features_at": "logged_at", "entity_id": domain.entity_key})
     served = served_features(log, schema, domain.entity_key).with_columns(
-        pl.col(domain.entity_key).cast(pl.Int64 if domain.entity_dtype == "int64" else pl.String))
-    return skew_check(served, feast_recompute(store, domain), features, categorical, entity_key=domain.entity_key,
-                      sample_size=sample_size)
+        pl.col(domain.entity_key).cast(pl.Int64 if domain.entity_dtype == "int64" else pl.String)
+    )
+    return skew_check(
+        served,
+        feast_recompute(store, domain),
+        features,
+        categorical,
+        entity_key=domain.entity_key,
+        sample_size=sample_size,
+    )

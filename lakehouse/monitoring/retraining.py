@@ -16,8 +16,8 @@ from typing import Any
 
 from lakehouse.declarations.domain import Domain, RetrainPolicy
 from lakehouse.io import write_json_atomic
-from lakehouse.paths import LakePaths
 from lakehouse.lake.validation import published_batches
+from lakehouse.paths import LakePaths
 
 
 @dataclass(frozen=True)
@@ -57,41 +57,72 @@ def decide(state: RetrainState, policy: RetrainPolicy) -> Decision:
         return Decision(False, f"a retraining run is already in flight ({', '.join(state.in_flight)})", "")
     since = state.seconds_since_last_request
     if since is not None and since < policy.cooldown_seconds:
-        return Decision(False, f"cooldown: the last retraining was requested {since:.0f}s ago "
-                               f"(cooldown {policy.cooldown_seconds:.0f}s)", "")
+        return Decision(
+            False,
+            f"cooldown: the last retraining was requested {since:.0f}s ago (cooldown {policy.cooldown_seconds:.0f}s)",
+            "",
+        )
     for check in state.failed_checks:
         if check.name not in policy.retrain_on_failed_checks:
             continue
         if not state.new_batches and state.last_trained:
             # Same inputs give the same model byte for byte: only new data can answer a failed check.
-            return Decision(False, f"{check.name} failed, but no batch arrived since {state.last_trained} was "
-                                   f"trained: retraining would reproduce it", "")
+            return Decision(
+                False,
+                f"{check.name} failed, but no batch arrived since {state.last_trained} was "
+                f"trained: retraining would reproduce it",
+                "",
+            )
         if state.last_trigger == check.name and len(state.new_batches) < policy.min_new_batches:
             # The last retraining answered this check and the gate kept the champion (the check still
             # fails against it): another try needs as much new data as a routine retraining.
-            return Decision(False, f"{check.name} still fails after the retraining it triggered; "
-                                   f"{len(state.new_batches)} new published batches since, waiting for "
-                                   f"{policy.min_new_batches}", "")
+            return Decision(
+                False,
+                f"{check.name} still fails after the retraining it triggered; "
+                f"{len(state.new_batches)} new published batches since, waiting for "
+                f"{policy.min_new_batches}",
+                "",
+            )
         detail = f": {check.description}" if check.description else ""
-        return Decision(True, f"{check.name} failed (evaluation {check.evaluation_id}){detail}", check.name,
-                        run_key=f"retrain:{check.name}:{check.evaluation_id}")
+        return Decision(
+            True,
+            f"{check.name} failed (evaluation {check.evaluation_id}){detail}",
+            check.name,
+            run_key=f"retrain:{check.name}:{check.evaluation_id}",
+        )
     fingerprint = hashlib.sha256("\n".join(sorted(state.new_batches)).encode()).hexdigest()[:16]
     if state.last_trained is None:
         if not state.new_batches:
             return Decision(False, "no model yet and no published batches to train on", "")
-        return Decision(True, f"no model trained yet; {len(state.new_batches)} published batches", "first_model",
-                        run_key=f"retrain:first_model:{fingerprint}")
+        return Decision(
+            True,
+            f"no model trained yet; {len(state.new_batches)} published batches",
+            "first_model",
+            run_key=f"retrain:first_model:{fingerprint}",
+        )
     if len(state.new_batches) >= policy.min_new_batches:
-        return Decision(True, f"{len(state.new_batches)} new published batches since {state.last_trained} "
-                              f"(minimum {policy.min_new_batches})", "new_data", run_key=f"retrain:new_data:{fingerprint}")
-    return Decision(False, f"{len(state.new_batches)} new published batches since {state.last_trained} "
-                           f"(need {policy.min_new_batches}); no failed monitoring check", "")
+        return Decision(
+            True,
+            f"{len(state.new_batches)} new published batches since {state.last_trained} "
+            f"(minimum {policy.min_new_batches})",
+            "new_data",
+            run_key=f"retrain:new_data:{fingerprint}",
+        )
+    return Decision(
+        False,
+        f"{len(state.new_batches)} new published batches since {state.last_trained} "
+        f"(need {policy.min_new_batches}); no failed monitoring check",
+        "",
+    )
 
 
 def new_batches(paths: LakePaths, domain: Domain, trained_batches: set[str]) -> list[str]:
     """Published batches of the domain's sources that are not among a model's training inputs."""
-    return sorted(b["batch_id"] for b in published_batches(paths, [s.name for s in domain.sources])
-                  if b["batch_id"] not in trained_batches)
+    return sorted(
+        b["batch_id"]
+        for b in published_batches(paths, [s.name for s in domain.sources])
+        if b["batch_id"] not in trained_batches
+    )
 
 
 def decisions_dir(paths: LakePaths, domain: Domain) -> Path:
@@ -100,9 +131,13 @@ def decisions_dir(paths: LakePaths, domain: Domain) -> Path:
 
 def record_decision(paths: LakePaths, domain: Domain, decision: Decision, state: RetrainState) -> dict[str, Any]:
     """Keep the newest decision (last_retraining_decision.json) and append fired ones to a history file."""
-    record = {"at": datetime.now(UTC).isoformat(timespec="seconds"), **asdict(decision),
-              "new_batches": len(state.new_batches), "last_trained": state.last_trained,
-              "failed_checks": [c.name for c in state.failed_checks]}
+    record = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **asdict(decision),
+        "new_batches": len(state.new_batches),
+        "last_trained": state.last_trained,
+        "failed_checks": [c.name for c in state.failed_checks],
+    }
     folder = decisions_dir(paths, domain)
     write_json_atomic(record, folder / "last_retraining_decision.json")
     if decision.fire:

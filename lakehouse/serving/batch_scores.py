@@ -21,10 +21,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import feather
 
-from lakehouse.serving import scoring
 from lakehouse.declarations.domain import Domain
 from lakehouse.io import copy_file_atomic, write_parquet_atomic
 from lakehouse.paths import LakePaths
+from lakehouse.serving import scoring
 
 
 class StaleFeaturesError(RuntimeError):
@@ -41,16 +41,20 @@ def latest_features(paths: LakePaths, domain: Domain) -> pl.DataFrame:
     files = {name: paths.latest(name) for name in (f"_{domain.name}_active", *(v.name for v in domain.feature_views))}
     missing = [str(p) for p in files.values() if not p.exists()]
     if missing:
-        raise FileNotFoundError(f"batch scoring needs the features step's latest-row tables; missing {missing} "
-                                f"(materialize the {domain.name} feature assets)")
+        raise FileNotFoundError(
+            f"batch scoring needs the features step's latest-row tables; missing {missing} "
+            f"(materialize the {domain.name} feature assets)"
+        )
     # The features step writes every table in the active entities' order, so the views sit side by side
     # without a join; Arrow IPC is read without decoding (polars would add a plan per operation here).
     tables = {name: feather.read_table(path) for name, path in files.items()}
     entities = tables.pop(f"_{domain.name}_active").column(key)
     stale = [name for name, table in tables.items() if not table.column(key).equals(entities)]
     if stale:
-        raise StaleFeaturesError(f"the latest-row tables of {stale} were built for other entities than the "
-                                 f"{domain.name} spine's newest day; materialize the {domain.name} feature views again")
+        raise StaleFeaturesError(
+            f"the latest-row tables of {stale} were built for other entities than the "
+            f"{domain.name} spine's newest day; materialize the {domain.name} feature views again"
+        )
     stamps = pc.max_element_wise(*(table.column("event_timestamp") for table in tables.values()))
     columns = {key: entities, "event_timestamp": stamps}
     for view in domain.feature_views:
@@ -62,8 +66,13 @@ def _stats(frame: pl.DataFrame) -> dict[str, Any]:
     if frame.is_empty():
         return {"score_mean": None, "score_min": None, "score_p50": None, "score_p90": None, "score_max": None}
     s = frame["score"]
-    return {"score_mean": float(s.mean()), "score_min": float(s.min()), "score_p50": float(s.quantile(0.5)),
-            "score_p90": float(s.quantile(0.9)), "score_max": float(s.max())}
+    return {
+        "score_mean": float(s.mean()),
+        "score_min": float(s.min()),
+        "score_p50": float(s.quantile(0.5)),
+        "score_p90": float(s.quantile(0.9)),
+        "score_max": float(s.max()),
+    }
 
 
 def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
@@ -86,8 +95,11 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     scores = pl.Series("score", scoring.predict(champion, features), dtype=pl.Float64)
     scored = time.perf_counter()
     out = features.select(key, "event_timestamp").with_columns(
-        scores, decision=scores >= champion.threshold, model_version=pl.lit(champion.tag, dtype=pl.String),
-        scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")))
+        scores,
+        decision=scores >= champion.threshold,
+        model_version=pl.lit(champion.tag, dtype=pl.String),
+        scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")),
+    )
     path = write_parquet_atomic(out, paths.batch_scores(domain.name))
     if out.height:
         # One file per feature day, rewritten when that day is scored again (by a new champion, say);
@@ -117,8 +129,10 @@ def publish_online(store: Any, domain: Domain, paths: LakePaths) -> int:
 
     if scores_view_name(domain) not in {v.name for v in store.list_feature_views()}:
         apply_definitions(store, domain, paths)  # a registry applied before the scores view existed
-    frame = pl.read_parquet(paths.batch_scores(domain.name), columns=[domain.entity_key, "event_timestamp", "score", "decision",
-                                                         "model_version"])
+    frame = pl.read_parquet(
+        paths.batch_scores(domain.name),
+        columns=[domain.entity_key, "event_timestamp", "score", "decision", "model_version"],
+    )
     if frame.height:
         store.write_to_online_store(scores_view_name(domain), frame.to_pandas())
     return frame.height
@@ -129,15 +143,23 @@ def precomputed_scores(store: Any, domain: Domain, entity_ids: list[int]) -> lis
     from lakehouse.feature_store.feast_objects import scores_view_name
 
     view = scores_view_name(domain)
-    data = store.get_online_features(features=[f"{view}:{f}" for f in ("score", "decision", "model_version")],
-                                     entity_rows=[{domain.entity_key: i} for i in entity_ids]
-                                     ).to_dict(include_event_timestamps=True)
+    data = store.get_online_features(
+        features=[f"{view}:{f}" for f in ("score", "decision", "model_version")],
+        entity_rows=[{domain.entity_key: i} for i in entity_ids],
+    ).to_dict(include_event_timestamps=True)
     out: list[dict[str, Any] | None] = []
     for n, entity_id in enumerate(entity_ids):
         if data["score"][n] is None:
             out.append(None)
             continue
         as_of = datetime.fromtimestamp(data["score__ts"][n], UTC)
-        out.append({domain.entity_key: entity_id, "score": data["score"][n], "decision": data["decision"][n],
-                    "model_version": data["model_version"][n], "features_as_of": as_of.isoformat()})
+        out.append(
+            {
+                domain.entity_key: entity_id,
+                "score": data["score"][n],
+                "decision": data["decision"][n],
+                "model_version": data["model_version"][n],
+                "features_as_of": as_of.isoformat(),
+            }
+        )
     return out

@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from lakehouse.declarations.domain import Domain
-from lakehouse.paths import REPO_ROOT, LakePaths
 from lakehouse.ml.model_registry import bentoml_home
+from lakehouse.paths import REPO_ROOT, LakePaths
 
 BENTOFILE = REPO_ROOT / "bentos" / "bentofile.yaml"  # every domain's bento builds from a copy naming its service
 
@@ -62,23 +62,49 @@ def build_bento(paths: LakePaths, domain: Domain, model_tag: str) -> dict[str, A
     reused = (target / "bento.yaml").exists()
     seconds = 0.0
     if not reused:
-        env = {**os.environ, "BENTOML_HOME": str(bentoml_home(paths)), "LAKEHOUSE_DATA_ROOT": str(paths.root),
-               "BENTOML_DO_NOT_TRACK": "True"}
+        env = {
+            **os.environ,
+            "BENTOML_HOME": str(bentoml_home(paths)),
+            "LAKEHOUSE_DATA_ROOT": str(paths.root),
+            "BENTOML_DO_NOT_TRACK": "True",
+        }
         args = ["--arg", f"model_tag={model_tag}", *service_arguments(domain)]  # pinned to one model (and dataset)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            done = subprocess.run([_bentoml_cli(), "build", "-f", str(bentofile(domain, Path(tmp))), *args,
-                                   "--version", version, "--label", f"model={model_tag}", str(REPO_ROOT)],
-                                  env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    _bentoml_cli(),
+                    "build",
+                    "-f",
+                    str(bentofile(domain, Path(tmp))),
+                    *args,
+                    "--version",
+                    version,
+                    "--label",
+                    f"model={model_tag}",
+                    str(REPO_ROOT),
+                ],
+                env=env,
+                cwd=REPO_ROOT,
+                capture_output=True,
+                text=True,
+            )
         seconds = time.perf_counter() - started
         if done.returncode != 0:
-            raise RuntimeError(f"bentoml build of {model_tag} failed (exit {done.returncode}):\n"
-                               f"{(done.stdout + done.stderr)[-3000:]}")
+            raise RuntimeError(
+                f"bentoml build of {model_tag} failed (exit {done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}"
+            )
     files = [f for f in target.rglob("*") if f.is_file()]
-    return {"tag": tag, "model_tag": model_tag, "path": target, "reused": reused, "build_seconds": round(seconds, 2),
-            "files": len(files), "bytes": sum(f.stat().st_size for f in files),
-            "serve_command": f"BENTOML_HOME={paths.bentoml_home} LAKEHOUSE_DATA_ROOT={paths.root} "
-                             f"bentoml serve {tag}"}
+    return {
+        "tag": tag,
+        "model_tag": model_tag,
+        "path": target,
+        "reused": reused,
+        "build_seconds": round(seconds, 2),
+        "files": len(files),
+        "bytes": sum(f.stat().st_size for f in files),
+        "serve_command": f"BENTOML_HOME={paths.bentoml_home} LAKEHOUSE_DATA_ROOT={paths.root} bentoml serve {tag}",
+    }
 
 
 def pinned_model(paths: LakePaths, domain: Domain, version: str) -> str | None:

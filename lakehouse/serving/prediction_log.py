@@ -78,8 +78,9 @@ def read_prediction_log(folder: Path) -> pl.DataFrame:
 class PredictionLogger:
     """Buffered prediction log: log() never touches the disk; a background thread flushes."""
 
-    def __init__(self, folder: Path, flush_rows: int = 500, flush_seconds: float = 2.0,
-                 max_buffer: int = 1_000_000) -> None:
+    def __init__(
+        self, folder: Path, flush_rows: int = 500, flush_seconds: float = 2.0, max_buffer: int = 1_000_000
+    ) -> None:
         if flush_rows < 1 or flush_seconds <= 0:
             raise ValueError("flush_rows must be >= 1 and flush_seconds > 0")
         self.folder = Path(folder)
@@ -120,15 +121,21 @@ class PredictionLogger:
             return len(self._buffer)
 
     def _due(self) -> bool:
-        return bool(self._buffer) and (len(self._buffer) >= self.flush_rows or self._closed or (
-            self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds))
+        return bool(self._buffer) and (
+            len(self._buffer) >= self.flush_rows
+            or self._closed
+            or (self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds)
+        )
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._closed and not self._due():
-                    timeout = None if self._oldest is None else max(
-                        self.flush_seconds - (time.monotonic() - self._oldest), 0.0)
+                    timeout = (
+                        None
+                        if self._oldest is None
+                        else max(self.flush_seconds - (time.monotonic() - self._oldest), 0.0)
+                    )
                     self._cond.wait(timeout=timeout if timeout is not None else self.flush_seconds)
                 if self._closed:
                     return  # close() writes the rest
@@ -144,8 +151,9 @@ class PredictionLogger:
             try:
                 self._write(batch)
             except Exception:
-                logger.exception("prediction log: writing %d records to %s failed; keeping them", len(batch),
-                                 self.folder)
+                logger.exception(
+                    "prediction log: writing %d records to %s failed; keeping them", len(batch), self.folder
+                )
                 with self._cond:
                     self._buffer[:0] = batch
                     if len(self._buffer) > self.max_buffer:
@@ -189,18 +197,30 @@ DEDUP_KEY = ["request_id", "entity_id", "row_index"]
 
 def _conform(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
     """The frame with exactly these columns and types (columns added since it was written are null)."""
-    return frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c)
-                         for c, t in columns.items()])
+    return frame.select(
+        [pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c) for c, t in columns.items()]
+    )
 
 
 def endpoint_summary(log: pl.DataFrame) -> list[dict[str, Any]]:
     """Per endpoint: requests, rows, rows without a score, and request latency (ms, one value per request)."""
-    requests = log.unique(subset="request_id", keep="first").group_by("endpoint").agg(
-        requests=pl.len(), latency_ms_p50=pl.col("latency_ms").quantile(0.5),
-        latency_ms_p99=pl.col("latency_ms").quantile(0.99), latency_ms_max=pl.col("latency_ms").max())
+    requests = (
+        log.unique(subset="request_id", keep="first")
+        .group_by("endpoint")
+        .agg(
+            requests=pl.len(),
+            latency_ms_p50=pl.col("latency_ms").quantile(0.5),
+            latency_ms_p99=pl.col("latency_ms").quantile(0.99),
+            latency_ms_max=pl.col("latency_ms").max(),
+        )
+    )
     rows = log.group_by("endpoint").agg(rows=pl.len(), errors=pl.col("error").is_not_null().sum())
-    return requests.join(rows, on="endpoint").sort("endpoint").select(
-        "endpoint", "requests", "rows", "errors", "latency_ms_p50", "latency_ms_p99", "latency_ms_max").to_dicts()
+    return (
+        requests.join(rows, on="endpoint")
+        .sort("endpoint")
+        .select("endpoint", "requests", "rows", "errors", "latency_ms_p50", "latency_ms_p99", "latency_ms_max")
+        .to_dicts()
+    )
 
 
 def prediction_log_table(paths: LakePaths, domain: str) -> Path:
@@ -219,7 +239,7 @@ def ingest_prediction_log(paths: LakePaths, domain: str) -> dict[str, Any]:
     seen = set(existing["source_file"].unique().to_list())
     new_files = [f for f in log_files(paths.prediction_log(domain)) if f.name not in seen]
     frames = [pl.read_parquet(f).with_columns(source_file=pl.lit(f.name)) for f in new_files]
-    new = (pl.concat(frames, how="diagonal_relaxed") if frames else existing.clear())
+    new = pl.concat(frames, how="diagonal_relaxed") if frames else existing.clear()
     new = _conform(new, columns)
     combined = pl.concat([existing, new], how="vertical_relaxed")
     out = combined.unique(subset=DEDUP_KEY, keep="first", maintain_order=True).sort("logged_at", maintain_order=True)
@@ -232,10 +252,14 @@ def ingest_prediction_log(paths: LakePaths, domain: str) -> dict[str, Any]:
         if frame.is_empty():
             return {}
         s = frame["score"]
-        return {f"{prefix}score_mean": float(s.mean()), f"{prefix}score_min": float(s.min()),
-                f"{prefix}score_p50": float(s.quantile(0.5)), f"{prefix}score_p90": float(s.quantile(0.9)),
-                f"{prefix}score_max": float(s.max()),
-                f"{prefix}positive_rate": float(frame["decision"].cast(pl.Float64).mean())}
+        return {
+            f"{prefix}score_mean": float(s.mean()),
+            f"{prefix}score_min": float(s.min()),
+            f"{prefix}score_p50": float(s.quantile(0.5)),
+            f"{prefix}score_p90": float(s.quantile(0.9)),
+            f"{prefix}score_max": float(s.max()),
+            f"{prefix}positive_rate": float(frame["decision"].cast(pl.Float64).mean()),
+        }
 
     return {
         "path": table,

@@ -22,8 +22,8 @@ import numpy as np
 import polars as pl
 
 from lakehouse.ml import model_registry
-from lakehouse.paths import LakePaths
 from lakehouse.ml.training import TrainedModel, load_trained_model, model_matrix
+from lakehouse.paths import LakePaths
 
 
 class NoChampionError(model_registry.RegistryError):
@@ -68,8 +68,10 @@ def champion_text(paths: LakePaths, domain: str) -> tuple[str, str, dict[str, An
     """The champion's tag, LightGBM text (SHA-checked) and metadata, unparsed; NoChampionError if none."""
     tag = model_registry.champion(paths, domain)
     if tag is None:
-        raise NoChampionError(f"domain {domain!r} has no champion model under {paths.root}; "
-                              f"train and promote one first (the registry's promote/gate)")
+        raise NoChampionError(
+            f"domain {domain!r} has no champion model under {paths.root}; "
+            f"train and promote one first (the registry's promote/gate)"
+        )
     return model_registry.load_domain_model(paths, domain, tag)
 
 
@@ -81,8 +83,14 @@ def champion_model(tag: str, text: str, meta: dict[str, Any]) -> ChampionModel:
     threshold = meta["threshold"]
     threshold = float(threshold["threshold"] if isinstance(threshold, dict) else threshold)
     model = load_trained_model(text, meta["features"], meta["categories"], meta.get("params"), meta["model_sha256"])
-    return ChampionModel(tag=tag, model=model, threshold=threshold, features=list(meta["features"]),
-                         feature_service=str(meta["feature_service"]), metadata=meta)
+    return ChampionModel(
+        tag=tag,
+        model=model,
+        threshold=threshold,
+        features=list(meta["features"]),
+        feature_service=str(meta["feature_service"]),
+        metadata=meta,
+    )
 
 
 class PinnedChampion:
@@ -98,8 +106,9 @@ class PinnedChampion:
 class ChampionWatcher:
     """The current champion, reloaded when the champion pointer changes; callers keep the model they took."""
 
-    def __init__(self, paths: LakePaths, domain: str,
-                 on_switch: Callable[[ChampionModel, ChampionModel], None] | None = None) -> None:
+    def __init__(
+        self, paths: LakePaths, domain: str, on_switch: Callable[[ChampionModel, ChampionModel], None] | None = None
+    ) -> None:
         self.paths, self.domain, self.on_switch = paths, domain, on_switch
         self._pointer = paths.champion_pointer(domain)
         self._lock = threading.Lock()
@@ -124,8 +133,9 @@ class ChampionWatcher:
                     new = load_champion(self.paths, self.domain)
                 except Exception:
                     # A broken new champion must not take a serving model down: keep the loaded one.
-                    logging.getLogger(__name__).exception("keeping %s: the new champion failed to load",
-                                                          self._champion.tag)
+                    logging.getLogger(__name__).exception(
+                        "keeping %s: the new champion failed to load", self._champion.tag
+                    )
                     self._stamp = stamp
                     return self._champion
                 old, self._champion, self._stamp = self._champion, new, stamp
@@ -228,9 +238,13 @@ def predict(champion: ChampionModel, frame: pl.DataFrame) -> np.ndarray:
         return model.predict(frame)
     # One select builds the row-major matrix (a polars operation per column cost 3x as much).
     matrix = frame.select(
-        pl.col(f).cast(pl.String).replace_strict(model.categories[f], range(len(model.categories[f])), default=None,
-                                                 return_dtype=pl.Float64)
-        if f in model.categories else pl.col(f).cast(pl.Float64) for f in model.features).to_numpy(order="c")
+        pl.col(f)
+        .cast(pl.String)
+        .replace_strict(model.categories[f], range(len(model.categories[f])), default=None, return_dtype=pl.Float64)
+        if f in model.categories
+        else pl.col(f).cast(pl.Float64)
+        for f in model.features
+    ).to_numpy(order="c")
     return model.booster.predict(matrix, num_iteration=model.best_iteration, num_threads=model.num_threads)
 
 
@@ -240,15 +254,24 @@ def predict_rows(champion: ChampionModel, rows: list[dict[str, Any]]) -> np.ndar
     if codes is None:
         return predict(champion, _frame(champion, {f: [row[f] for row in rows] for f in champion.features}))
     nan = float("nan")
-    matrix = np.array([[nan if row[f] is None else codes[f].get(str(row[f]), nan) if f in codes else float(row[f])
-                        for f in model.features] for row in rows], dtype=np.float64)
+    matrix = np.array(
+        [
+            [
+                nan if row[f] is None else codes[f].get(str(row[f]), nan) if f in codes else float(row[f])
+                for f in model.features
+            ]
+            for row in rows
+        ],
+        dtype=np.float64,
+    )
     # One row on an OpenMP team of all cores cost 2-40x one thread's time on the shared cores.
     return model.booster.predict(matrix, num_iteration=model.best_iteration, num_threads=model.num_threads)
 
 
 def _results(champion: ChampionModel, scores: np.ndarray) -> list[dict[str, Any]]:
-    return [{"score": float(s), "decision": bool(s >= champion.threshold), "model_version": champion.tag}
-            for s in scores]
+    return [
+        {"score": float(s), "decision": bool(s >= champion.threshold), "model_version": champion.tag} for s in scores
+    ]
 
 
 def score(champion: ChampionModel, frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -266,21 +289,25 @@ def explain(champion: ChampionModel, frame_row: pl.DataFrame, top: int = 5) -> d
         raise ValueError(f"explain takes exactly one row, got {frame_row.height}")
     model = champion.model
     matrix = model_matrix(frame_row, model.features, model.categories)
-    contrib = np.asarray(model.booster.predict(matrix, num_iteration=model.best_iteration, pred_contrib=True,
-                                                num_threads=model.num_threads))[0]
+    contrib = np.asarray(
+        model.booster.predict(
+            matrix, num_iteration=model.best_iteration, pred_contrib=True, num_threads=model.num_threads
+        )
+    )[0]
     names = model.booster.feature_name()
     if list(names) != list(model.features):
         raise ValueError(f"{champion.tag}: booster features {names} differ from metadata features {model.features}")
     values = frame_row.row(0, named=True)
-    order = sorted(range(len(names)), key=lambda i: abs(contrib[i]), reverse=True)[:max(top, 0)]
+    order = sorted(range(len(names)), key=lambda i: abs(contrib[i]), reverse=True)[: max(top, 0)]
     result = score(champion, frame_row)[0]
     return {
         **result,
         "space": "log-odds",
         "bias": float(contrib[-1]),
         "raw_score": float(contrib.sum()),
-        "contributions": [{"feature": names[i], "value": values[names[i]], "contribution": float(contrib[i])}
-                          for i in order],
+        "contributions": [
+            {"feature": names[i], "value": values[names[i]], "contribution": float(contrib[i])} for i in order
+        ],
     }
 
 
@@ -319,8 +346,10 @@ def _online_reader(store: Any, champion: ChampionModel, entity_key: str) -> tupl
     wanted, views = set(champion.features), []
     for projection in service.feature_view_projections:
         if projection.name_alias or projection.join_key_map or projection.version_tag is not None:
-            raise model_registry.RegistryError(f"feature service {champion.feature_service}: view {projection.name} is "
-                                         "aliased, key-mapped or versioned; online_lookup reads plain views only")
+            raise model_registry.RegistryError(
+                f"feature service {champion.feature_service}: view {projection.name} is "
+                "aliased, key-mapped or versioned; online_lookup reads plain views only"
+            )
         view = store.get_feature_view(projection.name, allow_registry_cache=True)
         if [c.name for c in view.entity_columns] != [entity_key]:
             raise model_registry.RegistryError(f"feature view {view.name} is not keyed by {entity_key} alone")
@@ -329,17 +358,24 @@ def _online_reader(store: Any, champion: ChampionModel, entity_key: str) -> tupl
             views.append((view, tuple(f.name for f in used), {f.name: f.dtype.to_value_type() for f in used}))
     lacking = wanted - {name for _, names, _ in views for name in names}
     if lacking:
-        raise model_registry.RegistryError(f"feature service {champion.feature_service} does not serve {sorted(lacking)}")
+        raise model_registry.RegistryError(
+            f"feature service {champion.feature_service} does not serve {sorted(lacking)}"
+        )
     ttl = store.config.registry.cache_ttl_seconds
     scalar = frozenset(name for _, _, types in views for name, kind in types.items() if kind.name in _SCALAR_TYPES)
-    reader = _OnlineReader(key_type=views[0][0].entity_columns[0].dtype.to_value_type(), views=views, scalar=scalar,
-                           expires=time.monotonic() + ttl if ttl > 0 else math.inf)
+    reader = _OnlineReader(
+        key_type=views[0][0].entity_columns[0].dtype.to_value_type(),
+        views=views,
+        scalar=scalar,
+        expires=time.monotonic() + ttl if ttl > 0 else math.inf,
+    )
     readers[champion.tag] = reader
     return provider, reader
 
 
-def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[Any]
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, float | None]]]:
+def online_lookup(
+    store: Any, champion: ChampionModel, entity_key: str, entity_ids: list[Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, float | None]]]:
     """Per entity: the champion's online feature values and their event times (epoch seconds; None if absent)."""
     # The provider's online_read, one call per feature view, works with any configured online store; the
     # lakehouse stores (sqlite, and Redis in the production profile) read all views at once. Values are
@@ -348,8 +384,10 @@ def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_i
     from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
     provider, reader = _online_reader(store, champion, entity_key)
-    keys = [EntityKeyProto(join_keys=[entity_key], entity_values=[value])
-            for value in python_values_to_proto_values(entity_ids, reader.key_type)]
+    keys = [
+        EntityKeyProto(join_keys=[entity_key], entity_values=[value])
+        for value in python_values_to_proto_values(entity_ids, reader.key_type)
+    ]
     rows = [dict.fromkeys(champion.features) for _ in entity_ids]
     times: list[dict[str, float | None]] = [dict.fromkeys(champion.features) for _ in entity_ids]
     read_views = getattr(getattr(provider, "online_store", None), "online_read_views", None)
@@ -371,8 +409,11 @@ def online_lookup(store: Any, champion: ChampionModel, entity_key: str, entity_i
                     continue
                 kind = proto.WhichOneof("val")
                 # A plain scalar is its proto field, as Feast returns it; anything else takes Feast's conversion.
-                value = getattr(proto, kind) if kind in _SCALAR_FIELDS and name in scalar else \
-                    feast_value_type_to_python_type(proto, types[name])
+                value = (
+                    getattr(proto, kind)
+                    if kind in _SCALAR_FIELDS and name in scalar
+                    else feast_value_type_to_python_type(proto, types[name])
+                )
                 if value is not None:
                     row[name], row_times[name] = value, at
     return rows, times
@@ -388,13 +429,17 @@ def freshness(times: dict[str, float | None], ttl: dict[str, float], now: float)
     present = [t for t in times.values() if t is not None]
     stale = sorted(f for f, t in times.items() if t is not None and now - t > ttl[f])
     oldest = min(present) if present else None
-    return {"features_as_of": datetime.fromtimestamp(oldest, UTC).isoformat() if oldest is not None else None,
-            "feature_age_hours": round((now - oldest) / 3600, 1) if oldest is not None else None,
-            "stale": bool(stale), "stale_features": stale}
+    return {
+        "features_as_of": datetime.fromtimestamp(oldest, UTC).isoformat() if oldest is not None else None,
+        "feature_age_hours": round((now - oldest) / 3600, 1) if oldest is not None else None,
+        "stale": bool(stale),
+        "stale_features": stale,
+    }
 
 
-def score_rows(champion: ChampionModel, entity_key: str, entity_ids: list[int],
-               rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def score_rows(
+    champion: ChampionModel, entity_key: str, entity_ids: list[int], rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Score entities on feature rows fetched from the online store; an all-None row is an unknown entity (an error, not a default)."""
     known = [n for n, row in enumerate(rows) if any(v is not None for v in row.values())]
     scored: dict[int, dict[str, Any]] = {}

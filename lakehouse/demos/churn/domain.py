@@ -202,7 +202,9 @@ FEATURE_VIEWS = (
             Feature("sessions_30d", "int64"),
             Feature("minutes_30d", "float64"),
             Feature("errors_30d", "int64"),
-            Feature("usage_trend", "float64", "average daily minutes, last 7 / last 30 days; null when 30-day minutes are 0"),
+            Feature(
+                "usage_trend", "float64", "average daily minutes, last 7 / last 30 days; null when 30-day minutes are 0"
+            ),
         ),
         sql=USAGE_SQL,
     ),

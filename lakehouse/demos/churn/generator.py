@@ -70,8 +70,13 @@ BAD_ROW_KINDS = {
     "cancellations": ("unknown_category", "missing_id", "future_timestamp", "duplicate_key", "non_numeric"),
 }
 CSV_FIELDS = {  # source: (key columns, timestamp, numeric, (category column, unknown value)..., text field)
-    "customers": (("customer_id", "updated_at"), "updated_at", "monthly_price",
-                  (("plan", "platinum"), ("region", "mars")), "region"),
+    "customers": (
+        ("customer_id", "updated_at"),
+        "updated_at",
+        "monthly_price",
+        (("plan", "platinum"), ("region", "mars")),
+        "region",
+    ),
     "payments": (("payment_id",), "charged_at", "amount", (("failed", "maybe"),), "payment_id"),
     "tickets": (("ticket_id", "updated_at"), "opened_at", "customer_id", (("category", "lottery"),), "category"),
     "cancellations": (("customer_id",), "cancelled_at", "customer_id", (("reason", "aliens"),), "reason"),
@@ -110,8 +115,16 @@ class GeneratorConfig:
 
 
 # The fields that define the simulated world (what a continuation must reuse); the rest is an output window.
-WORLD_FIELDS = ("customers", "start", "seed", "drifts", "bad_row_rate", "bad_file_rate", "label_delay_days",
-                "label_delay_from")
+WORLD_FIELDS = (
+    "customers",
+    "start",
+    "seed",
+    "drifts",
+    "bad_row_rate",
+    "bad_file_rate",
+    "label_delay_days",
+    "label_delay_from",
+)
 
 
 def config_record(config: GeneratorConfig) -> dict:
@@ -133,11 +146,18 @@ def parse_drift(spec: str) -> Drift:
     """A drift from KIND:DAY:PLAN:REGION[:MAGNITUDE], e.g. price_rise:60:basic: or usage_drop:60::south:0.3."""
     parts = spec.split(":")
     if len(parts) not in (4, 5) or parts[0] not in ("price_rise", "usage_drop") or not parts[1].isdigit():
-        raise ValueError(f"drift {spec!r} is not KIND:DAY:PLAN:REGION[:MAGNITUDE] with KIND price_rise or "
-                         "usage_drop and DAY a simulated day index")
+        raise ValueError(
+            f"drift {spec!r} is not KIND:DAY:PLAN:REGION[:MAGNITUDE] with KIND price_rise or "
+            "usage_drop and DAY a simulated day index"
+        )
     magnitude = {"magnitude": float(parts[4])} if len(parts) == 5 and parts[4] else {}
-    drift = Drift(kind="price_rise" if parts[0] == "price_rise" else "usage_drop", start_day=int(parts[1]),
-                  plan=parts[2] or None, region=parts[3] or None, **magnitude)
+    drift = Drift(
+        kind="price_rise" if parts[0] == "price_rise" else "usage_drop",
+        start_day=int(parts[1]),
+        plan=parts[2] or None,
+        region=parts[3] or None,
+        **magnitude,
+    )
     check_drift(drift)
     return drift
 
@@ -145,7 +165,8 @@ def parse_drift(spec: str) -> Drift:
 def check_drift(drift: Drift) -> None:
     """Raise ValueError unless the drift names a known plan (price_rise) or region (usage_drop)."""
     if (drift.kind == "price_rise" and drift.plan not in PLANS) or (
-            drift.kind == "usage_drop" and drift.region not in REGIONS):
+        drift.kind == "usage_drop" and drift.region not in REGIONS
+    ):
         raise ValueError(f"drift {drift} needs a plan in {PLANS} or a region in {REGIONS}")
 
 
@@ -170,8 +191,9 @@ class _Simulation:
         self.seed, self.start, self.drifts = config.seed, config.start, config.drifts
         rng = np.random.default_rng(config.seed)
         n_new = round(config.customers * NEW_SIGNUP_SHARE)
-        signup = np.concatenate([np.sort(rng.integers(-730, 1, config.customers)),
-                                 np.sort(rng.integers(1, SIGNUP_HORIZON_DAYS, n_new))])
+        signup = np.concatenate(
+            [np.sort(rng.integers(-730, 1, config.customers)), np.sort(rng.integers(1, SIGNUP_HORIZON_DAYS, n_new))]
+        )
         n = self.n = len(signup)
         self.signup_day = signup
         self.customer_id = np.arange(1, n + 1, dtype=np.int64)
@@ -241,21 +263,29 @@ class _Simulation:
         self.failed_90 += failed_today - self.failed_ring[:, day % 90]
         self.failed_ring[:, day % 90] = failed_today
         self.active_count = int(active.sum())
-        return {"customers": customers, "usage": usage, "payments": payments, "tickets": tickets,
-                "cancellations": cancellations}
+        return {
+            "customers": customers,
+            "usage": usage,
+            "payments": payments,
+            "tickets": tickets,
+            "cancellations": cancellations,
+        }
 
     def _cancel(self, day: int, decline: np.ndarray) -> dict[str, np.ndarray]:
         """Draw today's cancellations from the hidden hazard over what happened up to yesterday."""
         n, rng = self.n, self._rng(day, 1)
         u, seconds, pick = rng.random(n), rng.integers(0, DAY, n), rng.random(n)
-        drivers = np.column_stack([  # in the order of REASONS
-            # Non-additive on purpose, as real churn is: a decline matters more the steeper it is, and
-            # twice as much for customers still in their first 90 days.
-            W_PRICE * (self.price / BASE_PRICES[self.plan] - 1),
-            W_DECLINE * decline ** 2 * (1 + (day - self.signup_day < 90)),
-            W_TICKETS * np.minimum(self.open_tickets, 3), W_FAILED * np.minimum(self.failed_90, 3),
-            W_NEW * (day - self.signup_day < 90) + self.frailty,
-        ])
+        drivers = np.column_stack(
+            [  # in the order of REASONS
+                # Non-additive on purpose, as real churn is: a decline matters more the steeper it is, and
+                # twice as much for customers still in their first 90 days.
+                W_PRICE * (self.price / BASE_PRICES[self.plan] - 1),
+                W_DECLINE * decline**2 * (1 + (day - self.signup_day < 90)),
+                W_TICKETS * np.minimum(self.open_tickets, 3),
+                W_FAILED * np.minimum(self.failed_90, 3),
+                W_NEW * (day - self.signup_day < 90) + self.frailty,
+            ]
+        )
         eligible = (self.signup_day < day) & (self.cancel_day == NEVER) & (day > 0)  # day 0 lists everyone first
         churned = np.flatnonzero(eligible & (u < _sigmoid(CHURN_BASE + drivers.sum(axis=1))))
         self.cancel_day[churned] = day
@@ -307,8 +337,13 @@ class _Simulation:
         errors = rng.poisson(sessions * self.error_rate)
         self.intensity_ring[:, day % 37] = np.where(active, intensity, 0)
         used = np.flatnonzero(active & (sessions > 0))
-        return {"cust": used, "sessions": sessions[used], "minutes": np.round(minutes[used], 2),
-                "data_mb": np.round(data_mb[used], 2), "errors": errors[used]}, errors
+        return {
+            "cust": used,
+            "sessions": sessions[used],
+            "minutes": np.round(minutes[used], 2),
+            "data_mb": np.round(data_mb[used], 2),
+            "errors": errors[used],
+        }, errors
 
     def _charge(self, day: int, active: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Charge monthly on the billing day and retry failed charges; return the payments and failures."""
@@ -341,18 +376,27 @@ class _Simulation:
         logit = -6.0 + 0.45 * np.minimum(errors, 6) + 1.6 * recent_failure + 1.0 * (decline > 0.5)
         opens = active & (rng.random(n) < _sigmoid(logit))
         u_cat, fallback = rng.random(n), rng.choice(4, n, p=[0.3, 0.3, 0.3, 0.1])
-        category = np.where(recent_failure & (u_cat < 0.7), 0,
-                            np.where((errors > 0) & (u_cat < 0.6), 1,
-                                     np.where((decline > 0.5) & (u_cat < 0.5), 3, fallback)))
+        category = np.where(
+            recent_failure & (u_cat < 0.7),
+            0,
+            np.where((errors > 0) & (u_cat < 0.6), 1, np.where((decline > 0.5) & (u_cat < 0.5), 3, fallback)),
+        )
         opened_at = day * DAY + rng.integers(0, DAY, n)
         u_delay = rng.random(n)  # most within hours, some within a week, some stay open for weeks
-        delay = np.where(u_delay < 0.6, rng.exponential(6 * 3600, n),
-                         np.where(u_delay < 0.9, rng.uniform(DAY, 7 * DAY, n), rng.uniform(7 * DAY, 45 * DAY, n)))
+        delay = np.where(
+            u_delay < 0.6,
+            rng.exponential(6 * 3600, n),
+            np.where(u_delay < 0.9, rng.uniform(DAY, 7 * DAY, n), rng.uniform(7 * DAY, 45 * DAY, n)),
+        )
         tix = np.flatnonzero(opens)
         tix = tix[np.lexsort((tix, opened_at[tix]))]
-        new = {"id": np.arange(self.next_ticket, self.next_ticket + len(tix)), "cust": tix,
-               "opened": opened_at[tix], "resolves": opened_at[tix] + 60 + delay[tix].astype(np.int64),
-               "category": category[tix]}
+        new = {
+            "id": np.arange(self.next_ticket, self.next_ticket + len(tix)),
+            "cust": tix,
+            "opened": opened_at[tix],
+            "resolves": opened_at[tix] + 60 + delay[tix].astype(np.int64),
+            "category": category[tix],
+        }
         self.next_ticket += len(tix)
         old = self.tickets
         done, same_day = old["resolves"] < end_of_day, new["resolves"] < end_of_day
@@ -363,8 +407,14 @@ class _Simulation:
         self.open_tickets += np.bincount(new["cust"][~same_day], minlength=n)
         self.open_tickets -= np.bincount(old["cust"][done], minlength=n)
         self.tickets = {k: np.concatenate([v[~done], new[k][~same_day]]) for k, v in old.items()}
-        return {"id": rows["id"][order], "cust": rows["cust"][order], "opened": rows["opened"][order],
-                "category": rows["category"][order], "resolved": resolved_at[order], "at": updated_at[order]}
+        return {
+            "id": rows["id"][order],
+            "cust": rows["cust"][order],
+            "opened": rows["opened"][order],
+            "category": rows["category"][order],
+            "resolved": resolved_at[order],
+            "at": updated_at[order],
+        }
 
 
 def _timestamps(start: date, seconds: np.ndarray) -> list[str]:
@@ -384,25 +434,39 @@ def _csv_columns(source: str, events: dict[str, np.ndarray], sim: _Simulation) -
     if source == "customers":
         c = events["cust"]
         signup = np.datetime64(sim.start, "D") + sim.signup_day[c]
-        return {"customer_id": ids, "updated_at": _timestamps(sim.start, events["at"]),
-                "signup_date": np.datetime_as_string(signup, unit="D").tolist(),
-                "plan": [PLANS[i] for i in sim.plan[c].tolist()], "monthly_price": _money(sim.price[c]),
-                "region": [REGIONS[i] for i in sim.region[c].tolist()],
-                "age_band": [AGE_BANDS[i] for i in sim.age_band[c].tolist()],
-                "channel": [CHANNELS[i] for i in sim.channel[c].tolist()]}
+        return {
+            "customer_id": ids,
+            "updated_at": _timestamps(sim.start, events["at"]),
+            "signup_date": np.datetime_as_string(signup, unit="D").tolist(),
+            "plan": [PLANS[i] for i in sim.plan[c].tolist()],
+            "monthly_price": _money(sim.price[c]),
+            "region": [REGIONS[i] for i in sim.region[c].tolist()],
+            "age_band": [AGE_BANDS[i] for i in sim.age_band[c].tolist()],
+            "channel": [CHANNELS[i] for i in sim.channel[c].tolist()],
+        }
     if source == "payments":
-        return {"payment_id": [f"P{i:09d}" for i in events["id"].tolist()], "customer_id": ids,
-                "charged_at": _timestamps(sim.start, events["at"]), "amount": _money(events["amount"]),
-                "failed": ["true" if f else "false" for f in events["failed"].tolist()]}
+        return {
+            "payment_id": [f"P{i:09d}" for i in events["id"].tolist()],
+            "customer_id": ids,
+            "charged_at": _timestamps(sim.start, events["at"]),
+            "amount": _money(events["amount"]),
+            "failed": ["true" if f else "false" for f in events["failed"].tolist()],
+        }
     if source == "tickets":
         resolved = _timestamps(sim.start, np.maximum(events["resolved"], 0))
-        return {"ticket_id": [f"T{i:08d}" for i in events["id"].tolist()], "customer_id": ids,
-                "opened_at": _timestamps(sim.start, events["opened"]),
-                "category": [TICKET_CATEGORIES[i] for i in events["category"].tolist()],
-                "resolved_at": [r if ok else "" for r, ok in zip(resolved, (events["resolved"] >= 0).tolist())],
-                "updated_at": _timestamps(sim.start, events["at"])}
-    return {"customer_id": ids, "cancelled_at": _timestamps(sim.start, events["at"]),
-            "reason": [REASONS[i] for i in events["reason"].tolist()]}
+        return {
+            "ticket_id": [f"T{i:08d}" for i in events["id"].tolist()],
+            "customer_id": ids,
+            "opened_at": _timestamps(sim.start, events["opened"]),
+            "category": [TICKET_CATEGORIES[i] for i in events["category"].tolist()],
+            "resolved_at": [r if ok else "" for r, ok in zip(resolved, (events["resolved"] >= 0).tolist())],
+            "updated_at": _timestamps(sim.start, events["at"]),
+        }
+    return {
+        "customer_id": ids,
+        "cancelled_at": _timestamps(sim.start, events["at"]),
+        "reason": [REASONS[i] for i in events["reason"].tolist()],
+    }
 
 
 def _csv_bytes(columns: dict[str, list[str]], encoding: str = "utf-8") -> bytes:
@@ -413,10 +477,14 @@ def _csv_bytes(columns: dict[str, list[str]], encoding: str = "utf-8") -> bytes:
 
 def _usage_table(events: dict[str, np.ndarray], sim: _Simulation, today: date) -> dict[str, np.ndarray]:
     """A day's usage events as typed columns."""
-    return {"customer_id": sim.customer_id[events["cust"]],
-            "usage_date": np.full(len(events["cust"]), np.datetime64(today, "D")),
-            "sessions": events["sessions"].astype(np.int64), "minutes": events["minutes"].astype(np.float64),
-            "data_mb": events["data_mb"].astype(np.float64), "errors": events["errors"].astype(np.int64)}
+    return {
+        "customer_id": sim.customer_id[events["cust"]],
+        "usage_date": np.full(len(events["cust"]), np.datetime64(today, "D")),
+        "sessions": events["sessions"].astype(np.int64),
+        "minutes": events["minutes"].astype(np.float64),
+        "data_mb": events["data_mb"].astype(np.float64),
+        "errors": events["errors"].astype(np.int64),
+    }
 
 
 def _parquet_bytes(cols: dict[str, np.ndarray], missing_id: np.ndarray | None = None) -> bytes:
@@ -486,8 +554,13 @@ def _bad_file(source: str, cols: dict, rng: np.random.Generator) -> bytes:
     """A malformed file of one randomly chosen kind that fits the source and the rows."""
     n = len(cols["customer_id"])
     is_csv = source != "usage"
-    kinds = [k for k in BAD_FILE_KINDS if (is_csv or k not in ("header_only", "non_utf8"))
-             and (not is_csv or k != "truncated") and (n > 0 or k not in ("header_only", "non_utf8"))]
+    kinds = [
+        k
+        for k in BAD_FILE_KINDS
+        if (is_csv or k not in ("header_only", "non_utf8"))
+        and (not is_csv or k != "truncated")
+        and (n > 0 or k not in ("header_only", "non_utf8"))
+    ]
     kind = kinds[rng.integers(len(kinds))]
     if kind == "empty":
         return b""
@@ -501,7 +574,7 @@ def _bad_file(source: str, cols: dict, rng: np.random.Generator) -> bytes:
     elif kind == "non_utf8":
         text = CSV_FIELDS[source][-1]
         i = int(rng.integers(n))
-        cols = {**cols, text: cols[text][:i] + [cols[text][i] + "\xe9"] + cols[text][i + 1:]}
+        cols = {**cols, text: cols[text][:i] + [cols[text][i] + "\xe9"] + cols[text][i + 1 :]}
         return _csv_bytes(cols, encoding="latin-1")
     if is_csv:
         return _csv_bytes(cols)
@@ -514,8 +587,9 @@ def _bad_file(source: str, cols: dict, rng: np.random.Generator) -> bytes:
     return buffer.getvalue()
 
 
-def _file_bytes(source: str, events: dict, sim: _Simulation, today: date, day: int,
-                config: GeneratorConfig) -> tuple[bytes | None, int]:
+def _file_bytes(
+    source: str, events: dict, sim: _Simulation, today: date, day: int, config: GeneratorConfig
+) -> tuple[bytes | None, int]:
     """The bytes of one (source, day) landing file (None: nothing to report) and its data rows."""
     rng = np.random.default_rng([config.seed, day, 100 + SOURCES.index(source)])  # corruption only
     malformed = rng.random() < config.bad_file_rate
@@ -585,8 +659,11 @@ def _landing_days(config: GeneratorConfig, last_day: int) -> Iterator[LandingDay
         today = config.start + timedelta(day)
         labels.setdefault(_label_day(day, config), []).append(events["cancellations"])
         due = labels.pop(day, [])
-        events["cancellations"] = {k: np.concatenate([e[k] for e in due]) for k in due[0]} if due else {
-            k: v[:0] for k, v in events["cancellations"].items()}
+        events["cancellations"] = (
+            {k: np.concatenate([e[k] for e in due]) for k in due[0]}
+            if due
+            else {k: v[:0] for k, v in events["cancellations"].items()}
+        )
         landing = LandingDay(day, today, sim.active_count)
         if day >= config.first_day:
             for source in SOURCES:
@@ -612,8 +689,9 @@ def write_landing_day(landing_dir: Path, landing: LandingDay) -> None:
         os.replace(tmp, target)
 
 
-def generate(landing_dir: Path, config: GeneratorConfig = GeneratorConfig(),
-             progress: Callable[[str], None] | None = None) -> dict[str, int]:
+def generate(
+    landing_dir: Path, config: GeneratorConfig = GeneratorConfig(), progress: Callable[[str], None] | None = None
+) -> dict[str, int]:
     """Simulate the churn demo and write one landing file per source per day with events; return rows per source."""
     days = simulate_days(config)  # checks the config before anything is written
     last_day = config.days - 1 if config.last_day is None else config.last_day

@@ -36,8 +36,9 @@ from lakehouse.demos.churn.generator import (
 
 RECORD_NAME = "_generator.json"
 # What `lakehouse demo` generated before it recorded its config: assumed for a landing folder without a record.
-UNRECORDED_DEMO = GeneratorConfig(customers=6000, seed=42, start=date(2025, 1, 1), bad_row_rate=0.002,
-                                  bad_file_rate=0.01)
+UNRECORDED_DEMO = GeneratorConfig(
+    customers=6000, seed=42, start=date(2025, 1, 1), bad_row_rate=0.002, bad_file_rate=0.01
+)
 # A drift the demo's champion has never seen: the basic plan's price rises by half, and its customers churn more.
 DEMO_DRIFT = Drift("price_rise", start_day=0, plan="basic", magnitude=0.5)
 
@@ -64,8 +65,13 @@ def read_generator_record(landing: Path) -> GeneratorConfig | None:
 
 def last_landing_day(landing: Path, start: date) -> int:
     """The index of the newest simulated day with a landing file (-1 if there is none)."""
-    days = [day_of(p) for source in SOURCES if (Path(landing) / source).is_dir()
-            for p in (Path(landing) / source).iterdir() if not p.name.startswith(".") and p.is_file()]
+    days = [
+        day_of(p)
+        for source in SOURCES
+        if (Path(landing) / source).is_dir()
+        for p in (Path(landing) / source).iterdir()
+        if not p.name.startswith(".") and p.is_file()
+    ]
     return (max(days) - start).days if days else -1
 
 
@@ -87,9 +93,16 @@ class Continuation:
         return self.config.days - 1
 
 
-def plan_continuation(landing: Path, days: int, *, customers: int | None = None, seed: int | None = None,
-                      start: date | None = None, drifts: tuple[Drift, ...] = (),
-                      label_delay_days: int | None = None) -> Continuation:
+def plan_continuation(
+    landing: Path,
+    days: int,
+    *,
+    customers: int | None = None,
+    seed: int | None = None,
+    start: date | None = None,
+    drifts: tuple[Drift, ...] = (),
+    label_delay_days: int | None = None,
+) -> Continuation:
     """The continuation of the landing folder's simulation by `days` days, or SimulationConflict saying why not.
 
     customers, seed and start (None: the record's) must match the record if there is one; drifts must
@@ -101,25 +114,33 @@ def plan_continuation(landing: Path, days: int, *, customers: int | None = None,
     notes: list[str] = []
     if recorded is None:
         demo = UNRECORDED_DEMO
-        recorded = replace(demo, customers=demo.customers if customers is None else customers,
-                           seed=demo.seed if seed is None else seed, start=demo.start if start is None else start)
+        recorded = replace(
+            demo,
+            customers=demo.customers if customers is None else customers,
+            seed=demo.seed if seed is None else seed,
+            start=demo.start if start is None else start,
+        )
         what = "continuing" if last_landing_day(landing, recorded.start) >= 0 else "starting a new simulation"
-        notes.append(f"no {RECORD_NAME} in {landing}: {what} with customers={recorded.customers}, "
-                     f"seed={recorded.seed}, start={recorded.start}")
+        notes.append(
+            f"no {RECORD_NAME} in {landing}: {what} with customers={recorded.customers}, "
+            f"seed={recorded.seed}, start={recorded.start}"
+        )
     else:
         for name, value in (("customers", customers), ("seed", seed), ("start", start)):
             if value is not None and value != getattr(recorded, name):
                 raise SimulationConflict(
                     f"{landing / RECORD_NAME} records {name}={getattr(recorded, name)}, but {name}={value} was "
                     f"asked for: a continuation runs the same simulation (leave the option out, or delete "
-                    f"{landing} and the lake to start another)")
+                    f"{landing} and the lake to start another)"
+                )
     last = last_landing_day(landing, recorded.start)
     new = [d for d in drifts if d not in recorded.drifts]  # a recorded drift is already part of the world
     for drift in new:
         if drift.start_day <= last:
             raise SimulationConflict(
                 f"drift {drift.kind} starts on day {drift.start_day}, but landing already holds days up to {last}: "
-                f"a drift can only start on a day still to come (> {last})")
+                f"a drift can only start on a day still to come (> {last})"
+            )
         notes.append(f"drift {_describe(drift)} from day {drift.start_day}")
     config = replace(recorded, drifts=recorded.drifts + tuple(new))
     if label_delay_days is not None and label_delay_days != recorded.label_delay_days:
@@ -128,7 +149,8 @@ def plan_continuation(landing: Path, days: int, *, customers: int | None = None,
         if recorded.label_delay_days and recorded.label_delay_from <= last:
             raise SimulationConflict(
                 f"labels in landing already arrive {recorded.label_delay_days} days late (cancellations from day "
-                f"{recorded.label_delay_from} on); changing the delay again is not supported")
+                f"{recorded.label_delay_from} on); changing the delay again is not supported"
+            )
         config = replace(config, label_delay_days=label_delay_days, label_delay_from=last + 1)
         notes.append(f"cancellations from day {last + 1} on land {label_delay_days} days late")
     config = replace(config, days=last + 1 + days, first_day=last + 1, last_day=last + days)
@@ -151,9 +173,13 @@ class SimulationResult:
     stopped: bool = False  # stopped early on request (Ctrl-C)
 
 
-def run_continuation(landing: Path, plan: Continuation, days_per_minute: float = 1.0,
-                     progress: Callable[[str], None] | None = None,
-                     stop: threading.Event | None = None) -> SimulationResult:
+def run_continuation(
+    landing: Path,
+    plan: Continuation,
+    days_per_minute: float = 1.0,
+    progress: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> SimulationResult:
     """Write the plan's days into landing, one at a time, holding the pace (0: as fast as possible).
 
     `stop` (set by Ctrl-C, see stop_on_interrupt) is honoured between days: a day's files are all written.
@@ -188,9 +214,11 @@ def run_continuation(landing: Path, plan: Continuation, days_per_minute: float =
             result.rows[source] += n
         result.days_written += 1
         starting = [_describe(d) for d in config.drifts if d.start_day == landing_day.day]
-        say(f"day {landing_day.day} {landing_day.date}: {len(rows)} files, {sum(rows.values()):,} rows, "
-            f"{landing_day.active:,} active customers" + (f"  <- drift starts: {', '.join(starting)}"
-                                                          if starting else ""))
+        say(
+            f"day {landing_day.day} {landing_day.date}: {len(rows)} files, {sum(rows.values()):,} rows, "
+            f"{landing_day.active:,} active customers"
+            + (f"  <- drift starts: {', '.join(starting)}" if starting else "")
+        )
     result.stopped = stop.is_set() and result.days_written < plan.last_new_day - last
     return result
 
@@ -215,7 +243,8 @@ def _check_continuity(landing: Path, landing_day: LandingDay, config: GeneratorC
                     f"{path} is not what the simulation (customers={config.customers}, seed={config.seed}, "
                     f"start={config.start}, drifts={len(config.drifts)}) gives for that day: landing holds "
                     f"another world. Pass the options it was generated with, or delete {landing} and the lake "
-                    f"to start over")
+                    f"to start over"
+                )
     if landing_day.files and not compared:
         raise SimulationConflict(f"none of day {landing_day.day}'s files are in {landing}: cannot continue it")
 
