@@ -49,7 +49,7 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
     )
     def _drift(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         from lakehouse.ml import model_registry
-        from lakehouse.monitoring.checks import domain_drift
+        from lakehouse.monitoring.drift import domain_drift
 
         champion = model_registry.champion(lakehouse.paths, domain.name)
         if champion is None:
@@ -123,7 +123,7 @@ def performance_asset(domain: Domain) -> dg.AssetsDefinition:
     )
     def _performance(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         from lakehouse.ml import model_registry
-        from lakehouse.monitoring.checks import domain_performance
+        from lakehouse.monitoring.performance import domain_performance
 
         champion = model_registry.champion(lakehouse.paths, domain.name)
         if champion is None:
@@ -189,7 +189,7 @@ def skew_asset(domain: Domain) -> dg.AssetsDefinition:
     )
     def _skew(context: dg.AssetExecutionContext, lakehouse: LakehouseResource):
         from lakehouse.ml import model_registry
-        from lakehouse.monitoring.checks import domain_skew
+        from lakehouse.monitoring.skew import domain_skew
 
         champion = model_registry.champion(lakehouse.paths, domain.name)
         if champion is None:

@@ -6,7 +6,7 @@ Synthetic reference and current frames of --rows rows each with the churn domain
 (names and kinds from lakehouse/demos/churn/domain.py; the current frame has two shifted features).
 Baseline: Evidently's `Report([ValueDrift(...) per column]).run` with the same methods and
 thresholds on pandas frames built once outside the timing (and, for reference, DataDriftPreset,
-which measures every column three times). Ours: `lakehouse.monitoring.checks.drift_report`
+which measures every column three times). Ours: `lakehouse.monitoring.drift.drift_report`
 from polars frames (column checks, conversion, Evidently, reading results, weighting, HTML saved).
 Also shown: the same distances computed directly with scipy (the floor), and the Evidently import.
 """
@@ -83,7 +83,7 @@ def main() -> None:
     from scipy.spatial import distance
 
     from lakehouse.declarations import domain as defaults
-    from lakehouse.monitoring import checks
+    from lakehouse.monitoring import drift
 
     reference, current, features, categorical = frames(rows, seed=0)
     numeric = [f for f in features if f not in categorical]
@@ -118,7 +118,7 @@ def main() -> None:
 
     def ours() -> None:
         nonlocal result
-        result = checks.drift_report(reference, current, features, categorical, importance, report_dir=out)
+        result = drift.drift_report(reference, current, features, categorical, importance, report_dir=out)
 
     def scipy_only() -> None:
         for f in numeric:

@@ -158,7 +158,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def status(paths: LakePaths, name: str) -> dict[str, Any]:
     """Everything `lakehouse status` shows, as plain data."""
     from lakehouse.domains import get_domain
-    from lakehouse.monitoring.checks import latest_result
+    from lakehouse.monitoring.results import latest_result
     from lakehouse.monitoring.retraining import last_decision
     from lakehouse_cli.summary import lake_summary
 

@@ -90,5 +90,5 @@ def test_no_package_imports_one_above_it():
 
 
 def test_the_layer_check_catches_an_upward_import():
-    assert layer("lakehouse.monitoring.checks") > layer("lakehouse.declarations.domain")
+    assert layer("lakehouse.monitoring.drift") > layer("lakehouse.declarations.domain")
     assert layer("lakehouse.paths") == 0 and layer("lakehouse.domains") == 3

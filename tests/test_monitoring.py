@@ -9,8 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from lakehouse.monitoring import checks
-from lakehouse.monitoring.checks import DriftConfig, drift_report
+from lakehouse.declarations.domain import DriftConfig
+from lakehouse.monitoring import drift, performance, skew
+from lakehouse.monitoring.drift import drift_report
+from lakehouse.monitoring.served import served_features
 
 FEATURES = [
     "plan",
@@ -182,18 +184,18 @@ def test_champion_reference_is_a_window_of_the_training_set_sampled_with_a_seed(
     )
     training.write_parquet(tmp_path / "training_set.parquet")
     meta = {"split": {"train": "2024-01-08..2024-02-05", "valid": "2024-02-12..2024-02-19"}}
-    whole = checks.champion_reference(tmp_path / "training_set.parquet", meta)
+    whole = drift.champion_reference(tmp_path / "training_set.parquet", meta)
     assert whole.height == 500
     assert (whole["event_timestamp"].min(), whole["event_timestamp"].max()) == (days[1], days[5])
-    a = checks.champion_reference(training, meta, max_rows=100, seed=3)
-    b = checks.champion_reference(training, meta, max_rows=100, seed=3)
+    a = drift.champion_reference(training, meta, max_rows=100, seed=3)
+    b = drift.champion_reference(training, meta, max_rows=100, seed=3)
     assert a.height == 100 and a.equals(b) and set(a["customer_id"]) <= set(whole["customer_id"])
-    valid_only = checks.champion_reference(training, meta, parts=("valid",))
+    valid_only = drift.champion_reference(training, meta, parts=("valid",))
     assert sorted(valid_only["event_timestamp"].unique()) == [days[6], days[7]]
-    both = checks.champion_reference(training, meta, parts=("train", "valid"))
+    both = drift.champion_reference(training, meta, parts=("train", "valid"))
     assert (both["event_timestamp"].min(), both["event_timestamp"].max()) == (days[1], days[7])
     with pytest.raises(ValueError, match="lacks the windows"):
-        checks.champion_reference(training, {"split": {}})
+        drift.champion_reference(training, {"split": {}})
 
 
 def test_served_features_parses_logged_json_into_the_reference_dtypes():
@@ -214,11 +216,11 @@ def test_served_features_parses_logged_json_into_the_reference_dtypes():
         }
     )
     schema = {"plan": pl.String, "tenure_days": pl.Int64, "usage_trend": pl.Float64}
-    served = checks.served_features(log, schema, "customer_id")
+    served = served_features(log, schema, "customer_id")
     assert served["customer_id"].to_list() == [1, 2]
     assert served.schema["tenure_days"] == pl.Int64 and served.schema["usage_trend"] == pl.Float64
     assert served.select(list(schema)).rows() == [("basic", 10, 1.5), (None, 11, None)]
-    assert checks.served_features(log.clear(), schema, "customer_id").columns == [
+    assert served_features(log.clear(), schema, "customer_id").columns == [
         "customer_id",
         "logged_at",
         "model_version",
@@ -262,7 +264,7 @@ def labelled_traffic(n_customers: int = 400, seed: int = 0) -> tuple[pl.DataFram
 def test_live_performance_is_computed_per_day_and_version_only_where_labels_matured():
     predictions, labels = labelled_traffic()
     # Label data reaches 30 days after the 4th as-of date: weeks 5 and 6 have not matured.
-    live = checks.live_performance(
+    live = performance.live_performance(
         predictions, labels, **CHURN_LABELS, labels_known_until=AS_OF[3] + timedelta(days=30)
     )
     status = {w["day"]: (w["model_version"], w["status"]) for w in live["windows"]}
@@ -290,7 +292,7 @@ def test_live_performance_is_computed_per_day_and_version_only_where_labels_matu
 
 def test_by_default_labels_are_known_up_to_the_newest_as_of_plus_the_horizon():
     predictions, labels = labelled_traffic(n_customers=150)
-    live = checks.live_performance(predictions, labels, **CHURN_LABELS)
+    live = performance.live_performance(predictions, labels, **CHURN_LABELS)
     assert live["labels_known_until"] == (AS_OF[-1] + timedelta(days=30)).isoformat()
     assert all(w["status"] == "ok" for w in live["windows"])
 
@@ -309,7 +311,7 @@ def test_a_prediction_takes_the_newest_label_at_most_six_days_older_and_repeats_
             "decision": [False, False, True, True, True],
         }
     )
-    joined = checks.label_predictions(predictions, labels, **CHURN_LABELS_JOIN)
+    joined = performance.label_predictions(predictions, labels, **CHURN_LABELS_JOIN)
     rows = {(r["customer_id"], r["day"].day): (r["score"], r["label"]) for r in joined.iter_rows(named=True)}
     # Day 3: the later of two predictions, label of as-of day 0; day 8: as-of day 7; customer 2 on
     # day 7 has no label that week and the week-old one is too old.
@@ -321,10 +323,10 @@ def test_single_class_and_tiny_windows_are_reported_with_no_metric_and_a_reason(
     labels = labels.with_columns(
         churned_30d=pl.when(pl.col("event_timestamp") == AS_OF[0]).then(0).otherwise(pl.col("churned_30d"))
     )
-    live = checks.live_performance(predictions, labels, **CHURN_LABELS, min_rows=200)
+    live = performance.live_performance(predictions, labels, **CHURN_LABELS, min_rows=200)
     assert {w["status"] for w in live["windows"]} == {"too_few_rows"}
     assert all(w["roc_auc"] is None and "at least 200" in w["reason"] for w in live["windows"])
-    first = checks.live_performance(
+    first = performance.live_performance(
         predictions.filter(pl.col("logged_at").dt.day() == 1), labels, **CHURN_LABELS, min_rows=100
     )["windows"][0]
     assert first["status"] == "single_class" and first["roc_auc"] is None and first["recall"] is None
@@ -333,14 +335,14 @@ def test_single_class_and_tiny_windows_are_reported_with_no_metric_and_a_reason(
 
 def test_performance_check_passes_within_the_margin_and_fails_below_it():
     predictions, labels = labelled_traffic()
-    live = checks.live_performance(predictions, labels, **CHURN_LABELS)
-    good = checks.performance_check(live, champion_holdout_auc=0.9, margin=0.05, model_version="churn_model:a")
+    live = performance.live_performance(predictions, labels, **CHURN_LABELS)
+    good = performance.performance_check(live, champion_holdout_auc=0.9, margin=0.05, model_version="churn_model:a")
     assert good["passed"] is True and good["live_auc"] > 0.85 and good["min_auc"] == pytest.approx(0.85)
-    bad = checks.performance_check(live, champion_holdout_auc=0.9, margin=0.05, model_version="churn_model:b")
+    bad = performance.performance_check(live, champion_holdout_auc=0.9, margin=0.05, model_version="churn_model:b")
     assert bad["passed"] is False and "below" in bad["reason"]
     # Without a version, the one with the most labelled predictions is judged.
-    assert checks.performance_check(live, 0.9, 0.05)["model_version"] == "churn_model:a"
-    nothing = checks.performance_check(live, 0.9, 0.05, model_version="churn_model:zzz")
+    assert performance.performance_check(live, 0.9, 0.05)["model_version"] == "churn_model:a"
+    nothing = performance.performance_check(live, 0.9, 0.05, model_version="churn_model:zzz")
     assert nothing["passed"] is None and "no matured predictions" in nothing["reason"]
 
 
@@ -393,7 +395,7 @@ def test_skew_check_finds_the_rows_served_with_different_values():
     )
     # Float noise from a JSON/float32 round trip is not skew; nulls stay nulls.
     served = served.with_columns(minutes_7d=pl.col("minutes_7d") * (1 + 1e-9))
-    clean = checks.skew_check(served, point_in_time(table), features, categorical, entity_key="customer_id")
+    clean = skew.skew_check(served, point_in_time(table), features, categorical, entity_key="customer_id")
     assert clean["passed"] is True and clean["mismatched_rows"] == 0 and clean["compared_rows"] == 200
     assert clean["sample_rows"] == 200 and clean["not_recomputed"] == 0
 
@@ -403,7 +405,7 @@ def test_skew_check_finds_the_rows_served_with_different_values():
         usage_trend=pl.when(pl.col("customer_id") == 60).then(pl.lit(None)).otherwise(pl.col("usage_trend")),
     )
     expected_trend = int(served.filter(pl.col("customer_id") == 60)["usage_trend"].is_not_null().sum())
-    result = checks.skew_check(
+    result = skew.skew_check(
         broken, point_in_time(table), features, categorical, entity_key="customer_id", sample_size=None
     )
     assert {f: r["mismatches"] for f, r in result["features"].items()} == {
@@ -425,8 +427,8 @@ def test_skew_check_samples_with_a_seed_and_counts_rows_the_recompute_dropped():
     )
     # Like Feast's `file` offline store, a recompute that silently loses rows.
     lossy = lambda rows: point_in_time(table)(rows).filter(pl.col("customer_id") % 2 == 0)  # noqa: E731
-    a = checks.skew_check(served, lossy, ["minutes_7d"], (), entity_key="customer_id", sample_size=50, seed=1)
-    b = checks.skew_check(served, lossy, ["minutes_7d"], (), entity_key="customer_id", sample_size=50, seed=1)
+    a = skew.skew_check(served, lossy, ["minutes_7d"], (), entity_key="customer_id", sample_size=50, seed=1)
+    b = skew.skew_check(served, lossy, ["minutes_7d"], (), entity_key="customer_id", sample_size=50, seed=1)
     assert a == b and a["sample_rows"] == 50 and a["compared_rows"] + a["not_recomputed"] == 50
     assert a["not_recomputed"] > 0
 
@@ -472,8 +474,8 @@ def test_skew_check_recomputes_through_feasts_point_in_time_join(paths):
         minutes_7d=pl.when(pl.col(key) == 7).then(pl.lit(-1.0)).otherwise(pl.col("minutes_7d")),
     )
     assert usage.height == 60
-    result = checks.skew_check(
-        served, checks.feast_recompute(store, CHURN), features, categorical, entity_key="customer_id"
+    result = skew.skew_check(
+        served, skew.feast_recompute(store, CHURN), features, categorical, entity_key="customer_id"
     )
     assert result["compared_rows"] == 20 and result["not_recomputed"] == 0
     assert result["mismatched_rows"] == 1 and result["features"]["minutes_7d"]["mismatches"] == 1
@@ -533,5 +535,5 @@ def test_domain_drift_counts_served_rows_of_its_window_once_and_capped(lake, tmp
     table = prediction_log_table(paths, "churn")
     table.parent.mkdir(parents=True, exist_ok=True)
     log.write_parquet(table)
-    result = checks.domain_drift(paths, CHURN, tag)
+    result = drift.domain_drift(paths, CHURN, tag)
     assert result.rows["current"] == recent.height + recent.height // 2
