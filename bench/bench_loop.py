@@ -4,7 +4,7 @@
 
 Setup (not timed): the demo data root (data/, `make demo`) is copied to a temp dir, which becomes
 LAKEHOUSE_DATA_ROOT and DAGSTER_HOME. Its champion is replaced by a quick untuned model (as
-tests/test_continuous_training.py does): the drifted days have no matured labels yet (30-day horizon),
+tests/assets/test_continuous_training.py does): the drifted days have no matured labels yet (30-day horizon),
 so a retrain of the tuned demo champion cannot be proven better and the gate rightly refuses, leaving
 nothing to time. The world continues with --drift-days days in which usage drops in every region
 (lakehouse.demos.churn.simulator); all but the last are ingested and published (a publish run, which also checks

@@ -23,9 +23,12 @@ from typing import Any
 import polars as pl
 
 from lakehouse.declarations.domain import Domain, DriftConfig
+from lakehouse.lake.feature_tables import recent_features
+from lakehouse.ml import model_registry
 from lakehouse.monitoring.results import monitoring_dir, save_latest
 from lakehouse.monitoring.served import served_features
 from lakehouse.paths import LakePaths
+from lakehouse.serving.prediction_log import prediction_log_table
 
 
 @dataclass
@@ -315,10 +318,6 @@ def domain_drift(
     champion_tag: str,
 ) -> DriftResult:
     """The champion's newest training-set rows vs the newest feature days plus the features served in them."""
-    from lakehouse.lake.feature_tables import recent_features
-    from lakehouse.ml import model_registry
-    from lakehouse.serving.prediction_log import prediction_log_table
-
     meta = model_registry.model_metadata(paths, champion_tag)
     features, categorical = list(meta["features"]), list(meta["categories"])
     reference = champion_reference(

@@ -9,6 +9,8 @@ from typing import Any
 import polars as pl
 
 from lakehouse.declarations.domain import Domain
+from lakehouse.ml import model_registry
+from lakehouse.ml.evaluation import classification_metrics
 from lakehouse.monitoring.results import save_latest
 from lakehouse.monitoring.served import to_naive_utc
 from lakehouse.paths import LakePaths
@@ -74,8 +76,6 @@ def label_predictions(
 
 def _metrics(y: Any, scores: Any, decisions: Any, min_rows: int) -> dict[str, Any]:
     """ROC AUC, precision, recall and F1 of the served decisions; None (with a reason) where undefined."""
-    from lakehouse.ml.evaluation import classification_metrics
-
     n, positives = len(y), int(sum(y))
     out: dict[str, Any] = {
         "labelled": n,
@@ -257,8 +257,6 @@ def score_history(paths: LakePaths, domain: Domain) -> pl.DataFrame:
 
 def domain_performance(paths: LakePaths, domain: Domain, champion_tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Live performance of the daily batch scores on matured labels, and the champion's check against its hold-out."""
-    from lakehouse.ml import model_registry
-
     predictions = score_history(paths, domain)
     labels = (
         pl.read_parquet(paths.labels(domain.name))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lakehouse.declarations.domain import Domain
+from lakehouse.io import write_json_atomic
 from lakehouse.paths import LakePaths
 
 
@@ -19,8 +20,6 @@ def monitoring_dir(paths: LakePaths, domain: Domain) -> Path:
 
 def save_latest(paths: LakePaths, domain: Domain, kind: str, record: Mapping[str, Any]) -> Path:
     """Keep a monitoring result as <monitoring dir>/<kind>_latest.json (for `lakehouse status`)."""
-    from lakehouse.io import write_json_atomic
-
     stamped = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
     return write_json_atomic(
         json.loads(json.dumps(stamped, default=str)), monitoring_dir(paths, domain) / f"{kind}_latest.json"

@@ -8,8 +8,11 @@ from typing import Any
 import polars as pl
 
 from lakehouse.declarations.domain import Domain
+from lakehouse.feature_store.feast_objects import historical_features
+from lakehouse.ml import model_registry
 from lakehouse.monitoring.served import served_features, to_naive_utc
 from lakehouse.paths import LakePaths
+from lakehouse.serving.prediction_log import prediction_log_table
 
 SKEW_REL_TOL = 1e-6  # served float32/JSON round trips differ from the offline float64 in the 7th digit
 
@@ -25,7 +28,6 @@ Recompute = Callable[[pl.DataFrame], pl.DataFrame]
 
 def feast_recompute(store: Any, domain: Domain) -> Recompute:
     """A recompute function over Feast's point-in-time join (get_historical_features of the feature service)."""
-    from lakehouse.feature_store.feast_objects import historical_features
 
     def recompute(rows: pl.DataFrame) -> pl.DataFrame:
         entity_df = rows.select(domain.entity_key, "event_timestamp").to_pandas()
@@ -153,9 +155,6 @@ def domain_skew(
     paths: LakePaths, domain: Domain, store: Any, champion_tag: str, sample_size: int = 1000
 ) -> dict[str, Any]:
     """Served online features (predict_ids log rows) vs Feast's point-in-time recompute at their event time."""
-    from lakehouse.ml import model_registry
-    from lakehouse.serving.prediction_log import prediction_log_table
-
     meta = model_registry.model_metadata(paths, champion_tag)
     features, categorical = list(meta["features"]), list(meta["categories"])
     log_table = prediction_log_table(paths, domain.name)

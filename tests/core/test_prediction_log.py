@@ -137,7 +137,7 @@ def test_service_logs_every_prediction(lake: LakePaths, tmp_path: Path, monkeypa
     """N predictions (service class in-process) -> N log rows after its on_shutdown hook.
 
     Not through ChurnService.to_asgi(): a second ASGI app in one process re-registers BentoML's
-    Prometheus metrics (ValueError), and tests/test_service.py already builds one.
+    Prometheus metrics (ValueError), and tests/service/test_service.py already builds one.
     """
     import shutil
 

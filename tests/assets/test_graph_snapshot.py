@@ -1,7 +1,7 @@
 """The whole Dagster graph of the built-in domains under a snapshot: a graph change is a reviewed diff.
 
-After an intended change, rewrite the snapshot with `UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/test_graph_snapshot.py`
-and commit tests/snapshots/graph.json with the change.
+After an intended change, rewrite the snapshot with `UPDATE_SNAPSHOTS=1 .venv/bin/pytest tests/assets/test_graph_snapshot.py`
+and commit tests/assets/snapshots/graph.json with the change.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def describe_graph(tmp_path: Path) -> dict:
         env=env,
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
@@ -74,7 +74,7 @@ def test_the_asset_graph_matches_its_reviewed_snapshot(tmp_path):
         if expected.get(part, {}).get(name) != graph.get(part, {}).get(name)
     )
     assert not changed, (
-        "the asset graph differs from tests/snapshots/graph.json in: "
+        "the asset graph differs from tests/assets/snapshots/graph.json in: "
         + ", ".join(changed)
         + "; if intended, rerun with UPDATE_SNAPSHOTS=1 and commit the snapshot"
     )
