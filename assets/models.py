@@ -71,6 +71,7 @@ def candidate_asset(domain: Domain) -> dg.AssetsDefinition:
             metadata={
                 "model": record["tag"],
                 "reused_existing_version": record["reused_existing_version"],
+                "same_training_set": record.get("same_training_set", False),
                 "test_roc_auc": test["roc_auc"],
                 "test_pr_auc": test["pr_auc"],
                 "test_log_loss": test["log_loss"],

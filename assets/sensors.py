@@ -17,7 +17,7 @@ from assets.keys import DomainKeys
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
 from lakehouse.lake.ingestion import landing_files, manifest, rejected_files, sha256_file
-from lakehouse.monitoring.retraining import FailedCheck, RetrainState, decide, new_batches, record_decision
+from lakehouse.monitoring.retraining import FailedCheck, RetrainState, decide, record_decision
 from lakehouse.paths import LakePaths
 
 
@@ -148,7 +148,7 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
         job_name=job_name,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Fires on enough new published batches or a failed drift/performance check; every "
+        description="Fires on enough new label events or a failed drift/performance check; every "
         "decision and its reason is on the tick and in data/monitoring/<domain>/.",
     )
     def _sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
@@ -191,7 +191,8 @@ def retrain_state(
     instance: dg.DagsterInstance, paths: LakePaths, domain: Domain, checks: dict[str, dg.AssetCheckKey]
 ) -> RetrainState:
     """What the retraining decision needs, from the Dagster instance and the lake."""
-    from lakehouse.ml.candidates import latest_training, trained_batches
+    from lakehouse.ml.candidates import latest_training
+    from lakehouse.ml.training_set import new_label_events
 
     training = latest_training(paths, domain)
     last = training["tag"] if training else None
@@ -207,7 +208,8 @@ def retrain_state(
     last_trigger = runs[0].dagster_run.tags.get("lakehouse/retrain_trigger") if runs else None
     return RetrainState(
         last_trained=last,
-        new_batches=new_batches(paths, domain, trained_batches(paths, last)),
+        new_labels=new_label_events(paths, domain),
+        trained_rows=int(training.get("training_rows", 0)) if training else 0,
         failed_checks=failed,
         in_flight=_in_flight(instance, DomainKeys.of(domain).retrain_job),
         seconds_since_last_request=since,

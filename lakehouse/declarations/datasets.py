@@ -370,7 +370,7 @@ def to_domain(spec: DatasetSpec) -> Domain:
         risk_category="limited",
         success_measure="Expected value per scored event above the no-model baseline.",
         slices=slices,
-        retraining=RetrainPolicy(**{"min_new_batches": 2, **spec.retraining}),
+        retraining=RetrainPolicy(**spec.retraining),
         drift=DriftConfig(**spec.drift),
         entity_dtype=spec.entity_type,  # type: ignore[arg-type]
         label_horizon=timedelta(days=spec.label_horizon_days),

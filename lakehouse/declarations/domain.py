@@ -5,6 +5,7 @@ The lifecycle machinery (ingestion, validation, features, Feast, training) is ge
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -127,12 +128,19 @@ class Costs:
 class RetrainPolicy:
     """When the retraining sensor asks for a new model, and the guardrails around it."""
 
-    min_new_batches: int = 15  # published batches the last trained model has not seen (3 days of 5 sources)
+    # New evidence: label events the last training set did not hold (new cases, new as-of times, changed
+    # labels). Retraining fires on at least this many, and at least this share of that training set.
+    min_new_labels: int = 100
+    min_new_label_share: float = 0.1
     cooldown_seconds: float = 180.0  # after a retraining run is requested, wait this long before the next
     retrain_on_failed_checks: tuple[str, ...] = ("drift_check", "performance_check")
     # A triggered retraining searches briefly from the champion's hyperparameters (the first trial);
     # the full search (TrainingConfig.trials) is for runs started by hand.
     tuning_trials: int = 6
+
+    def labels_needed(self, trained_rows: int) -> int:
+        """New label events that make a retraining worth it, after a training set of trained_rows rows."""
+        return max(self.min_new_labels, math.ceil(self.min_new_label_share * trained_rows))
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,12 @@ def feature_statistics(con: duckdb.DuckDBPyConnection, path: Path, view: Feature
     return {"first_event": str(first), "last_event": str(last), "features": features}
 
 
+def current_label_events(paths: LakePaths, domain: Domain) -> Any:
+    """The label events the lake holds now (what build_labels would write), as a polars frame."""
+    with _connect(paths, domain.label_sources, spine_of=domain.name) as con:
+        return con.sql(f"SELECT * FROM ({domain.label_sql}) ORDER BY ALL").pl()
+
+
 def build_labels(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     """Write the label events (entity, as-of time, label) for the domain's matured windows."""
     with _connect(paths, domain.label_sources, spine_of=domain.name) as con:

@@ -36,6 +36,11 @@ class TrainingOptions:
     min_auc_gain: float = 0.0
     slice_tolerance: float = 0.03
 
+    def fingerprint(self, training_set_sha256: str) -> str:
+        """What identifies a training run: its rows and how it trains (the gate's settings do not count)."""
+        how = {k: v for k, v in asdict(self).items() if k not in ("min_auc_gain", "slice_tolerance")}
+        return hashlib.sha256(json.dumps([training_set_sha256, how], sort_keys=True, default=str).encode()).hexdigest()
+
 
 def model_dir(paths: LakePaths, domain: Domain, version: str) -> Path:
     """Where a model version's evaluation artifacts (plots, card, decision) live."""
@@ -54,18 +59,9 @@ def latest_candidate(paths: LakePaths, domain: Domain) -> str | None:
 
 
 def latest_training(paths: LakePaths, domain: Domain) -> dict[str, str] | None:
-    """The last training run: {"tag", "trained_at" (ISO, UTC)}, or None before the first."""
+    """The last training run: {"tag", "trained_at" (ISO, UTC), "training_set_sha256", "training_rows"}, or None."""
     pointer = paths.models(domain.name) / "candidate.json"
     return json.loads(pointer.read_text()) if pointer.exists() else None
-
-
-def trained_batches(paths: LakePaths, tag: str | None) -> set[str]:
-    """The batch ids a model was trained on (empty for None)."""
-    from lakehouse.ml import model_registry
-
-    if tag is None:
-        return set()
-    return {b["batch_id"] for b in model_registry.model_metadata(paths, tag)["data_versions"]["batches"]}
 
 
 def schema_hash(domain: Domain) -> str:
@@ -91,10 +87,27 @@ def train_candidate(
     options: TrainingOptions = TrainingOptions(),
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict[str, Any]:
-    """Split, check, tune, train, evaluate against baselines, save to the registry; return the record."""
+    """Split, check, tune, train, evaluate against baselines, save to the registry; return the record.
+
+    The last training run is not repeated on the same training set with the same options: its record
+    comes back (same_training_set), since the same rows give the same model.
+    """
     from lakehouse.ml import evaluation, model_registry, training
 
     started = time.perf_counter()
+    training_sha = hashlib.sha256(paths.training_set(domain.name).read_bytes()).hexdigest()
+    fingerprint = options.fingerprint(training_sha)
+    last = latest_training(paths, domain)
+    if last and last.get("fingerprint") == fingerprint:
+        progress(f"the training set is the one {last['tag']} was trained on: not training again")
+        meta = model_registry.model_metadata(paths, last["tag"])
+        return {
+            **meta,
+            "tag": last["tag"],
+            "plots": last.get("plots", {}),
+            "reused_existing_version": True,
+            "same_training_set": True,
+        }
     frame = pl.read_parquet(paths.training_set(domain.name))
     features, categorical = training.feature_columns(domain), training.categorical_columns(domain)
     split = training.time_split(frame)
@@ -183,7 +196,15 @@ def train_candidate(
         pl.DataFrame(baseline_scores),
         baseline_scores_file(paths, domain, tag.split(":")[-1], record["data_versions"]["training_set_sha256"]),
     )
-    write_json_atomic({"tag": tag, "trained_at": record["trained_at"]}, paths.models(domain.name) / "candidate.json")
+    pointer = {
+        "tag": tag,
+        "trained_at": record["trained_at"],
+        "training_set_sha256": training_sha,
+        "fingerprint": fingerprint,
+        "training_rows": frame.height,
+        "plots": record["plots"],
+    }
+    write_json_atomic(pointer, paths.models(domain.name) / "candidate.json")
     return record
 
 

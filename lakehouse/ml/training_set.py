@@ -9,6 +9,7 @@ import polars as pl
 from lakehouse.declarations.domain import Domain
 from lakehouse.feature_store.feast_objects import historical_features
 from lakehouse.io import write_parquet_atomic
+from lakehouse.lake.feature_tables import current_label_events
 from lakehouse.paths import LakePaths
 
 
@@ -39,6 +40,30 @@ def build_training_set(store: Any, domain: Domain, paths: LakePaths) -> dict[str
         "first_as_of": str(joined["event_timestamp"].min()),
         "last_as_of": str(joined["event_timestamp"].max()),
     }
+
+
+def new_label_events(paths: LakePaths, domain: Domain) -> int:
+    """Label events the training set does not hold yet: new cases, new as-of times, or a changed label.
+
+    What a retraining could learn from. Rows the training set already holds give the same training set,
+    so the same model: counting them would retrain on nothing new (and without end).
+    """
+    key, label = domain.entity_key, domain.label_name
+    if not paths.spine(domain.name).exists():
+        return 0  # no features published yet: nothing can be trained on
+
+    def normalized(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.select(
+            pl.col(key),
+            pl.col("event_timestamp").cast(pl.Datetime("us")),
+            pl.col(label).cast(pl.Float64),
+        ).filter(pl.col(label).is_not_null())
+
+    now = normalized(current_label_events(paths, domain))
+    if not paths.training_set(domain.name).exists():
+        return now.height
+    trained = normalized(pl.read_parquet(paths.training_set(domain.name), columns=[key, "event_timestamp", label]))
+    return now.join(trained, on=[key, "event_timestamp", label], how="anti", nulls_equal=True).height
 
 
 def compare_with_labels(paths: LakePaths, domain: Domain) -> dict[str, int]:

@@ -7,7 +7,6 @@ decision (fired or skipped, with its reason) is shown on the sensor's tick and k
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +15,6 @@ from typing import Any
 
 from lakehouse.declarations.domain import Domain, RetrainPolicy
 from lakehouse.io import write_json_atomic
-from lakehouse.lake.validation import published_batches
 from lakehouse.paths import LakePaths
 
 
@@ -34,7 +32,8 @@ class RetrainState:
     """What the decision looks at."""
 
     last_trained: str | None  # the newest candidate's model tag (None: never trained)
-    new_batches: list[str]  # published batch ids that model did not see
+    new_labels: int  # label events its training set did not hold (new cases or changed labels)
+    trained_rows: int = 0  # rows of that training set
     failed_checks: list[FailedCheck] = field(default_factory=list)
     in_flight: list[str] = field(default_factory=list)  # run ids of retraining runs not finished yet
     seconds_since_last_request: float | None = None  # since the last retraining run was requested
@@ -52,7 +51,7 @@ class Decision:
 
 
 def decide(state: RetrainState, policy: RetrainPolicy) -> Decision:
-    """The retraining decision for one sensor tick; guardrails first, then failed checks, then new data."""
+    """The retraining decision for one sensor tick; guardrails first, then failed checks, then new labels."""
     if state.in_flight:
         return Decision(False, f"a retraining run is already in flight ({', '.join(state.in_flight)})", "")
     since = state.seconds_since_last_request
@@ -62,25 +61,25 @@ def decide(state: RetrainState, policy: RetrainPolicy) -> Decision:
             f"cooldown: the last retraining was requested {since:.0f}s ago (cooldown {policy.cooldown_seconds:.0f}s)",
             "",
         )
+    needed = policy.labels_needed(state.trained_rows)
     for check in state.failed_checks:
         if check.name not in policy.retrain_on_failed_checks:
             continue
-        if not state.new_batches and state.last_trained:
-            # Same inputs give the same model byte for byte: only new data can answer a failed check.
+        if not state.new_labels and state.last_trained:
+            # The same training set gives the same model byte for byte: only new labels can answer a failed check.
             return Decision(
                 False,
-                f"{check.name} failed, but no batch arrived since {state.last_trained} was "
-                f"trained: retraining would reproduce it",
+                f"{check.name} failed, but no new label event since {state.last_trained} was trained: "
+                "retraining would reproduce it",
                 "",
             )
-        if state.last_trigger == check.name and len(state.new_batches) < policy.min_new_batches:
+        if state.last_trigger == check.name and state.new_labels < needed:
             # The last retraining answered this check and the gate kept the champion (the check still
-            # fails against it): another try needs as much new data as a routine retraining.
+            # fails against it): another try needs as much new evidence as a routine retraining.
             return Decision(
                 False,
                 f"{check.name} still fails after the retraining it triggered; "
-                f"{len(state.new_batches)} new published batches since, waiting for "
-                f"{policy.min_new_batches}",
+                f"{state.new_labels} new label events since, waiting for {needed}",
                 "",
             )
         detail = f": {check.description}" if check.description else ""
@@ -90,38 +89,27 @@ def decide(state: RetrainState, policy: RetrainPolicy) -> Decision:
             check.name,
             run_key=f"retrain:{check.name}:{check.evaluation_id}",
         )
-    fingerprint = hashlib.sha256("\n".join(sorted(state.new_batches)).encode()).hexdigest()[:16]
     if state.last_trained is None:
-        if not state.new_batches:
-            return Decision(False, "no model yet and no published batches to train on", "")
+        if not state.new_labels:
+            return Decision(False, "no model yet and no label events to train on", "")
         return Decision(
             True,
-            f"no model trained yet; {len(state.new_batches)} published batches",
+            f"no model trained yet; {state.new_labels} label events",
             "first_model",
-            run_key=f"retrain:first_model:{fingerprint}",
+            run_key=f"retrain:first_model:{state.new_labels}",
         )
-    if len(state.new_batches) >= policy.min_new_batches:
+    if state.new_labels >= needed:
         return Decision(
             True,
-            f"{len(state.new_batches)} new published batches since {state.last_trained} "
-            f"(minimum {policy.min_new_batches})",
+            f"{state.new_labels} new label events since {state.last_trained} was trained (minimum {needed})",
             "new_data",
-            run_key=f"retrain:new_data:{fingerprint}",
+            run_key=f"retrain:new_data:{state.last_trained}:{state.new_labels}",
         )
     return Decision(
         False,
-        f"{len(state.new_batches)} new published batches since {state.last_trained} "
-        f"(need {policy.min_new_batches}); no failed monitoring check",
+        f"{state.new_labels} new label events since {state.last_trained} was trained "
+        f"(need {needed}); no failed monitoring check",
         "",
-    )
-
-
-def new_batches(paths: LakePaths, domain: Domain, trained_batches: set[str]) -> list[str]:
-    """Published batches of the domain's sources that are not among a model's training inputs."""
-    return sorted(
-        b["batch_id"]
-        for b in published_batches(paths, [s.name for s in domain.sources])
-        if b["batch_id"] not in trained_batches
     )
 
 
@@ -134,8 +122,10 @@ def record_decision(paths: LakePaths, domain: Domain, decision: Decision, state:
     record = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         **asdict(decision),
-        "new_batches": len(state.new_batches),
+        "new_labels": state.new_labels,
+        "labels_needed": domain.retraining.labels_needed(state.trained_rows),
         "last_trained": state.last_trained,
+        "trained_rows": state.trained_rows,
         "failed_checks": [c.name for c in state.failed_checks],
     }
     folder = decisions_dir(paths, domain)

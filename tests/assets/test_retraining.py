@@ -16,13 +16,14 @@ from lakehouse.ml.candidates import latest_training
 from lakehouse.monitoring.retraining import Decision, FailedCheck, RetrainState, decide, last_decision
 from lakehouse.paths import LakePaths
 
-POLICY = RetrainPolicy(min_new_batches=10, cooldown_seconds=600)
+POLICY = RetrainPolicy(min_new_labels=100, min_new_label_share=0.1, cooldown_seconds=600)
 
 
 def state(**changes) -> RetrainState:
     base = dict(
         last_trained="churn_model:abc",
-        new_batches=[f"b{i}" for i in range(3)],
+        new_labels=30,
+        trained_rows=2000,
         failed_checks=[],
         in_flight=[],
         seconds_since_last_request=None,
@@ -45,17 +46,17 @@ def test_decisions_fire_on_failed_checks_and_new_data_within_guardrails() -> Non
     assert not cooling.fire and cooling.reason.startswith("cooldown: ") and "600s" in cooling.reason
 
     quiet = decide(state(), POLICY)
-    assert not quiet.fire and "3 new published batches" in quiet.reason and "need 10" in quiet.reason
-    data = decide(state(new_batches=[f"b{i}" for i in range(12)]), POLICY)
+    assert not quiet.fire and "30 new label events" in quiet.reason and "need 200" in quiet.reason
+    # Enough new evidence: 10% of the 2,000 trained rows (the share wins over the 100-row floor).
+    assert not decide(state(new_labels=199), POLICY).fire
+    data = decide(state(new_labels=200), POLICY)
     assert data.fire and data.trigger == "new_data" and data.run_key.startswith("retrain:new_data:")
-    first = decide(state(last_trained=None), POLICY)
+    first = decide(state(last_trained=None, trained_rows=0), POLICY)
     assert first.fire and first.trigger == "first_model"
     again = decide(state(failed_checks=[drift], last_trigger="drift_check"), POLICY)
     assert not again.fire and "still fails after the retraining it triggered" in again.reason
-    assert decide(
-        state(failed_checks=[drift], last_trigger="drift_check", new_batches=[f"b{i}" for i in range(10)]), POLICY
-    ).fire
-    same_inputs = decide(state(failed_checks=[drift], new_batches=[]), POLICY)
+    assert decide(state(failed_checks=[drift], last_trigger="drift_check", new_labels=200), POLICY).fire
+    same_inputs = decide(state(failed_checks=[drift], new_labels=0), POLICY)
     assert not same_inputs.fire and "retraining would reproduce it" in same_inputs.reason
     ignored = decide(state(failed_checks=[FailedCheck("skew_check", 5)]), POLICY)
     assert not ignored.fire  # skew is reported, but retraining does not fix a serving bug
@@ -78,6 +79,19 @@ def trained(lake: LakePaths, tmp_path: Path) -> LakePaths:
     assert ingest_source(copy, payments, [str(folder / "payments_new.csv")]).ingested
     validate_new_batches(copy, payments, CHURN.max_quarantine_rate, CHURN.min_held_rows)
     return copy
+
+
+def forget_newest_labels(paths: LakePaths) -> int:
+    """Drop the newest as-of date from the training set: its label events become new evidence; return their count."""
+    import polars as pl
+
+    from lakehouse.ml.training_set import new_label_events
+
+    frame = pl.read_parquet(paths.training_set(CHURN.name))
+    frame.filter(pl.col("event_timestamp") < frame["event_timestamp"].max()).write_parquet(
+        paths.training_set(CHURN.name)
+    )
+    return new_label_events(paths, CHURN)
 
 
 def evaluate(paths: LakePaths, instance: dg.DagsterInstance, sensor: str, cursor: str | None = None):
@@ -104,10 +118,17 @@ def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_coo
     drift_key = dg.AssetKey(["churn", "feature_drift"])
     with dg.instance_for_test() as instance:
         quiet = evaluate(trained, instance, "churn_retraining_sensor")
-        assert quiet.run_requests == [] and "1 new published batches" in quiet.skip_message
+        # A new published batch brings no new label event: nothing to learn from yet.
+        assert quiet.run_requests == [] and "0 new label events" in quiet.skip_message
         assert last_decision(trained, CHURN)["fire"] is False
 
         record_check(instance, drift_key, "drift_check", passed=False)
+        # Retraining on the rows the model was trained on would give the same model: no request.
+        same = evaluate(trained, instance, "churn_retraining_sensor")
+        assert same.run_requests == [] and "retraining would reproduce it" in same.skip_message
+
+        new_labels = forget_newest_labels(trained)  # as if those labels arrived after the training
+        assert new_labels > 0
         result = evaluate(trained, instance, "churn_retraining_sensor")
         [request] = result.run_requests
         assert request.job_name is None or request.job_name == "churn_retrain_job"
@@ -136,6 +157,7 @@ def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_coo
 def test_a_queued_monitoring_run_does_not_hide_a_failed_drift_check(trained: LakePaths) -> None:
     """The newest check record of a queued run is a placeholder without a result; the failure before it counts."""
     drift_key = dg.AssetKey(["churn", "feature_drift"])
+    forget_newest_labels(trained)
     with dg.instance_for_test() as instance:
         record_check(instance, drift_key, "drift_check", passed=False)
         monitoring = build_definitions(str(trained.root)).resolve_job_def("churn_publish_job")

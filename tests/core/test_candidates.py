@@ -45,10 +45,24 @@ def test_a_candidate_records_what_it_was_trained_on(lake_copy):
 
 
 def test_retraining_on_the_same_inputs_reproduces_the_same_model_file(lake_copy):
+    pointer = lake_copy.models(CHURN.name) / "candidate.json"
+    pointer.unlink(missing_ok=True)  # forget the last training run, so both runs below train
     first = train_candidate(lake_copy, CHURN, FAST)
+    pointer.unlink()
     second = train_candidate(lake_copy, CHURN, FAST)
+    assert not second.get("same_training_set")
     assert second["model_sha256"] == first["model_sha256"]
     assert second["tag"] == first["tag"] and second["reused_existing_version"]
+
+
+def test_a_training_set_is_never_trained_on_twice(lake_copy):
+    (lake_copy.models(CHURN.name) / "candidate.json").unlink(missing_ok=True)
+    first = train_candidate(lake_copy, CHURN, FAST)
+    pointer = (lake_copy.models(CHURN.name) / "candidate.json").read_text()
+    again = train_candidate(lake_copy, CHURN, FAST)
+    assert again["same_training_set"] and again["tag"] == first["tag"]
+    assert again["metrics"]["test"] == first["metrics"]["test"] and again["plots"] == first["plots"]
+    assert (lake_copy.models(CHURN.name) / "candidate.json").read_text() == pointer  # no new training run
 
 
 def test_the_gate_decision_is_recorded_either_way_and_the_card_shows_it(lake_copy):
