@@ -5,7 +5,7 @@ import dagster as dg
 from assets.feature_store import online_asset, online_freshness_check, registry_asset
 from assets.features import catalog_asset, feature_asset, spine_asset
 from assets.ingestion import bronze_asset
-from assets.jobs import all_job, landing_jobs, publish_job, retrain_job
+from assets.jobs import all_job, landing_jobs, publish_job, retrain_job, update_job
 from assets.models import candidate_asset, champion_asset, model_card_asset
 from assets.monitoring import drift_asset, performance_asset, skew_asset
 from assets.resources import LakehouseResource
@@ -44,7 +44,7 @@ def domain_definitions(domain: Domain) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=[online_freshness_check(domain), training_set_check(domain)],
-        jobs=[*landing, publish_job(domain), retrain_job(domain), all_job(domain)],
+        jobs=[*landing, publish_job(domain), retrain_job(domain), update_job(domain), all_job(domain)],
         sensors=[landing_sensor(domain, landing), publish_sensor(domain), retraining_sensor(domain)],
     )
 

@@ -1,10 +1,13 @@
-"""Materialize the whole asset graph without the UI (what "Materialize all" does)."""
+"""Run the asset graph without the UI: "Materialize all", or one domain as its sensors would run it."""
+
+from dataclasses import dataclass
 
 import dagster as dg
 
 from assets.definitions import build_definitions
 from assets.keys import DomainKeys
 from lakehouse.domains import get_domain
+from lakehouse.monitoring.retraining import Decision
 from lakehouse.paths import LakePaths
 
 
@@ -28,15 +31,49 @@ def materialize_all(
     )
 
 
-def materialize_domain(
-    paths: LakePaths, domain: str, instance: dg.DagsterInstance | None = None, log_level: str = "INFO"
-) -> dg.ExecuteInProcessResult:
-    """Run every asset and check of one domain (its `<domain>_all_job`), in dependency order."""
-    job = build_definitions(str(paths.root)).resolve_job_def(DomainKeys.of(get_domain(domain)).all_job)
-    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    return job.execute_in_process(
-        run_config=run_config, instance=instance or dagster_instance(paths), raise_on_error=False
+@dataclass
+class DomainRun:
+    """What `lakehouse run NAME` did: the update run, the retraining decision, and the retraining run if any."""
+
+    update: dg.ExecuteInProcessResult
+    decision: Decision
+    retraining: dg.ExecuteInProcessResult | None
+
+
+def run_domain(
+    paths: LakePaths,
+    domain: str,
+    retrain: bool = True,
+    instance: dg.DagsterInstance | None = None,
+    log_level: str = "INFO",
+) -> DomainRun:
+    """Everything but training, then the retraining sensor's own decision, then the retraining it asks for.
+
+    The same policy as under the daemon, taken the same way and recorded the same way; `retrain=False`
+    records the decision without acting on it.
+    """
+    from assets.sensors import retrain_request, retraining_decision
+
+    declared = get_domain(domain)
+    keys = DomainKeys.of(declared)
+    defs = build_definitions(str(paths.root))
+    instance = instance or dagster_instance(paths)
+    loggers = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    tags = {"lakehouse/started_by": "lakehouse run"}
+    update = defs.resolve_job_def(keys.update_job).execute_in_process(
+        run_config=loggers, instance=instance, raise_on_error=False, tags=tags
     )
+    decision = retraining_decision(instance, paths, declared)
+    retraining = None
+    if decision.fire and retrain:
+        request = retrain_request(declared, decision)
+        retraining = defs.resolve_job_def(keys.retrain_job).execute_in_process(
+            run_config={**request.run_config, **loggers},
+            instance=instance,
+            raise_on_error=False,
+            tags={**tags, **request.tags},
+        )
+    return DomainRun(update, decision, retraining)
 
 
 def failed_steps(result: dg.ExecuteInProcessResult) -> list[str]:

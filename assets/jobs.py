@@ -37,10 +37,9 @@ def publish_job(domain: Domain):
     )
 
 
-def retrain_job(domain: Domain):
-    """Labels -> training set -> candidate -> gate -> model card, bento and refreshed batch scores."""
-    keys = DomainKeys.of(domain)
-    steps = [
+def retraining_steps(keys: DomainKeys) -> list[dg.AssetKey]:
+    """What a retraining materializes, in order: labels, training set, candidate, gate, card, scores, bento."""
+    return [
         keys.label_events,
         keys.training_set,
         keys.model_candidate,
@@ -49,19 +48,36 @@ def retrain_job(domain: Domain):
         keys.batch_scores,
         keys.bento,
     ]
+
+
+def retrain_job(domain: Domain):
+    """Labels -> training set -> candidate -> gate -> model card, bento and refreshed batch scores."""
+    keys = DomainKeys.of(domain)
     return dg.define_asset_job(
         keys.retrain_job,
-        selection=dg.AssetSelection.assets(*steps),
+        selection=dg.AssetSelection.assets(*retraining_steps(keys)),
         description="Retrain, gate against the champion; on promotion the bento and the "
         "precomputed scores follow (the running service switches by itself).",
     )
 
 
+def update_job(domain: Domain):
+    """Everything of a domain but training: land, validate, publish, score and monitor (`lakehouse run` first)."""
+    keys = DomainKeys.of(domain)
+    training_only = set(retraining_steps(keys)) - {keys.batch_scores}
+    return dg.define_asset_job(
+        keys.update_job,
+        selection=dg.AssetSelection.key_prefixes([domain.name]) - dg.AssetSelection.assets(*training_only),
+        description=f"Everything of {domain.name} but training; `lakehouse run {domain.name}` runs it, then takes the "
+        "retraining sensor's decision and runs the retrain job when it says so.",
+    )
+
+
 def all_job(domain: Domain):
-    """Every asset and check of a domain: what `lakehouse run NAME` runs."""
+    """Every asset and check of a domain, training included: 'Materialize all' for one domain."""
     keys = DomainKeys.of(domain)
     return dg.define_asset_job(
         keys.all_job,
         selection=dg.AssetSelection.key_prefixes([domain.name]),
-        description=f"Every asset and check of {domain.name}: `lakehouse run {domain.name}`.",
+        description=f"Every asset and check of {domain.name}, training included.",
     )

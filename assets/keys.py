@@ -138,6 +138,10 @@ class DomainKeys:
         return f"{self.name}_retrain_job"
 
     @property
+    def update_job(self) -> str:
+        return f"{self.name}_update_job"
+
+    @property
     def all_job(self) -> str:
         return f"{self.name}_all_job"
 

@@ -17,7 +17,7 @@ from assets.keys import DomainKeys
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
 from lakehouse.lake.ingestion import landing_files, manifest, rejected_files, sha256_file
-from lakehouse.monitoring.retraining import FailedCheck, RetrainState, decide, record_decision
+from lakehouse.monitoring.retraining import Decision, FailedCheck, RetrainState, decide, record_decision
 from lakehouse.paths import LakePaths
 
 
@@ -141,7 +141,6 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
     """Request retraining on new data or a failed drift/performance check, with cooldown and in-flight guards."""
     keys = DomainKeys.of(domain)
     job_name = keys.retrain_job
-    checks = keys.monitoring_checks
 
     @dg.sensor(
         name=keys.retraining_sensor,
@@ -152,26 +151,42 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
         "decision and its reason is on the tick and in data/monitoring/<domain>/.",
     )
     def _sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
-        state = retrain_state(context.instance, lakehouse.paths, domain, checks)
-        decision = decide(state, domain.retraining)
-        record_decision(lakehouse.paths, domain, decision, state)
+        decision = retraining_decision(context.instance, lakehouse.paths, domain)
         # The tick's logs ("View logs" in the UI) show the reason; a skipped tick's message alone is not shown.
         context.log.info(("retraining requested: " if decision.fire else "no retraining: ") + decision.reason)
         if not decision.fire:
             return dg.SkipReason(decision.reason)
-        # A short search that starts from the champion's hyperparameters: the loop's latency is mostly tuning.
-        tuning = {"trials": domain.retraining.tuning_trials, "warm_start": True}
-        return dg.RunRequest(
-            run_key=decision.run_key,
-            run_config={"ops": {keys.model_candidate.to_python_identifier(): {"config": tuning}}},
-            tags={
-                "lakehouse/retrain_trigger": decision.trigger,
-                "lakehouse/retrain_reason": decision.reason[:200],
-                **JUMP_THE_QUEUE,
-            },
-        )
+        return retrain_request(domain, decision)
 
     return _sensor
+
+
+def retraining_decision(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain) -> Decision:
+    """The retraining policy's decision now, recorded for `lakehouse status`: the sensor's and `lakehouse run`'s."""
+    state = retrain_state(instance, paths, domain, DomainKeys.of(domain).monitoring_checks)
+    decision = decide(state, domain.retraining)
+    record_decision(paths, domain, decision, state)
+    return decision
+
+
+def retrain_request(domain: Domain, decision: Decision) -> dg.RunRequest:
+    """The retrain job's run for a decision to fire (its run key deduplicates the trigger)."""
+    keys = DomainKeys.of(domain)
+    run_config = {}
+    if decision.trigger != "first_model":
+        # A short search that starts from the champion's hyperparameters: the loop's latency is mostly tuning.
+        tuning = {"trials": domain.retraining.tuning_trials, "warm_start": True}
+        run_config = {"ops": {keys.model_candidate.to_python_identifier(): {"config": tuning}}}
+    return dg.RunRequest(
+        run_key=decision.run_key,
+        job_name=keys.retrain_job,
+        run_config=run_config,
+        tags={
+            "lakehouse/retrain_trigger": decision.trigger,
+            "lakehouse/retrain_reason": decision.reason[:200],
+            **JUMP_THE_QUEUE,
+        },
+    )
 
 
 def newest_evaluation(instance: dg.DagsterInstance, key: dg.AssetCheckKey) -> tuple | None:

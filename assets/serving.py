@@ -63,12 +63,11 @@ def batch_scores_asset(domain: Domain) -> dg.AssetsDefinition:
     def _batch_scores(context, lakehouse: LakehouseResource):  # context unannotated: this module defers annotations
         try:
             stats = batch_score(lakehouse.paths, domain)
-        except scoring.NoChampionError as e:
-            raise dg.Failure(
-                description=f"cannot batch-score {domain.name}: no champion model to score with. "
-                f"Train and promote one first (the {domain.name}/champion_model asset). "
-                f"{e}"
-            ) from e
+        except scoring.NoChampionError:
+            # Before the first model (a publish run ahead of the first retraining) there is nothing to score yet.
+            reason = f"skipped: {domain.name} has no champion model to score with yet (the retrain job makes one)"
+            context.log.info(reason)
+            return dg.MaterializeResult(metadata={"status": "skipped", "reason": reason})
         context.log.info(
             f"scored {stats['rows']:,} {domain.entity}s with {stats['model_version']}: "
             f"{stats['positives']:,} at or above the threshold {stats['threshold']:.4f}"

@@ -120,7 +120,8 @@ def _champion_summary(paths: LakePaths, name: str) -> dict[str, Any] | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from assets.headless import failed_checks, failed_steps, materialize_domain
+    from assets.headless import failed_checks, failed_steps, run_domain
+    from assets.keys import DomainKeys
     from lakehouse.declarations.datasets import datasets_dir, load_spec
     from lakehouse.domains import BUILT_IN, get_domain
     from lakehouse.lake.dataset_inference import check_spec_against_data
@@ -141,18 +142,40 @@ def cmd_run(args: argparse.Namespace) -> int:
             for p in problems:
                 print(f"  - {p}", file=sys.stderr)
             return 2
-    print(f"materializing every asset of {domain.name} (what 'Materialize all' does for its groups)...", flush=True)
-    result = materialize_domain(paths, domain.name)
-    steps, checks = failed_steps(result), failed_checks(result)
+    print(f"updating {domain.name}: land, validate, publish, score and monitor...", flush=True)
+    run = run_domain(paths, domain.name, retrain=not args.no_retrain)
+    results = [run.update, *([run.retraining] if run.retraining else [])]
+    steps = [s for r in results for s in failed_steps(r)]
+    checks = [c for r in results for c in failed_checks(r)]
+    monitoring = {
+        f"{domain.name}/{k.asset_key.path[-1]}:{k.name}" for k in DomainKeys.of(domain).monitoring_checks.values()
+    }
+    findings = [c for c, _ in checks if c in monitoring]
+    errors = [c for c, severity in checks if c not in monitoring and severity == "ERROR"]
+    for check in findings:
+        print(f"  finding: {check} failed (see `lakehouse status {domain.name}`)")
     for check, severity in checks:
-        print(f"  check failed ({severity}): {check}", file=sys.stderr)
+        if check not in monitoring:
+            print(f"  check failed ({severity}): {check}", file=sys.stderr)
     for step in steps:
         print(f"  step failed: {step}", file=sys.stderr)
+    decision = run.decision
+    if decision.fire and run.retraining is not None:
+        print(f"retraining: {decision.reason}; {'done' if run.retraining.success else 'FAILED'}")
+    elif decision.fire:
+        print(f"retraining due ({decision.reason}), not run: --no-retrain")
+    else:
+        print(f"no retraining: {decision.reason}")
     _print_status(paths, domain.name)
-    ok = not steps and all(severity != "ERROR" for _, severity in checks)
-    if ok:
-        print(f"\nserve it: .venv/bin/lakehouse serve {domain.name}")
-    return 0 if ok else 1
+    if steps or errors:
+        cause = f"step {steps[0]} failed" if steps else f"check {errors[0]} failed"
+        print(f"\nerror: {cause} (of {len(steps)} failed steps, {len(errors)} failed checks above)", file=sys.stderr)
+        return 1
+    if findings and args.fail_on_checks:
+        print(f"\nerror: monitoring found {', '.join(findings)} (--fail-on-checks)", file=sys.stderr)
+        return 3
+    print(f"\nserve it: .venv/bin/lakehouse serve {domain.name}")
+    return 0
 
 
 def status(paths: LakePaths, name: str) -> dict[str, Any]:
@@ -279,8 +302,18 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--force", action="store_true", help="overwrite an existing datasets/NAME.yaml")
     a.set_defaults(func=cmd_add)
 
-    p = sub.add_parser("run", help="materialize a dataset's whole asset chain headless and print its status")
+    p = sub.add_parser(
+        "run",
+        help="update a dataset headless (land, validate, publish, score, monitor), then retrain if the "
+        "retraining policy says so; print its status",
+    )
     p.add_argument("name")
+    p.add_argument(
+        "--no-retrain", action="store_true", help="take and record the retraining decision, do not act on it"
+    )
+    p.add_argument(
+        "--fail-on-checks", action="store_true", help="exit 3 when a monitoring check fails (drift, performance, skew)"
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("serve", help="bentoml serve a dataset's champion (same endpoints as the demo)")
     p.add_argument("name")

@@ -51,16 +51,25 @@ class Decision:
 
 
 def decide(state: RetrainState, policy: RetrainPolicy) -> Decision:
-    """The retraining decision for one sensor tick; guardrails first, then failed checks, then new labels."""
+    """The retraining decision for one sensor tick: the evidence (failed checks, new labels), then the guardrails."""
+    wanted = _evidence(state, policy)
+    if not wanted.fire:
+        return wanted
     if state.in_flight:
         return Decision(False, f"a retraining run is already in flight ({', '.join(state.in_flight)})", "")
     since = state.seconds_since_last_request
     if since is not None and since < policy.cooldown_seconds:
         return Decision(
             False,
-            f"cooldown: the last retraining was requested {since:.0f}s ago (cooldown {policy.cooldown_seconds:.0f}s)",
+            f"cooldown: the last retraining was requested {since:.0f}s ago (cooldown {policy.cooldown_seconds:.0f}s); "
+            f"due: {wanted.reason}",
             "",
         )
+    return wanted
+
+
+def _evidence(state: RetrainState, policy: RetrainPolicy) -> Decision:
+    """What the evidence asks for, guardrails aside: failed checks first (with new labels), then new labels."""
     needed = policy.labels_needed(state.trained_rows)
     for check in state.failed_checks:
         if check.name not in policy.retrain_on_failed_checks:
