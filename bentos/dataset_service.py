@@ -1,7 +1,7 @@
 """Any dataset's champion behind HTTP: `bentoml serve bentos.dataset_service:DatasetService --arg dataset=NAME`.
 
 `lakehouse serve NAME` runs exactly that. The dataset comes from the `dataset` bento argument (or
-$LAKEHOUSE_DATASET); its declaration from datasets/NAME.yaml. See bentos/service.py for the endpoints.
+$LAKEHOUSE_DATASET); its declaration from datasets/NAME.yaml. The endpoints are in bentos/README.md.
 """
 
 import os
@@ -13,7 +13,8 @@ from lakehouse.domains import get_domain
 
 DATASET = getattr(bentoml.use_arguments(), "dataset", None) or os.environ.get("LAKEHOUSE_DATASET")
 if not DATASET:
-    raise RuntimeError("which dataset? start with `--arg dataset=NAME` (or set LAKEHOUSE_DATASET), "
-                       "e.g. `lakehouse serve NAME`")
+    raise RuntimeError(
+        "which dataset? start with `--arg dataset=NAME` (or set LAKEHOUSE_DATASET), e.g. `lakehouse serve NAME`"
+    )
 
 DatasetService = make_service(get_domain(DATASET), example_id=None, port=3002)

@@ -9,16 +9,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from bento_process import bentoml_serve, post_json
 
-from lakehouse.ml import model_registry
-
-from lakehouse.serving import scoring
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.feature_store.feast_objects import feature_store
+from lakehouse.ml import model_registry
 from lakehouse.ml.candidates import latest_candidate
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
-
-from bento_process import bentoml_serve, post_json
+from lakehouse.serving import scoring
 
 UNKNOWN_ID = 10**9
 
@@ -81,8 +79,9 @@ def test_load_champion_without_champion_is_a_clear_error(paths: LakePaths) -> No
         scoring.load_champion(paths, CHURN.name)
 
 
-def test_tampered_model_stops_loading_and_service_startup(served: LakePaths, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tampered_model_stops_loading_and_service_startup(
+    served: LakePaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     copy = LakePaths(tmp_path / "data")
     for part in ("bentoml", "registry"):
         shutil.copytree(served.root / part, copy.root / part)
@@ -142,7 +141,9 @@ def test_service_methods_in_process(service, champion: scoring.ChampionModel, kn
     assert first["features_as_of"].startswith("2025-")
 
     scored = service.predict_features(rows=[full_row(champion)])["predictions"][0]
-    assert scored["score"] == scoring.score(champion, scoring.features_frame(champion, [full_row(champion)]))[0]["score"]
+    assert (
+        scored["score"] == scoring.score(champion, scoring.features_frame(champion, [full_row(champion)]))[0]["score"]
+    )
 
     explained = service.explain(customer_id=known_ids[0], top=4)
     assert len(explained["contributions"]) == 4 and "bias" in explained
@@ -150,6 +151,30 @@ def test_service_methods_in_process(service, champion: scoring.ChampionModel, kn
     info = service.model_info()
     assert info["model_version"] == champion.tag and info["threshold"] == champion.threshold
     assert info["feature_service"] == champion.feature_service
+
+
+def test_the_cores_errors_become_bentomls_with_their_status_and_message() -> None:
+    """The service's methods are PredictionService's: its plain errors are mapped to HTTP statuses here."""
+    from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
+
+    from bentos.service import HTTP_ERRORS, http_errors
+    from lakehouse.serving import prediction_service as core
+
+    cases = [
+        (core.InvalidRequest, InvalidArgument, 400),
+        (core.NotFound, NotFound, 404),
+        (core.Unavailable, ServiceUnavailable, 503),
+    ]
+    assert set(HTTP_ERRORS) == set(core.RequestError.__subclasses__()) == {error for error, _, _ in cases}
+    for error, http, status in cases:
+
+        @http_errors
+        def failing(self, **request):
+            raise error("the reason")
+
+        with pytest.raises(http, match="^the reason$") as raised:
+            failing(None, x=1)
+        assert int(raised.value.error_code) == status
 
 
 # --- HTTP through the ASGI app --------------------------------------------------------------------
@@ -176,23 +201,26 @@ def test_http_endpoints(client, champion: scoring.ChampionModel, known_ids: list
     assert client.get("/readyz").status_code == 200
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/predict_ids", {"customer_ids": []}),
-    ("/predict_ids", {"customer_ids": list(range(1, 1002))}),
-    ("/predict_ids", {"customer_ids": ["1"]}),
-    ("/predict_ids", {"customer_ids": [0]}),
-    ("/predict_ids", {"customer_ids": [1], "extra": True}),
-    ("/predict_ids", {}),
-    ("/predict_ids", b"{not json"),
-    ("/predict_ids", b"[1, 2]"),
-    ("/predict_features", {"rows": []}),
-    ("/predict_features", {"rows": [{"monthly_price": [1]}]}),
-    ("/predict_features", b'{"rows": [{"monthly_price": NaN}]}'),
-    ("/predict_features", b'{"rows": [{"monthly_price": Infinity}]}'),
-    ("/explain", {"customer_id": 1.5}),
-    ("/explain", {"customer_id": 1, "top": 0}),
-    ("/model_info", {"anything": 1}),
-])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/predict_ids", {"customer_ids": []}),
+        ("/predict_ids", {"customer_ids": list(range(1, 1002))}),
+        ("/predict_ids", {"customer_ids": ["1"]}),
+        ("/predict_ids", {"customer_ids": [0]}),
+        ("/predict_ids", {"customer_ids": [1], "extra": True}),
+        ("/predict_ids", {}),
+        ("/predict_ids", b"{not json"),
+        ("/predict_ids", b"[1, 2]"),
+        ("/predict_features", {"rows": []}),
+        ("/predict_features", {"rows": [{"monthly_price": [1]}]}),
+        ("/predict_features", b'{"rows": [{"monthly_price": NaN}]}'),
+        ("/predict_features", b'{"rows": [{"monthly_price": Infinity}]}'),
+        ("/explain", {"customer_id": 1.5}),
+        ("/explain", {"customer_id": 1, "top": 0}),
+        ("/model_info", {"anything": 1}),
+    ],
+)
 def test_malformed_requests_are_4xx(client, path: str, body) -> None:
     if isinstance(body, bytes):
         r = client.post(path, content=body, headers={"content-type": "application/json"})
@@ -269,8 +297,10 @@ def post_status(base: str, path: str, body: bytes, content_type: str) -> int:
         return e.code
 
 
+@pytest.mark.integration  # starts a real `bentoml serve`
 def test_bentoml_serve_matches_in_process_scores_and_answers_500_malformed_requests_with_4xx(
-        served: LakePaths, champion: scoring.ChampionModel, known_ids: list[int]) -> None:
+    served: LakePaths, champion: scoring.ChampionModel, known_ids: list[int]
+) -> None:
     with bentoml_serve(served) as base:
         ids = [*known_ids, UNKNOWN_ID]
         status, body = post_json(base, "/predict_ids", {"customer_ids": ids})
@@ -325,8 +355,12 @@ def other_version(served: LakePaths, tmp_path_factory: pytest.TempPathFactory) -
     return copy, other["tag"]
 
 
-def test_a_registered_version_answers_on_demand(other_version: tuple[LakePaths, str], champion: scoring.ChampionModel,
-                                                known_ids: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_registered_version_answers_on_demand(
+    other_version: tuple[LakePaths, str],
+    champion: scoring.ChampionModel,
+    known_ids: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """model_version loads that version once and scores exactly as it does offline; the champion stays the default."""
     from bentos.churn_service import ChurnService
 
@@ -338,26 +372,31 @@ def test_a_registered_version_answers_on_demand(other_version: tuple[LakePaths, 
     version = tag.partition(":")[2]
 
     out = service.predict_ids(customer_ids=ids, model_version=version[:8])  # a unique prefix will do
-    expected = scoring.score_rows(other, CHURN.entity_key, ids,
-                                  scoring.online_rows(feature_store(paths), other, CHURN.entity_key, ids))
+    expected = scoring.score_rows(
+        other, CHURN.entity_key, ids, scoring.online_rows(feature_store(paths), other, CHURN.entity_key, ids)
+    )
     assert out["model_version"] == tag and out["threshold"] == other.threshold
     assert [p["score"] for p in out["predictions"]] == [r["score"] for r in expected]
     assert {p["model_version"] for p in out["predictions"]} == {tag}
-    assert [p["score"] for p in out["predictions"]] != [p["score"] for p in service.predict_ids(customer_ids=ids)[
-        "predictions"]], "the two models should differ"
+    assert [p["score"] for p in out["predictions"]] != [
+        p["score"] for p in service.predict_ids(customer_ids=ids)["predictions"]
+    ], "the two models should differ"
     assert service.predict_ids(customer_ids=ids)["model_version"] == champion.tag  # no model_version: the champion
     assert service.predict_ids(customer_ids=ids, model_version=champion.tag)["model_version"] == champion.tag
 
     row = full_row(other)
-    assert service.predict_features(rows=[row], model_version=tag)["predictions"][0]["score"] == \
-        scoring.score(other, scoring.features_frame(other, [row]))[0]["score"]
+    assert (
+        service.predict_features(rows=[row], model_version=tag)["predictions"][0]["score"]
+        == scoring.score(other, scoring.features_frame(other, [row]))[0]["score"]
+    )
     assert service.explain(customer_id=ids[0], model_version=tag)["model_version"] == tag
     assert service.model_info()["loaded_on_demand"] == [tag]  # loaded once, for every later request too
-    assert service.on_demand.get(version[:8]) is service.on_demand.get(version[:8])
+    assert service.core.on_demand.get(version[:8]) is service.core.on_demand.get(version[:8])
 
 
-def test_on_demand_models_keep_the_most_recently_used(other_version: tuple[LakePaths, str],
-                                                      champion: scoring.ChampionModel) -> None:
+def test_on_demand_models_keep_the_most_recently_used(
+    other_version: tuple[LakePaths, str], champion: scoring.ChampionModel
+) -> None:
     paths, tag = other_version
     models = scoring.OnDemandModels(paths, CHURN.name, size=1)
     first = models.get(tag)
@@ -368,10 +407,20 @@ def test_on_demand_models_keep_the_most_recently_used(other_version: tuple[LakeP
         models.get("churn_model:nosuchversion")
 
 
-@pytest.mark.parametrize("version,status", [
-    ("nosuchversion", 404), ("churn_model:nosuchversion", 404), ("a:b:c", 404), (":", 404), ("../../x", 404),
-    ("", 400), ("x" * 101, 400), (7, 400), (None, 200),
-])
+@pytest.mark.parametrize(
+    "version,status",
+    [
+        ("nosuchversion", 404),
+        ("churn_model:nosuchversion", 404),
+        ("a:b:c", 404),
+        (":", 404),
+        ("../../x", 404),
+        ("", 400),
+        ("x" * 101, 400),
+        (7, 400),
+        (None, 200),
+    ],
+)
 def test_an_unknown_model_version_is_a_clear_4xx(client, known_ids: list[int], version, status: int) -> None:
     r = client.post("/predict_ids", json={"customer_ids": known_ids[:1], "model_version": version})
     assert r.status_code == status or (status == 400 and 400 <= r.status_code < 500), (r.status_code, r.text)
@@ -387,30 +436,38 @@ def test_freshness_flags_features_older_than_their_ttl() -> None:
     times = {"a": now.timestamp() - 30 * hours, "b": now.timestamp() - 72 * hours, "c": None}
     ttl = {"a": 48 * hours, "b": 48 * hours, "c": 48 * hours}
     result = scoring.freshness(times, ttl, now.timestamp())
-    assert result == {"features_as_of": (now - timedelta(days=3)).isoformat(), "feature_age_hours": 72.0,
-                      "stale": True, "stale_features": ["b"]}
+    assert result == {
+        "features_as_of": (now - timedelta(days=3)).isoformat(),
+        "feature_age_hours": 72.0,
+        "stale": True,
+        "stale_features": ["b"],
+    }
     assert scoring.freshness({"a": now.timestamp()}, {"a": 48 * hours}, now.timestamp())["stale"] is False
 
 
-def test_online_lookup_reads_what_get_online_features_returns(served: LakePaths, champion: scoring.ChampionModel,
-                                                              known_ids: list[int]) -> None:
+def test_online_lookup_reads_what_get_online_features_returns(
+    served: LakePaths, champion: scoring.ChampionModel, known_ids: list[int]
+) -> None:
     """Values, their types and event times equal Feast's own get_online_features; unknown ids get all None."""
     store = feature_store(served)
     ids = [*known_ids, UNKNOWN_ID, known_ids[0]]
     rows, times = scoring.online_lookup(store, champion, CHURN.entity_key, ids)
     service = store.get_feature_service(champion.feature_service)
-    want = store.get_online_features(features=service, entity_rows=[{CHURN.entity_key: i} for i in ids]
-                                     ).to_dict(include_event_timestamps=True)
+    want = store.get_online_features(features=service, entity_rows=[{CHURN.entity_key: i} for i in ids]).to_dict(
+        include_event_timestamps=True
+    )
     for n in range(len(ids)):
         assert rows[n] == {f: want[f][n] for f in champion.features}
         assert [type(v) for v in rows[n].values()] == [type(want[f][n]) for f in champion.features]
-        assert times[n] == {f: (float(want[f + "__ts"][n]) if want[f][n] is not None else None)
-                            for f in champion.features}
+        assert times[n] == {
+            f: (float(want[f + "__ts"][n]) if want[f][n] is not None else None) for f in champion.features
+        }
     assert set(rows[-2].values()) == {None} and set(times[-2].values()) == {None}
 
 
-def test_online_lookup_names_features_the_service_does_not_serve(served: LakePaths,
-                                                                 champion: scoring.ChampionModel) -> None:
+def test_online_lookup_names_features_the_service_does_not_serve(
+    served: LakePaths, champion: scoring.ChampionModel
+) -> None:
     import dataclasses
 
     wider = dataclasses.replace(champion, tag=champion.tag + "-wider", features=[*champion.features, "no_such_feature"])
@@ -418,8 +475,9 @@ def test_online_lookup_names_features_the_service_does_not_serve(served: LakePat
         scoring.online_lookup(feature_store(served), wider, CHURN.entity_key, [1])
 
 
-def test_predictions_use_the_models_own_thread_count(champion: scoring.ChampionModel,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_predictions_use_the_models_own_thread_count(
+    champion: scoring.ChampionModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """LightGBM's predict ignores the trained num_threads, so scoring passes the model's own (1 by default)."""
     assert champion.model.params["num_threads"] == champion.model.num_threads == 1
     booster, calls = champion.model.booster, []

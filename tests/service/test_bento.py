@@ -9,18 +9,17 @@ import dagster as dg
 import polars as pl
 import pytest
 import yaml
+from bento_process import bentoml_serve, post_json
 
 from assets.resources import LakehouseResource
 from assets.serving import bento_asset
-from lakehouse.ml import model_registry
-from lakehouse.serving.batch_scores import batch_score, publish_online
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.feature_store.feast_objects import feature_store
+from lakehouse.ml import model_registry
 from lakehouse.ml.candidates import TrainingOptions, latest_candidate, train_candidate
-from lakehouse.serving.packaging import build_bento, pinned_model
 from lakehouse.paths import LakePaths
-
-from bento_process import bentoml_serve, post_json
+from lakehouse.serving.batch_scores import batch_score, publish_online
+from lakehouse.serving.packaging import build_bento, pinned_model
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +51,11 @@ def test_bento_is_pinned_to_the_champion_and_rebuilt_only_for_a_new_one(packaged
 
 def test_bento_asset_reports_the_bento(packaged: tuple[LakePaths, dict]) -> None:
     paths, bento = packaged
-    result = dg.materialize([bento_asset(CHURN)], resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
-                            instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        [bento_asset(CHURN)],
+        resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     [mat] = result.asset_materializations_for_node("churn__bento")
     md = {k: v.value for k, v in mat.metadata.items()}
     assert md["bento"] == bento["tag"] and md["model"] == model_registry.champion(paths, CHURN.name)
@@ -62,10 +64,14 @@ def test_bento_asset_reports_the_bento(packaged: tuple[LakePaths, dict]) -> None
 
 def test_bento_asset_without_champion_is_a_clear_failure(paths: LakePaths) -> None:
     with pytest.raises(dg.Failure, match="no churn champion to package"):
-        dg.materialize([bento_asset(CHURN)], resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
-                       instance=dg.DagsterInstance.ephemeral())
+        dg.materialize(
+            [bento_asset(CHURN)],
+            resources={"lakehouse": LakehouseResource(data_root=str(paths.root))},
+            instance=dg.DagsterInstance.ephemeral(),
+        )
 
 
+@pytest.mark.integration  # starts a real `bentoml serve`
 def test_served_bento_keeps_its_model_while_the_repo_service_switches(packaged: tuple[LakePaths, dict]) -> None:
     """Two real `bentoml serve`s: the bento stays on its version, the repo service follows the champion."""
     paths, bento = packaged
@@ -108,7 +114,11 @@ def test_requirements_match_the_lock() -> None:
     import sys
 
     uv = Path(sys.executable).parent / "uv"
-    exported = subprocess.run([str(uv), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project",
-                               "--no-header"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent.parent).stdout
-    assert (Path(__file__).resolve().parent.parent / "bentos" / "requirements.txt").read_text() == exported
+    exported = subprocess.run(
+        [str(uv), "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--no-header"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout
+    assert (Path(__file__).resolve().parents[2] / "bentos" / "requirements.txt").read_text() == exported
