@@ -308,6 +308,8 @@ def to_domain(spec: DatasetSpec) -> Domain:
             unique_key,
             unique_key,
             ignored_columns=tuple(c for c in spec.drop if c not in {col.name for col in columns}),
+            # Inline labels: production files do not know their outcome yet, so later files may lack it.
+            optional_columns=() if spec.labels else (spec.label,),
         )
     ]
     label_sources = [n]

@@ -43,6 +43,8 @@ class Source:
     formats: tuple[str, ...] = ("csv", "parquet")
     landing: str = ""  # its folder under data/landing/ ("" = the source's name)
     ignored_columns: tuple[str, ...] = ()  # allowed in files, kept in bronze, never typed or used
+    # Columns a file may lack, read as nulls: values not known when it was written (an outcome that comes later).
+    optional_columns: tuple[str, ...] = ()
 
     @property
     def landing_folder(self) -> str:

@@ -74,8 +74,12 @@ def _count_rows(path: Path) -> int:
     return pl.scan_parquet(path).select(pl.len()).collect().item()
 
 
-def read_sample(files: list[Path], limit: int = SAMPLE_ROWS) -> tuple[pl.DataFrame, int]:
-    """Up to `limit` rows of the files as text (CSV read as written, Parquet values as text), and the total rows."""
+def read_sample(files: list[Path], limit: int = SAMPLE_ROWS, optional: Iterable[str] = ()) -> tuple[pl.DataFrame, int]:
+    """Up to `limit` rows of the files as text (CSV read as written, Parquet values as text), and the total rows.
+
+    Files after the first may lack the `optional` columns (read as nulls); any other difference is an error.
+    """
+    optional = set(optional)
     frames: list[pl.DataFrame] = []
     total = 0
     per_file = math.ceil(limit / max(len(files), 1))
@@ -100,6 +104,9 @@ def read_sample(files: list[Path], limit: int = SAMPLE_ROWS) -> tuple[pl.DataFra
             raise DatasetSpecError(f"{path}: unreadable {path.suffix.lstrip('.')} file: {e}") from None
         if frame.height == 0:
             raise DatasetSpecError(f"{path}: no data rows")
+        if frames:
+            absent = [c for c in frames[0].columns if c not in frame.columns and c in optional]
+            frame = frame.with_columns(pl.lit(None, pl.String).alias(c) for c in absent)
         if frames and set(frame.columns) != set(frames[0].columns):
             first = frames[0].columns
             raise DatasetSpecError(
@@ -351,7 +358,7 @@ def infer_spec(
     """The dataset file inferred from the data, and lines saying what was inferred (for printing)."""
     where = f"dataset {name!r}"
     files = expand_files(files)
-    events, total = read_sample(files)
+    events, total = read_sample(files, optional=() if labels_files else (label,))
     lines = [
         f"read {len(files)} file{'s' if len(files) > 1 else ''} ({total:,} rows"
         + (f", inferred from the first {events.height:,}" if events.height < total else "")
@@ -546,7 +553,7 @@ def infer_spec(
 def check_spec_against_data(spec: DatasetSpec, files: list[Path], labels_files: list[Path] | None = None) -> list[str]:
     """Problems between a (hand-edited) dataset file and the data it describes; empty when they agree."""
     try:
-        events, _ = read_sample(expand_files(files))
+        events, _ = read_sample(expand_files(files), optional=() if spec.labels else (spec.label,))
     except DatasetSpecError as e:
         return [str(e)]
     columns = events.columns

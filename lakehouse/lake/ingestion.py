@@ -112,12 +112,14 @@ def read_landing_file(path: Path, source: Source) -> pl.DataFrame:
     if df.height == 0:
         raise RejectedFile("no data rows (header only)")
     expected, found = source.column_names, df.columns
-    missing = [c for c in expected if c not in found]
+    missing = [c for c in expected if c not in found and c not in source.optional_columns]
     unknown = [c for c in found if c not in expected and c not in source.ignored_columns]
     if missing:
         raise RejectedFile(f"missing required columns {missing}; expected {expected}")
     if unknown:
         raise RejectedFile(f"unexpected columns {unknown}; expected {expected}")
+    # Not known yet when the file was written: nulls, typed and judged by validation like any missing value.
+    df = df.with_columns(pl.lit(None, pl.String).alias(c) for c in source.optional_columns if c not in found)
     return df.select(expected)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import polars as pl
 import pytest
 from quirky_data import write_quirky_dataset
 
@@ -67,3 +68,18 @@ def test_run_takes_the_sensors_retraining_decision_and_says_what_it_found(
     assert main(["run", "orders", "--no-retrain", "--fail-on-checks"]) == 3
     err = capsys.readouterr().err
     assert "error: monitoring found orders/feature_drift:drift_check (--fail-on-checks)" in err
+
+    # Production files without the outcome: accepted (label unknown yet), scored data grows, no new label events.
+    newest = write_quirky_dataset(tmp_path / "raw_newest", rows=600, seed=7, start="2024-04-01", days=10)
+    [csv] = [f for f in newest["files"] if f.suffix == ".csv"]
+    unlabelled = tmp_path / "events-unlabelled.csv"
+    pl.read_csv(csv, infer_schema=False).drop(newest["label"]).write_csv(unlabelled)
+    before = recorded["new_labels"]
+    unknown_before = pl.read_parquet(paths.silver("orders"))[newest["label"]].null_count()
+    land(paths, [unlabelled])
+    assert main(["run", "orders", "--no-retrain"]) == 0
+    out = capsys.readouterr().out
+    assert "rejected" not in out.split("dataset orders")[0]
+    assert last_decision(paths, get_domain("orders"))["new_labels"] == before
+    unknown = pl.read_parquet(paths.silver("orders"))[newest["label"]].null_count()
+    assert unknown - unknown_before == pl.read_csv(unlabelled).height

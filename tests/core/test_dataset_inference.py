@@ -21,7 +21,7 @@ from lakehouse.declarations.datasets import (
     to_domain,
 )
 from lakehouse.lake.dataset_inference import check_spec_against_data, infer_spec
-from lakehouse.lake.ingestion import read_landing_file
+from lakehouse.lake.ingestion import RejectedFile, read_landing_file
 from lakehouse.lake.validation import validate_frame
 from tests.quirky_data import write_quirky_dataset
 
@@ -312,3 +312,31 @@ def test_quirky_generator_is_fast_and_has_a_learnable_drifting_signal(tmp_path: 
     ]
     assert amount[1] > 2 * amount[0] and drifted["positive_rate"] > data["positive_rate"]
     assert np.isfinite(amount).all()
+
+
+def test_later_files_may_lack_an_inline_label_but_nothing_else(tmp_path: Path) -> None:
+    """Production files do not know their outcome yet: the label column may be absent, and reads as null."""
+    data = write_quirky_dataset(tmp_path / "raw", rows=2000, seed=4)
+    later = write_quirky_dataset(tmp_path / "later", rows=500, seed=5, start="2024-03-01", days=10)
+    [csv] = [f for f in later["files"] if f.suffix == ".csv"]
+    unlabelled = tmp_path / "later" / "zz-unlabelled.csv"
+    pl.read_csv(csv, infer_schema=False).drop(later["label"]).write_csv(unlabelled)
+    files = [*data["files"], unlabelled]
+    args = (data["entity"], data["timestamp"], data["label"])
+    spec, _ = infer_spec("orders", files, *args, drop=data["drop"])
+    assert check_spec_against_data(spec, files) == []
+    source = to_domain(spec).source("orders")
+    raw = read_landing_file(unlabelled, source)
+    valid, quarantined = validate_frame(raw, source)
+    assert quarantined.height == 0 and valid.height == raw.height == 500
+    assert valid[data["label"]].null_count() == 500  # not known yet, not a bad row
+
+    # Any other missing column is still refused, with the same clear message as before.
+    other = tmp_path / "later" / "zz-other.csv"
+    pl.read_csv(unlabelled, infer_schema=False).drop(data["timestamp"]).write_csv(other)
+    with pytest.raises(DatasetSpecError, match="every file of a dataset needs the same columns"):
+        infer_spec("orders", [*data["files"], other], *args, drop=data["drop"])
+    with pytest.raises(RejectedFile, match="missing required columns"):
+        read_landing_file(other, source)
+    # With labels in their own files the event files carry no label, so nothing is optional there.
+    assert check_spec_against_data(spec, [*data["files"], other]) != []
