@@ -193,6 +193,8 @@ def status(paths: LakePaths, name: str) -> dict[str, Any]:
         "drift": latest_result(paths, domain, "drift"),
         "live_performance": latest_result(paths, domain, "performance"),
         "last_retraining_decision": last_decision(paths, domain),
+        # How long after its event a label is final: what live performance waits for.
+        "label_horizon_days": domain.label_horizon.days,
         "data": {
             "sources": summary["sources"],
             "features": summary["features"],
@@ -228,6 +230,12 @@ def _print_status(paths: LakePaths, name: str) -> None:
         print("  drift: not measured yet")
     perf = s["live_performance"]
     print(f"  live performance: {perf['check']['reason'] if perf else 'not measured yet'}")
+    horizon = s["label_horizon_days"]
+    print(
+        f"  labels: final {horizon} days after their event (live performance waits that long)"
+        if horizon
+        else "  labels: final when they land (no label delay declared or measured)"
+    )
     decision = s["last_retraining_decision"]
     print(
         f"  last retraining decision: {('fired: ' if decision['fire'] else 'skipped: ') + decision['reason'] if decision else 'none yet'}"

@@ -39,6 +39,7 @@ def write_quirky_dataset(
     days: int = 60,
     separate_labels: bool = False,
     string_ids: bool = False,
+    label_delay_days: float | None = None,
 ) -> dict:
     """Write the dataset's files under folder; return their paths and the roles of its columns."""
     rng = np.random.default_rng(seed)
@@ -109,13 +110,23 @@ def write_quirky_dataset(
             part.with_columns(pl.col(TIMESTAMP).dt.strftime("%Y-%m-%d %H:%M:%S%.3f")).write_csv(path)
         files.append(path)
     if separate_labels:
-        cutoff = events[TIMESTAMP].max() - timedelta(days=LABEL_LAG_DAYS)
-        known = labels.filter(pl.col(TIMESTAMP) <= cutoff)
+        columns = [KEY, LABEL]
+        if label_delay_days is None:
+            cutoff = events[TIMESTAMP].max() - timedelta(days=LABEL_LAG_DAYS)
+            known = labels.filter(pl.col(TIMESTAMP) <= cutoff)
+        else:
+            # Each label known label_delay_days (0.5x to 1.5x) after its event, written in a labelled_at column;
+            # only those known by the newest event are in the files.
+            delay = pl.Series(rng.uniform(0.5, 1.5, labels.height) * label_delay_days * 86_400_000).cast(pl.Int64)
+            labels = labels.with_columns(labelled_at=pl.col(TIMESTAMP) + pl.duration(milliseconds=delay))
+            known = labels.filter(pl.col("labelled_at") <= events[TIMESTAMP].max())
+            known = known.with_columns(pl.col("labelled_at").dt.strftime("%Y-%m-%d %H:%M:%S"))
+            columns.append("labelled_at")
         label_months = known[TIMESTAMP].dt.strftime("%Y-%m")
         for month in label_months.unique(maintain_order=True).to_list():
             path = folder / "labels" / f"labels-{month}.csv"
             path.parent.mkdir(exist_ok=True)
-            known.filter(label_months == month).select(KEY, LABEL).write_csv(path)
+            known.filter(label_months == month).select(columns).write_csv(path)
             labels_files.append(path)
     return {
         "files": files,

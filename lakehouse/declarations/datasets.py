@@ -70,6 +70,9 @@ class LabelsSpec:
 
     key: str
     label: str  # the label column in the label files
+    # When each label became known (optional). Its delay after the event sets label_horizon_days, and among
+    # corrections of a key the newest label time wins.
+    time: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,8 @@ class DatasetSpec:
         }
         raw["costs"] = {"false_positive": self.costs[0], "false_negative": self.costs[1]}
         raw["drop"], raw["files"] = list(self.drop), list(self.files)
+        if self.labels:
+            raw["labels"] = {k: v for k, v in raw["labels"].items() if v is not None}
         return {k: v for k, v in raw.items() if v not in (None, [], {}, "")}
 
 
@@ -157,11 +162,17 @@ def spec_from_dict(raw: Any, where: str = "dataset file") -> DatasetSpec:
         )
     labels = raw.get("labels")
     if labels is not None:
-        if not isinstance(labels, dict) or set(labels) != {"key", "label"}:
-            problems.append("labels must give exactly 'key' (the join column) and 'label' (the label column)")
+        if not isinstance(labels, dict) or not {"key", "label"} <= set(labels) <= {"key", "label", "time"}:
+            problems.append(
+                "labels must give 'key' (the join column) and 'label' (the label column), "
+                "and may give 'time' (when each label became known)"
+            )
             labels = None
         else:
-            labels = LabelsSpec(key=str(labels["key"]), label=str(labels["label"]))
+            time = labels.get("time")
+            labels = LabelsSpec(
+                key=str(labels["key"]), label=str(labels["label"]), time=None if time is None else str(time)
+            )
     costs = raw.get("costs") or {"false_positive": 1.0, "false_negative": 5.0}
     try:
         costs = (float(costs["false_positive"]), float(costs["false_negative"]))
@@ -210,7 +221,7 @@ def _consistency_problems(spec: DatasetSpec) -> list[str]:
     problems = []
     names = [spec.entity, spec.timestamp, spec.label_column, *(f.name for f in spec.features)]
     if spec.labels:
-        names.append(spec.labels.key)
+        names += [spec.labels.key, *([spec.labels.time] if spec.labels.time else [])]
     for n in names:
         if not COLUMN.match(n):
             problems.append(f"column {n!r}: use letters, digits and '_' (rename it in the file, or drop it)")
@@ -319,9 +330,14 @@ def to_domain(spec: DatasetSpec) -> Domain:
             Source(
                 f"{n}_labels",
                 f"{n} labels, joined to events by {lk}",
-                (Column(lk, "string"), Column(spec.labels.label, "string")),
+                (
+                    Column(lk, "string"),
+                    Column(spec.labels.label, "string"),
+                    *([Column(spec.labels.time, "datetime", nullable=True)] if spec.labels.time else []),
+                ),
                 (lk,),
                 (lk,),
+                version_column=spec.labels.time,  # a correction: the newest label time wins (ties: the latest file)
                 landing=f"{n}/labels",
             )
         )

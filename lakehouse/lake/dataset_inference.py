@@ -374,6 +374,7 @@ def infer_spec(
         if column not in columns:
             problems.append(f"{role} column {column!r} is not in the data (columns: {', '.join(columns)})")
     labels_frame = None
+    label_time, horizon = None, 0  # with inline labels, a label is known with its event
     if labels_files and labels_key:
         labels_files = expand_files(labels_files)
         labels_frame, _ = read_sample(labels_files)
@@ -463,10 +464,20 @@ def infer_spec(
             drop.append(label)  # ingestion must accept it in event files, and the model must never see it
             lines.append(f"  {label!r} is also in the event files: dropped there (the label files hold the label)")
         extra = [c for c in labels_frame.columns if c not in (labels_key, label)]
+        times = [c for c in extra if _mostly_times(labels_frame[c])]
+        if len(times) == 1:
+            label_time = times[0]
+            extra.remove(label_time)
+            horizon = _label_horizon(events, labels_frame, labels_key, timestamp, label_time, lines)
+        else:
+            lines.append(
+                "  no label-time column in the label files: a label counts as final when it lands "
+                "(add one, or set label_horizon_days)"
+            )
         if extra:
             lines.append(
-                f"  label files also have {extra}: ingestion accepts only {labels_key!r} and {label!r}; "
-                "remove the others from label files"
+                f"  label files also have {extra}: ingestion accepts only {labels_key!r}, {label!r} and a label "
+                "time; remove the others from label files"
             )
     else:
         event_labels = label_values
@@ -540,7 +551,8 @@ def infer_spec(
         positive=positive_text,
         features=tuple(features),
         entity_type=entity_type,
-        labels=LabelsSpec(key=labels_key, label=label) if labels_key else None,
+        labels=LabelsSpec(key=labels_key, label=label, time=label_time) if labels_key else None,
+        label_horizon_days=horizon,
         drop=tuple(drop + auto_dropped),
         files=tuple(str(p) for p in [*files, *(labels_files or [])]),
     )
@@ -548,6 +560,45 @@ def infer_spec(
         spec = replace(spec, costs=(float(costs[0]), float(costs[1])))
     # The same checks a hand-written file gets (name, reserved columns, clashes), and a proof it round-trips.
     return spec_from_dict(spec.to_dict(), where), lines
+
+
+def _mostly_times(values: pl.Series) -> bool:
+    """Whether a text column reads as date-times in almost every written row."""
+    written = values.filter(_present(values))
+    if written.is_empty():
+        return False
+    try:
+        parsed = _typed(written, "datetime")
+    except pl.exceptions.ComputeError:
+        return False
+    return parsed.is_not_null().mean() >= 1 - MAX_BAD_TIMESTAMP_SHARE
+
+
+def _label_horizon(
+    events: pl.DataFrame, labels: pl.DataFrame, key: str, timestamp: str, label_time: str, lines: list[str]
+) -> int:
+    """Days after its event by which 95% of labels were known (the label horizon); says what it measured."""
+    delays = (
+        events.select(pl.col(key).str.strip_chars(), _typed(events[timestamp], "datetime").alias("_event"))
+        .join(
+            labels.select(pl.col(key).str.strip_chars(), _typed(labels[label_time], "datetime").alias("_known")),
+            on=key,
+        )
+        .select(((pl.col("_known") - pl.col("_event")).dt.total_seconds() / 86_400).alias("days"))
+        .drop_nulls()["days"]
+    )
+    if delays.is_empty():
+        lines.append(f"  label time {label_time!r}: no sampled event has a label yet to measure its delay")
+        return 0
+    early = int((delays < 0).sum())
+    p95 = float(delays.quantile(0.95))
+    horizon = max(math.ceil(p95), 0)
+    lines.append(
+        f"  label time {label_time!r}: labels become known a median {float(delays.median()):.1f} days after their "
+        f"event, 95% within {p95:.1f}: live performance waits {horizon} days (label_horizon_days)"
+        + (f"; {early:,} labels predate their event (check the column)" if early else "")
+    )
+    return horizon
 
 
 def check_spec_against_data(spec: DatasetSpec, files: list[Path], labels_files: list[Path] | None = None) -> list[str]:
@@ -598,14 +649,19 @@ def check_spec_against_data(spec: DatasetSpec, files: list[Path], labels_files: 
             labels_frame, _ = read_sample(expand_files(labels_files))
         except DatasetSpecError as e:
             return problems + [str(e)]
-        for column, what in ((spec.labels.key, "labels key"), (spec.labels.label, "label column")):  # type: ignore[union-attr]
+        named = [(spec.labels.key, "labels key"), (spec.labels.label, "label column")]  # type: ignore[union-attr]
+        if spec.labels.time:  # type: ignore[union-attr]
+            named.append((spec.labels.time, "label time"))  # type: ignore[union-attr]
+        for column, what in named:
             if column not in labels_frame.columns:
                 problems.append(
                     f"{what} {column!r} is not in the label files (columns: {', '.join(labels_frame.columns)})"
                 )
-        extra = [c for c in labels_frame.columns if c not in (spec.labels.key, spec.labels.label)]  # type: ignore[union-attr]
+        extra = [c for c in labels_frame.columns if c not in {column for column, _ in named}]
         if extra:
-            problems.append(f"label files have columns {extra} besides the key and the label; ingestion rejects them")
+            problems.append(
+                f"label files have columns {extra} besides the key, the label and the label time; ingestion rejects them"
+            )
         if spec.labels.label in labels_frame.columns:  # type: ignore[union-attr]
             label_values = labels_frame[spec.labels.label]  # type: ignore[union-attr]
     if label_values is not None:

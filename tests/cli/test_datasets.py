@@ -42,7 +42,7 @@ VALID = {
         ({"features": {"amount": {"type": "float64", "colour": 1}}}, "unknown settings ['colour']"),
         ({"features": {"is_fraud": {"type": "float64"}}}, "label column 'is_fraud' is also listed as a feature"),
         ({"drop": ["amount"]}, "both dropped and a feature"),
-        ({"labels": {"key": "id"}}, "labels must give exactly 'key'"),
+        ({"labels": {"key": "id"}}, "labels must give 'key' (the join column)"),
         ({"labels": {"key": "customer_id", "label": "is_fraud"}}, "the entity and the labels key are the same column"),
         ({"timestamp": "customer_id"}, "the entity and the timestamp are the same column"),
         ({"costs": {"false_positive": -1, "false_negative": 2}}, "costs must give non-negative numbers"),

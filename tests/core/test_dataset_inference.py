@@ -340,3 +340,42 @@ def test_later_files_may_lack_an_inline_label_but_nothing_else(tmp_path: Path) -
         read_landing_file(other, source)
     # With labels in their own files the event files carry no label, so nothing is optional there.
     assert check_spec_against_data(spec, [*data["files"], other]) != []
+
+
+@pytest.mark.parametrize(("cadence", "delay_days", "expected"), [("daily", 1, (1, 2)), ("monthly", 30, (40, 46))])
+def test_the_label_horizon_is_inferred_from_when_labels_became_known(
+    tmp_path: Path, cadence: str, delay_days: float, expected: tuple[int, int]
+) -> None:
+    """Labels that come a day or a month after their event: live performance waits each dataset's own delay."""
+    data = write_quirky_dataset(
+        tmp_path / cadence, rows=3000, seed=8, days=120, separate_labels=True, label_delay_days=delay_days
+    )
+    spec, lines = infer_spec(
+        "loans",
+        data["files"],
+        data["entity"],
+        data["timestamp"],
+        data["label"],
+        labels_files=data["labels_files"],
+        labels_key=data["key"],
+        drop=data["drop"],
+    )
+    # Delays are spread over 0.5x to 1.5x of the cadence: 95% within about 1.45x.
+    assert spec.labels.time == "labelled_at" and expected[0] <= spec.label_horizon_days <= expected[1]
+    assert any("live performance waits" in line for line in lines)
+    domain = to_domain(spec)
+    assert domain.label_horizon.days == spec.label_horizon_days
+    assert check_spec_against_data(spec, data["files"], data["labels_files"]) == []
+    labels = domain.source("loans_labels")
+    assert labels.version_column == "labelled_at"  # a corrected label: the newest known one wins
+    for path in data["labels_files"]:
+        _, quarantined = validate_frame(read_landing_file(path, labels), labels)
+        assert quarantined.height == 0
+
+
+def test_without_label_times_a_label_counts_as_final_when_it_lands(quirky: dict) -> None:
+    """Inline labels are known with their event; separate label files without a time column say so."""
+    spec = quirky["spec"]
+    assert spec.label_horizon_days == 0
+    if spec.labels:
+        assert spec.labels.time is None and any("no label-time column" in line for line in quirky["lines"])
