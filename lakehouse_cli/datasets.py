@@ -82,6 +82,7 @@ def cmd_add(args: argparse.Namespace) -> int:
             positive=args.positive,
             drop=tuple(args.drop),
             costs=costs,
+            grain=args.grain,
         )
     except DatasetSpecError as e:
         raise SystemExit(f"error: {e}") from None
@@ -307,6 +308,12 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
         "--drop", nargs="*", default=[], metavar="COL", help="columns never to use (ids, leaks, vendor scores)"
     )
     a.add_argument("--costs", help="FP,FN: the cost of a false positive and of a false negative (default 1,5)")
+    a.add_argument(
+        "--grain",
+        choices=("event", "snapshot"),
+        default="event",
+        help="event (default): each row is one case, scored once; snapshot: rows are an entity's periodic states",
+    )
     a.add_argument("--force", action="store_true", help="overwrite an existing datasets/NAME.yaml")
     a.set_defaults(func=cmd_add)
 

@@ -92,6 +92,7 @@ class DatasetSpec:
     description: str = ""
     ttl_days: int = 365  # an entity's features older than this are stale at serving
     label_horizon_days: int = 0  # days after an event before its label is final
+    grain: str = "event"  # each row one case, scored once ("snapshot": rows are an entity's periodic states)
     drift: dict[str, Any] = field(default_factory=dict)  # DriftConfig fields
     retraining: dict[str, Any] = field(default_factory=dict)  # RetrainPolicy fields
     files: tuple[str, ...] = ()  # where `dataset add` read the data from (informational)
@@ -181,6 +182,8 @@ def spec_from_dict(raw: Any, where: str = "dataset file") -> DatasetSpec:
     except (KeyError, TypeError, ValueError):
         problems.append("costs must give non-negative numbers false_positive and false_negative")
         costs = (1.0, 5.0)
+    if raw.get("grain", "event") not in ("event", "snapshot"):
+        problems.append(f"grain must be event (each row one case) or snapshot, got {raw.get('grain')!r}")
     if raw.get("entity_type", "int64") not in ("int64", "string"):
         problems.append(f"entity_type must be int64 or string, got {raw.get('entity_type')!r}")
     for section, fields in (
@@ -206,6 +209,7 @@ def spec_from_dict(raw: Any, where: str = "dataset file") -> DatasetSpec:
             description=str(raw.get("description", "")),
             ttl_days=int(raw.get("ttl_days", 365)),
             label_horizon_days=int(raw.get("label_horizon_days", 0)),
+            grain=str(raw.get("grain", "event")),
             drift=dict(raw.get("drift") or {}),
             retraining=dict(raw.get("retraining") or {}),
             files=tuple(str(f) for f in raw.get("files") or ()),
@@ -392,5 +396,6 @@ def to_domain(spec: DatasetSpec) -> Domain:
         drift=DriftConfig(**spec.drift),
         entity_dtype=spec.entity_type,  # type: ignore[arg-type]
         label_horizon=timedelta(days=spec.label_horizon_days),
+        grain=spec.grain,  # type: ignore[arg-type]
         tags={"dataset": n},
     )

@@ -178,6 +178,10 @@ class Domain:
     # How far before a prediction's day its label's as-of time may lie and still be its label: labels
     # that come every N days need N - 1 (0 demands an as-of time on the prediction's own day).
     label_lag: timedelta = timedelta(days=6)
+    # "snapshot": one row per entity per active day, the active entities scored each day (the churn demo).
+    # "event": each feature row is one case (a loan, an order), scored once when it lands and judged
+    # against its own label, joined by (entity, event time).
+    grain: Literal["snapshot", "event"] = "snapshot"
     drift: DriftConfig = DriftConfig()  # methods and thresholds of the drift check
     performance_margin: float = 0.05  # live ROC AUC may fall this far below the hold-out AUC
     tags: dict[str, str] = field(default_factory=dict)

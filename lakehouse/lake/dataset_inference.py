@@ -354,6 +354,7 @@ def infer_spec(
     positive: str | None = None,
     drop: Iterable[str] = (),
     costs: tuple[float, float] | None = None,
+    grain: str = "event",
 ) -> tuple[DatasetSpec, list[str]]:
     """The dataset file inferred from the data, and lines saying what was inferred (for printing)."""
     where = f"dataset {name!r}"
@@ -539,6 +540,11 @@ def infer_spec(
                 ]
             )
         )
+    lines.append(
+        "grain: event (each row is one case: scored once when it lands, judged against its own label)"
+        if grain == "event"
+        else "grain: snapshot (rows are an entity's periodic states: the entities active on the newest day are scored)"
+    )
     if suggestions:
         lines.append("check these (edit the file to change anything):")
         lines += [f"  {s}" for s in suggestions]
@@ -553,6 +559,7 @@ def infer_spec(
         entity_type=entity_type,
         labels=LabelsSpec(key=labels_key, label=label, time=label_time) if labels_key else None,
         label_horizon_days=horizon,
+        grain=grain,
         drop=tuple(drop + auto_dropped),
         files=tuple(str(p) for p in [*files, *(labels_files or [])]),
     )

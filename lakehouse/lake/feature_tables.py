@@ -110,8 +110,10 @@ def build_labels(paths: LakePaths, domain: Domain) -> dict[str, Any]:
     }
 
 
-def recent_features(paths: LakePaths, domain: Domain, days: int = 7, max_rows: int | None = None, seed: int = 0) -> Any:
-    """Every view's feature rows of the newest `days` days, joined on (entity, event time): a polars frame.
+def recent_features(
+    paths: LakePaths, domain: Domain, days: int | None = 7, max_rows: int | None = None, seed: int = 0
+) -> Any:
+    """Every view's feature rows of the newest `days` days (None: all), joined on (entity, event time): a polars frame.
 
     The current window for drift. Views without a row for an (entity, time) give nulls; max_rows
     samples rows reproducibly (seeded), so the drift cost stays bounded on a large lake.
@@ -129,8 +131,13 @@ def recent_features(paths: LakePaths, domain: Domain, days: int = 7, max_rows: i
     selects = ", ".join([cols(first, "v0"), *(cols(v, f"v{n}") for n, v in enumerate(rest, start=1))])
     query = (
         f"SELECT {key}, event_timestamp, {selects} FROM read_parquet('{paths.features(first.name)}') v0 {joins} "
-        f"WHERE v0.event_timestamp > (SELECT max(event_timestamp) FROM read_parquet('{paths.features(first.name)}'))"
-        f" - INTERVAL {int(days)} DAY ORDER BY event_timestamp, {key}"
+        + (
+            f"WHERE v0.event_timestamp > (SELECT max(event_timestamp) FROM read_parquet('{paths.features(first.name)}'))"
+            f" - INTERVAL {int(days)} DAY "
+            if days is not None
+            else ""
+        )
+        + f"ORDER BY event_timestamp, {key}"
     )
     with duckdb.connect() as con:
         frame = con.sql(query).pl()

@@ -9,6 +9,7 @@ from typing import Any
 import polars as pl
 
 from lakehouse.declarations.domain import Domain
+from lakehouse.lake.feature_tables import current_label_events
 from lakehouse.ml import model_registry
 from lakehouse.ml.evaluation import classification_metrics
 from lakehouse.monitoring.results import save_latest
@@ -25,12 +26,15 @@ def label_predictions(
     entity_key: str,
     label: str,
     max_label_lag: timedelta,
+    cases: bool = False,
 ) -> pl.DataFrame:
     """Each entity's last scored prediction per day and model version, with the label of that day's as-of.
 
     A prediction on day D was made with the features stamped D 00:00, which are exactly the features
     of a label event with as-of D; labels come weekly, so it takes the newest as-of date in
     [D - max_label_lag, D] (backward as-of join). `label` and `label_as_of` are null where none exists.
+    With `cases` (event grain) each prediction is one case, logged at its event time, and takes the
+    label of exactly that case (entity and event time).
     """
     for name, frame, needed in (
         ("predictions", predictions, (entity_key, "logged_at", "model_version", "score", "decision")),
@@ -45,10 +49,11 @@ def label_predictions(
     scored = to_naive_utc(scored, "logged_at").with_columns(
         day=pl.col("logged_at").dt.truncate("1d"), decision=pl.col("decision").cast(pl.Boolean)
     )
-    # Repeated requests for one entity would count it many times; its last prediction of the day stands.
+    # Repeated requests for one entity would count it many times; its last prediction of the day stands
+    # (of a case, when each prediction is one).
     scored = (
         scored.sort("logged_at")
-        .group_by(entity_key, "day", "model_version", maintain_order=True)
+        .group_by(entity_key, "logged_at" if cases else "day", "model_version", maintain_order=True)
         .last()
         .select(entity_key, "day", "logged_at", "model_version", "score", "decision")
     )
@@ -62,6 +67,12 @@ def label_predictions(
         .drop_nulls("label")
         .unique([entity_key, "label_as_of"], keep="last")
     )
+    if cases:
+        joined = scored.join(
+            events, left_on=[entity_key, "logged_at"], right_on=[entity_key, "label_as_of"], how="left"
+        )
+        joined = joined.with_columns(label_as_of=pl.when(pl.col("label").is_not_null()).then(pl.col("logged_at")))
+        return joined.sort("day", "model_version", entity_key)
     joined = scored.sort("day").join_asof(
         events.sort("label_as_of"),
         left_on="day",
@@ -124,6 +135,7 @@ def live_performance(
     max_label_lag: timedelta,
     labels_known_until: datetime | None = None,
     min_rows: int = MIN_PERFORMANCE_ROWS,
+    cases: bool = False,
 ) -> dict[str, Any]:
     """Live ROC AUC, precision, recall and F1 per day and model version, on windows whose labels matured.
 
@@ -132,7 +144,9 @@ def live_performance(
     for as-of dates whose horizon has passed. Immature days are listed with metrics None.
     Returns {"windows": [...], "by_version": [...], "labels_known_until", "horizon_days", "unlabelled"}.
     """
-    joined = label_predictions(predictions, labels, entity_key=entity_key, label=label, max_label_lag=max_label_lag)
+    joined = label_predictions(
+        predictions, labels, entity_key=entity_key, label=label, max_label_lag=max_label_lag, cases=cases
+    )
     if labels_known_until is None:
         newest = to_naive_utc(labels, "event_timestamp")["event_timestamp"].max() if labels.height else None
         labels_known_until = newest + horizon if newest is not None else None
@@ -258,9 +272,10 @@ def score_history(paths: LakePaths, domain: Domain) -> pl.DataFrame:
 def domain_performance(paths: LakePaths, domain: Domain, champion_tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Live performance of the daily batch scores on matured labels, and the champion's check against its hold-out."""
     predictions = score_history(paths, domain)
+    # The labels the lake holds now, not the last training's: outcomes that landed since count at once.
     labels = (
-        pl.read_parquet(paths.labels(domain.name))
-        if paths.labels(domain.name).exists()
+        current_label_events(paths, domain)
+        if paths.spine(domain.name).exists()
         else pl.DataFrame(
             schema={domain.entity_key: pl.Int64, "event_timestamp": pl.Datetime("us"), domain.label_name: pl.Int64}
         )
@@ -272,6 +287,7 @@ def domain_performance(paths: LakePaths, domain: Domain, champion_tag: str) -> t
         label=domain.label_name,
         horizon=domain.label_horizon,
         max_label_lag=domain.label_lag,
+        cases=domain.grain == "event",
     )
     holdout = model_registry.model_metadata(paths, champion_tag)["metrics"]["test"]["roc_auc"]
     check = performance_check(live, holdout, domain.performance_margin, model_version=champion_tag)

@@ -23,6 +23,7 @@ from pyarrow import feather
 
 from lakehouse.declarations.domain import Domain
 from lakehouse.io import copy_file_atomic, write_parquet_atomic
+from lakehouse.lake.feature_tables import recent_features
 from lakehouse.paths import LakePaths
 from lakehouse.serving import scoring
 
@@ -101,7 +102,8 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")),
     )
     path = write_parquet_atomic(out, paths.batch_scores(domain.name))
-    if out.height:
+    cases = score_new_cases(paths, domain, champion) if domain.grain == "event" else None
+    if out.height and cases is None:
         # One file per feature day, rewritten when that day is scored again (by a new champion, say);
         # the same bytes as the table just written, so copied rather than encoded again.
         day = out["event_timestamp"].max().date()
@@ -116,11 +118,49 @@ def batch_score(paths: LakePaths, domain: Domain) -> dict[str, Any]:
         "model_version": champion.tag,
         "features_as_of": None if out.is_empty() else out["event_timestamp"].max(),
         "scored_at": scored_at,
+        "new_cases": cases,  # event grain: cases scored for the first time (None for snapshot domains)
         "load_seconds": loaded - started,  # the champion and the features, read side by side
         "score_seconds": scored - loaded,
         "write_seconds": written - scored,
         **_stats(out),
     }
+
+
+def score_new_cases(paths: LakePaths, domain: Domain, champion: scoring.ChampionModel) -> int:
+    """Event grain: score every case not scored yet, once, and keep it with its key and the model version.
+
+    A case is a feature row (entity, event time). Cases up to the end of the champion's training data are
+    not scored: they are what it learned from. Each call adds one file under score_history; returns the count.
+    """
+    key = domain.entity_key
+    folder = paths.score_history(domain.name)
+    cases = recent_features(paths, domain, days=None)
+    trained_until = _as_of_end(champion.metadata.get("split", {}).get("test", ""))
+    if trained_until is not None:
+        cases = cases.filter(pl.col("event_timestamp") > trained_until)
+    done = sorted(folder.glob("*.parquet")) if folder.exists() else []
+    if done and cases.height:
+        seen = pl.concat([pl.read_parquet(f, columns=[key, "event_timestamp"]) for f in done], how="vertical_relaxed")
+        cases = cases.join(seen, on=[key, "event_timestamp"], how="anti", nulls_equal=True)
+    if cases.is_empty():
+        return 0
+    scores = pl.Series("score", scoring.predict(champion, cases), dtype=pl.Float64)
+    scored_at = datetime.now(UTC).replace(tzinfo=None)
+    out = cases.select(key, "event_timestamp").with_columns(
+        scores,
+        decision=scores >= champion.threshold,
+        model_version=pl.lit(champion.tag, dtype=pl.String),
+        scored_at=pl.lit(scored_at, dtype=pl.Datetime("us")),
+    )
+    write_parquet_atomic(out, folder / f"cases-{scored_at:%Y%m%dT%H%M%S%f}.parquet")
+    return out.height
+
+
+def _as_of_end(window: str) -> datetime | None:
+    """The last time of a split window "first..last" (None when there is none)."""
+    if ".." not in window:
+        return None
+    return datetime.fromisoformat(window.split("..", 1)[1])
 
 
 def publish_online(store: Any, domain: Domain, paths: LakePaths) -> int:
