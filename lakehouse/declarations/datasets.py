@@ -240,7 +240,7 @@ def _consistency_problems(spec: DatasetSpec) -> list[str]:
             problems.append(f"{role} column {column!r} is also listed as a feature")
     for n, (role, column) in enumerate(roles):
         for other, same in roles[n + 1 :]:
-            if column == same:
+            if column == same and {role, other} != {"entity", "labels key"}:  # a case may be its own entity
                 problems.append(f"the {role} and the {other} are the same column {column!r}")
     for column in set(spec.drop) & set(features):
         problems.append(f"column {column!r} is both dropped and a feature")
@@ -309,8 +309,11 @@ def to_domain(spec: DatasetSpec) -> Domain:
         for f in spec.features
     ]
     columns = [Column(key, spec.entity_type), Column(ts, "datetime", not_in_future=True), *feature_columns]
+    # The labels' join key: its own column, or the entity itself when each case is its own entity.
+    label_key_type = spec.entity_type if spec.labels and spec.labels.key == key else "string"
     if spec.labels:
-        columns.append(Column(spec.labels.key, "string"))
+        if spec.labels.key != key:
+            columns.append(Column(spec.labels.key, "string"))
         unique_key: tuple[str, ...] = (spec.labels.key,)
     else:
         columns.append(Column(spec.label, "string", nullable=True, description="the label, as written"))
@@ -335,7 +338,7 @@ def to_domain(spec: DatasetSpec) -> Domain:
                 f"{n}_labels",
                 f"{n} labels, joined to events by {lk}",
                 (
-                    Column(lk, "string"),
+                    Column(lk, label_key_type),  # type: ignore[arg-type]
                     Column(spec.labels.label, "string"),
                     *([Column(spec.labels.time, "datetime", nullable=True)] if spec.labels.time else []),
                 ),

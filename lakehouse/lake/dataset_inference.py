@@ -33,6 +33,8 @@ from lakehouse.lake.validation import cast_column
 SAMPLE_ROWS = 200_000  # enough to see every category and range; the head of each file, split evenly
 MAX_CATEGORIES = 50
 MIN_ROWS_FOR_IDENTIFIER = 20  # in a handful of rows every column looks unique
+# A case may be its own entity (a loan with no customer id): then the entity is the labels' join key.
+CASE_IS_ENTITY = {"entity", "labels key"}
 MAX_BAD_TIMESTAMP_SHARE = 0.05  # more unparseable times than this would hold every batch (Domain.max_quarantine_rate)
 FORMATS = ("csv", "parquet")
 LEADING_ZERO = r"^[+-]?0\d"  # "01234": a code, not a number (typing it would lose the zero)
@@ -399,7 +401,7 @@ def infer_spec(
     ]
     roles: dict[str, str] = {}
     for role, given in named:
-        if given is not None and given in roles:
+        if given is not None and given in roles and {roles[given], role} != CASE_IS_ENTITY:
             problems.append(f"{given!r} cannot be both the {roles[given]} and the {role} column")
         elif given is not None:
             roles[given] = role
