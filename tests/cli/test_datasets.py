@@ -43,7 +43,10 @@ VALID = {
         ({"features": {"is_fraud": {"type": "float64"}}}, "label column 'is_fraud' is also listed as a feature"),
         ({"drop": ["amount"]}, "both dropped and a feature"),
         ({"labels": {"key": "id"}}, "labels must give 'key' (the join column)"),
-        ({"labels": {"key": "customer_id", "label": "is_fraud"}}, "the entity and the labels key are the same column"),
+        (
+            {"labels": {"key": "event_time", "label": "is_fraud"}},
+            "the timestamp and the labels key are the same column",
+        ),
         ({"timestamp": "customer_id"}, "the entity and the timestamp are the same column"),
         ({"costs": {"false_positive": -1, "false_negative": 2}}, "costs must give non-negative numbers"),
         ({"drift": {"threshold": 0.2}}, "drift: unknown settings ['threshold']"),
