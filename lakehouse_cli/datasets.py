@@ -311,8 +311,8 @@ def add_dataset_commands(sub: argparse._SubParsersAction) -> None:
     a.add_argument(
         "--grain",
         choices=("event", "snapshot"),
-        default="event",
-        help="event (default): each row is one case, scored once; snapshot: rows are an entity's periodic states",
+        help="event: each row is one case, scored once; snapshot: rows are an entity's periodic states "
+        "(default: inferred from how many days each entity has rows on)",
     )
     a.add_argument("--force", action="store_true", help="overwrite an existing datasets/NAME.yaml")
     a.set_defaults(func=cmd_add)

@@ -356,7 +356,7 @@ def infer_spec(
     positive: str | None = None,
     drop: Iterable[str] = (),
     costs: tuple[float, float] | None = None,
-    grain: str = "event",
+    grain: str | None = None,
 ) -> tuple[DatasetSpec, list[str]]:
     """The dataset file inferred from the data, and lines saying what was inferred (for printing)."""
     where = f"dataset {name!r}"
@@ -467,9 +467,9 @@ def infer_spec(
             drop.append(label)  # ingestion must accept it in event files, and the model must never see it
             lines.append(f"  {label!r} is also in the event files: dropped there (the label files hold the label)")
         extra = [c for c in labels_frame.columns if c not in (labels_key, label)]
-        times = [c for c in extra if _mostly_times(labels_frame[c])]
-        if len(times) == 1:
-            label_time = times[0]
+        time_columns = [c for c in extra if _mostly_times(labels_frame[c])]
+        if len(time_columns) == 1:
+            label_time = time_columns[0]
             extra.remove(label_time)
             horizon = _label_horizon(events, labels_frame, labels_key, timestamp, label_time, lines)
         else:
@@ -542,10 +542,16 @@ def infer_spec(
                 ]
             )
         )
+    given = grain is not None
+    grain, why = (grain, "given") if given else _infer_grain(events[entity], times)
     lines.append(
-        "grain: event (each row is one case: scored once when it lands, judged against its own label)"
-        if grain == "event"
-        else "grain: snapshot (rows are an entity's periodic states: the entities active on the newest day are scored)"
+        (
+            "grain: event (each row is one case: scored once when it lands, judged against its own label)"
+            if grain == "event"
+            else "grain: snapshot (rows are an entity's periodic states: the entities active on the newest day are scored)"
+        )
+        + f"; {why}"
+        + ("" if given else f" (--grain {'snapshot' if grain == 'event' else 'event'} to change)")
     )
     if suggestions:
         lines.append("check these (edit the file to change anything):")
@@ -569,6 +575,21 @@ def infer_spec(
         spec = replace(spec, costs=(float(costs[0]), float(costs[1])))
     # The same checks a hand-written file gets (name, reserved columns, clashes), and a proof it round-trips.
     return spec_from_dict(spec.to_dict(), where), lines
+
+
+SNAPSHOT_COVERAGE = 0.5  # an entity with a row on at least this share of the days is reported daily
+
+
+def _infer_grain(entities: pl.Series, times: pl.Series) -> tuple[str, str]:
+    """Snapshot when the typical entity has a row on most days of the data (its periodic state), else event."""
+    days = pl.DataFrame({"entity": entities, "day": times.dt.date()}).drop_nulls().unique()
+    if days.is_empty():
+        return "event", "no dated rows to tell"
+    span = (days["day"].max() - days["day"].min()).days + 1
+    coverage = float(days.group_by("entity").len()["len"].median()) / span
+    if span >= 7 and coverage >= SNAPSHOT_COVERAGE:
+        return "snapshot", f"the typical {entities.name} has a row on {coverage:.0%} of the {span} days"
+    return "event", f"the typical {entities.name} has rows on {coverage:.0%} of the {span} days: rows are cases"
 
 
 def _mostly_times(values: pl.Series) -> bool:

@@ -379,3 +379,21 @@ def test_without_label_times_a_label_counts_as_final_when_it_lands(quirky: dict)
     assert spec.label_horizon_days == 0
     if spec.labels:
         assert spec.labels.time is None and any("no label-time column" in line for line in quirky["lines"])
+
+
+def test_the_grain_is_inferred_from_how_often_an_entity_has_a_row(quirky: dict, tmp_path: Path) -> None:
+    """Cases (a few rows per customer) are event grain; an entity reported every day is snapshot grain."""
+    assert quirky["spec"].grain == "event" and any(line.startswith("grain: event") for line in quirky["lines"])
+    rng = np.random.default_rng(0)
+    days = pl.date_range(datetime(2024, 1, 1), datetime(2024, 1, 30), "1d", eager=True)
+    daily = pl.DataFrame({"account": np.repeat(np.arange(1, 61), len(days)), "day": np.tile(days.to_numpy(), 60)})
+    daily = daily.with_columns(
+        snapshot_at=pl.col("day").cast(pl.Datetime("ms")).dt.strftime("%Y-%m-%d %H:%M:%S"),
+        balance=pl.Series(rng.normal(100, 20, daily.height)).round(2),
+        churned=pl.Series(rng.random(daily.height) < 0.1).cast(pl.Int64),
+    ).drop("day")
+    daily.write_csv(tmp_path / "states.csv")
+    spec, lines = infer_spec("accounts", [tmp_path / "states.csv"], "account", "snapshot_at", "churned")
+    assert spec.grain == "snapshot" and any("100% of the 30 days" in line for line in lines)
+    given, _ = infer_spec("accounts", [tmp_path / "states.csv"], "account", "snapshot_at", "churned", grain="event")
+    assert given.grain == "event"
