@@ -148,9 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = [run.update, *([run.retraining] if run.retraining else [])]
     steps = [s for r in results for s in failed_steps(r)]
     checks = [c for r in results for c in failed_checks(r)]
-    monitoring = {
-        f"{domain.name}/{k.asset_key.path[-1]}:{k.name}" for k in DomainKeys.of(domain).monitoring_checks.values()
-    }
+    monitoring = {k.to_user_string() for k in DomainKeys.of(domain).monitoring_checks.values()}
     findings = [c for c, _ in checks if c in monitoring]
     errors = [c for c, severity in checks if c not in monitoring and severity == "ERROR"]
     for check in findings:

@@ -70,10 +70,9 @@ def schema_hash(domain: Domain) -> str:
     return hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:16]
 
 
-def data_versions(paths: LakePaths, domain: Domain) -> dict[str, Any]:
+def data_versions(paths: LakePaths, domain: Domain, training_sha: str) -> dict[str, Any]:
     """The exact inputs of a training run: every published batch (id, sha256) and the training set's hash."""
     batches = sorted((b["batch_id"], b["sha256"]) for b in published_batches(paths, [s.name for s in domain.sources]))
-    training_sha = hashlib.sha256(paths.training_set(domain.name).read_bytes()).hexdigest()
     return {"training_set_sha256": training_sha, "batches": [{"batch_id": b, "sha256": s} for b, s in batches]}
 
 
@@ -166,7 +165,7 @@ def train_candidate(
         "categories": model.categories,
         "feature_service": domain.feature_service,
         "schema_hash": schema_hash(domain),
-        "data_versions": data_versions(paths, domain),
+        "data_versions": data_versions(paths, domain, training_sha),
         "code_version": model_registry.code_version(),
         "library_versions": model_registry.library_versions(),
         "training_seconds": round(time.perf_counter() - started, 2),

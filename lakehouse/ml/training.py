@@ -57,6 +57,14 @@ def _iso(value: Any) -> str:
     return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
 
 
+def from_iso(value: str) -> datetime:
+    """A split boundary back as a time: an ISO date (midnight) or timestamp, as _iso wrote it."""
+    try:
+        return datetime.combine(date.fromisoformat(value), datetime.min.time())
+    except ValueError:
+        return datetime.fromisoformat(value)
+
+
 def time_split(
     df: pl.DataFrame, timestamp: str = "event_timestamp", valid_fraction: float = 0.2, test_fraction: float = 0.2
 ) -> Split:

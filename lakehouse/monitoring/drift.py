@@ -16,7 +16,7 @@ import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import polars as pl
 from lakehouse.declarations.domain import Domain, DriftConfig
 from lakehouse.lake.feature_tables import recent_features
 from lakehouse.ml import model_registry
+from lakehouse.ml.training import from_iso
 from lakehouse.monitoring.results import monitoring_dir, save_latest
 from lakehouse.monitoring.served import served_features
 from lakehouse.paths import LakePaths
@@ -267,14 +268,6 @@ def _evidently_results(snapshot: dict[str, Any]) -> tuple[dict[str, float], dict
     return scores, verdicts
 
 
-def _as_of(value: str) -> datetime:
-    """An ISO date (midnight) or timestamp from a split boundary."""
-    try:
-        return datetime.combine(date.fromisoformat(value), datetime.min.time())
-    except ValueError:
-        return datetime.fromisoformat(value)
-
-
 def champion_reference(
     training_set: pl.DataFrame | Path,
     metadata: Mapping[str, Any],
@@ -291,7 +284,7 @@ def champion_reference(
             f"model metadata lacks the windows {list(parts)} in split (got {split!r}); "
             f"expected 'first..last' as-of times, as models.train_candidate records"
         )
-    first, last = _as_of(windows[0].split("..", 1)[0]), _as_of(windows[-1].split("..", 1)[1])
+    first, last = from_iso(windows[0].split("..", 1)[0]), from_iso(windows[-1].split("..", 1)[1])
     frame = pl.scan_parquet(training_set) if isinstance(training_set, (str, Path)) else training_set.lazy()
     dtype = frame.collect_schema().get(timestamp)
     if dtype is None:

@@ -24,6 +24,7 @@ from pyarrow import feather
 from lakehouse.declarations.domain import Domain
 from lakehouse.io import copy_file_atomic, write_parquet_atomic
 from lakehouse.lake.feature_tables import recent_features
+from lakehouse.ml.training import from_iso
 from lakehouse.paths import LakePaths
 from lakehouse.serving import scoring
 
@@ -135,9 +136,9 @@ def score_new_cases(paths: LakePaths, domain: Domain, champion: scoring.Champion
     key = domain.entity_key
     folder = paths.score_history(domain.name)
     cases = recent_features(paths, domain, days=None)
-    trained_until = _as_of_end(champion.metadata.get("split", {}).get("test", ""))
-    if trained_until is not None:
-        cases = cases.filter(pl.col("event_timestamp") > trained_until)
+    test_window = champion.metadata.get("split", {}).get("test", "")
+    if ".." in test_window:
+        cases = cases.filter(pl.col("event_timestamp") > from_iso(test_window.split("..", 1)[1]))
     done = sorted(folder.glob("*.parquet")) if folder.exists() else []
     if done and cases.height:
         seen = pl.concat([pl.read_parquet(f, columns=[key, "event_timestamp"]) for f in done], how="vertical_relaxed")
@@ -154,13 +155,6 @@ def score_new_cases(paths: LakePaths, domain: Domain, champion: scoring.Champion
     )
     write_parquet_atomic(out, folder / f"cases-{scored_at:%Y%m%dT%H%M%S%f}.parquet")
     return out.height
-
-
-def _as_of_end(window: str) -> datetime | None:
-    """The last time of a split window "first..last" (None when there is none)."""
-    if ".." not in window:
-        return None
-    return datetime.fromisoformat(window.split("..", 1)[1])
 
 
 def publish_online(store: Any, domain: Domain, paths: LakePaths) -> int:

@@ -13,8 +13,20 @@ from lakehouse.declarations.datasets import DATASETS_ENV
 from lakehouse.domains import get_domain
 from lakehouse.ml import model_registry
 from lakehouse.monitoring.retraining import last_decision
-from lakehouse.paths import DATA_ROOT_ENV, LakePaths
+from lakehouse.paths import LakePaths
 from lakehouse_cli.main import main
+
+
+@pytest.fixture(autouse=True)
+def datasets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dataset files under tmp_path/datasets (the data root is conftest's `paths`)."""
+    monkeypatch.setenv(DATASETS_ENV, str(tmp_path / "datasets"))
+
+
+def add_orders(raw: Path, data: dict) -> int:
+    """`lakehouse dataset add orders` over the event files of a quirky dataset written to raw."""
+    add = ["dataset", "add", "orders", "--source", str(raw / "events-*"), "--entity", data["entity"]]
+    return main(add + ["--timestamp", data["timestamp"], "--label", data["label"], "--drop", *data["drop"]])
 
 
 def land(paths: LakePaths, files: list[Path]) -> None:
@@ -25,16 +37,10 @@ def land(paths: LakePaths, files: list[Path]) -> None:
 
 @pytest.mark.slow
 def test_run_takes_the_sensors_retraining_decision_and_says_what_it_found(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    paths: LakePaths, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    paths = LakePaths(tmp_path / "data")
-    monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
-    monkeypatch.setenv("DAGSTER_HOME", str(paths.root / "dagster"))
-    monkeypatch.setenv(DATASETS_ENV, str(tmp_path / "datasets"))
     first = write_quirky_dataset(tmp_path / "raw", rows=3000, seed=5, days=60)
-    add = ["dataset", "add", "orders", "--source", str(tmp_path / "raw" / "events-*"), "--entity", first["entity"]]
-    add += ["--timestamp", first["timestamp"], "--label", first["label"], "--drop", *first["drop"]]
-    assert main(add) == 0
+    assert add_orders(tmp_path / "raw", first) == 0
     capsys.readouterr()
     spec = tmp_path / "datasets" / "orders.yaml"  # no cooldown: each run below may retrain at once
     spec.write_text(spec.read_text() + "retraining:\n  cooldown_seconds: 0\n")
@@ -106,20 +112,14 @@ def _raw_rows(files: list[Path], entity: str, timestamp: str, label: str) -> pl.
 
 @pytest.mark.slow
 def test_event_grain_scores_every_new_case_once_and_judges_it_against_its_own_label(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    paths: LakePaths, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     from sklearn.metrics import roc_auc_score
 
     from lakehouse.monitoring.results import latest_result
 
-    paths = LakePaths(tmp_path / "data")
-    monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
-    monkeypatch.setenv("DAGSTER_HOME", str(paths.root / "dagster"))
-    monkeypatch.setenv(DATASETS_ENV, str(tmp_path / "datasets"))
     first = write_quirky_dataset(tmp_path / "raw", rows=3000, seed=5, days=60)
-    add = ["dataset", "add", "orders", "--source", str(tmp_path / "raw" / "events-*"), "--entity", first["entity"]]
-    add += ["--timestamp", first["timestamp"], "--label", first["label"], "--drop", *first["drop"]]
-    assert main(add) == 0
+    assert add_orders(tmp_path / "raw", first) == 0
     assert "grain: event" in capsys.readouterr().out
     assert main(["run", "orders"]) == 0
     champion = model_registry.champion(paths, "orders")
@@ -150,13 +150,9 @@ def test_event_grain_scores_every_new_case_once_and_judges_it_against_its_own_la
 
 @pytest.mark.slow
 def test_a_case_that_is_its_own_entity_joins_its_labels_by_that_key(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    paths: LakePaths, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """A loan with no customer id: --entity and --labels-key name the same column."""
-    paths = LakePaths(tmp_path / "data")
-    monkeypatch.setenv(DATA_ROOT_ENV, str(paths.root))
-    monkeypatch.setenv("DAGSTER_HOME", str(paths.root / "dagster"))
-    monkeypatch.setenv(DATASETS_ENV, str(tmp_path / "datasets"))
     data = write_quirky_dataset(tmp_path / "raw", rows=3000, seed=9, days=60, separate_labels=True, label_delay_days=5)
     key = data["key"]
     add = ["dataset", "add", "loans", "--source", str(tmp_path / "raw" / "events-*"), "--entity", key]

@@ -122,3 +122,19 @@ def test_requirements_match_the_lock() -> None:
         cwd=Path(__file__).resolve().parents[2],
     ).stdout
     assert (Path(__file__).resolve().parents[2] / "bentos" / "requirements.txt").read_text() == exported
+
+
+def test_each_domain_is_served_with_its_declared_arguments(tmp_path: Path) -> None:
+    """The demo's own service needs no argument; the generic dataset service is told its dataset."""
+    from dataclasses import replace
+
+    from lakehouse.serving.packaging import bentofile, service_arguments
+
+    dataset = replace(
+        CHURN, name="shop", service="bentos.dataset_service:DatasetService", service_args={"dataset": "shop"}
+    )
+    assert service_arguments(CHURN) == []
+    assert service_arguments(dataset) == ["--arg", "dataset=shop"]
+    spec = yaml.safe_load(bentofile(dataset, tmp_path).read_text())
+    assert spec["service"] == "bentos.dataset_service:DatasetService" and spec["labels"] == {"domain": "shop"}
+    assert "datasets/*.yaml" in spec["include"]  # the bento carries the declaration it is told to serve
