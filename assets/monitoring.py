@@ -35,7 +35,8 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
         pool=LAKE_POOL,
         description="Evidently drift per feature (normed Wasserstein / Jensen-Shannon) of the last 7 feature days "
         "plus the features the service was given, against the champion's training rows; the drifted "
-        "share is weighted by the champion's feature importance.",
+        "share is weighted by the champion's feature importance. Thresholds are calibrated on the "
+        "reference's own time chunks (noise, and its pace of change extrapolated to the window).",
         kinds={"evidently"},
         check_specs=[
             dg.AssetCheckSpec(
@@ -57,7 +58,7 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
         result = domain_drift(lakehouse.paths, domain, champion)
         context.log.info(f"drift {result.status}: {result.reason}")
         table = "| feature | method | score | threshold | drifted | weight |\n|---|---|---|---|---|---|\n" + "\n".join(
-            f"| {f} | {v['method']} | {v['score']:.4f} | {v['threshold']} | {'yes' if v['drifted'] else ''} | "
+            f"| {f} | {v['method']} | {v['score']:.4f} | {v['threshold']:.4f} | {'yes' if v['drifted'] else ''} | "
             f"{v['weight']:.3f} |"
             for f, v in sorted(result.features.items(), key=lambda kv: -kv[1]["score"])
         )
@@ -70,6 +71,7 @@ def drift_asset(domain: Domain) -> dg.AssetsDefinition:
             "reference_rows": result.rows.get("reference", 0),
             "current_rows": result.rows.get("current", 0),
             "features": dg.MetadataValue.md(table),
+            "thresholds": result.calibration["reason"] if result.calibration else "fixed (DriftConfig)",
             # One float per feature, so the UI plots each feature's drift over materializations.
             **{f"drift/{f}": float(v["score"]) for f, v in result.features.items()},
         }

@@ -34,6 +34,7 @@ def main() -> None:
             run("bench_training.py", "--pairs", "2"),
             run("bench_serving.py", "--quick"),
             run("bench_drift.py", "--quick"),
+            run("bench_drift_alarms.py", "--quick"),
             run("bench_loop.py", "--quick"),
         ]
     else:
@@ -44,6 +45,7 @@ def main() -> None:
             run("bench_training.py", "--pairs", "5"),
             run("bench_serving.py"),
             run("bench_drift.py"),
+            run("bench_drift_alarms.py"),
             run("bench_loop.py"),
         ]
         results = BENCH / "RESULTS.md"

@@ -105,8 +105,15 @@ class DriftConfig:
     categorical_threshold: float = CATEGORICAL_THRESHOLD
     methods: Mapping[str, str] = field(default_factory=dict)  # feature -> Evidently method name
     thresholds: Mapping[str, float] = field(default_factory=dict)  # feature -> threshold
-    max_weighted_drift_share: float = MAX_WEIGHTED_DRIFT_SHARE
+    max_weighted_drift_share: float = MAX_WEIGHTED_DRIFT_SHARE  # the floor when calibrated
     min_rows: int = MIN_DRIFT_ROWS  # per frame, and non-null values per feature
+    # Thresholds from the reference's own time chunks (lakehouse/monitoring/drift_calibration.py); the
+    # fixed thresholds above apply when it is off or the reference has fewer than 3 chunks of min_rows.
+    calibrate: bool = True
+    calibration_chunks: int = 10
+    calibration_sigmas: float = 3.0
+    # Calibrated only: a feature this many times beyond its threshold fails the check whatever its weight.
+    severe_drift_ratio: float = 2.0
 
     def method(self, feature: str, kind: str) -> str:
         return self.methods.get(feature) or (self.categorical_method if kind == "categorical" else self.numeric_method)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,12 +112,18 @@ def build_labels(paths: LakePaths, domain: Domain) -> dict[str, Any]:
 
 
 def recent_features(
-    paths: LakePaths, domain: Domain, days: int | None = 7, max_rows: int | None = None, seed: int = 0
+    paths: LakePaths,
+    domain: Domain,
+    days: int | None = 7,
+    max_rows: int | None = None,
+    seed: int = 0,
+    until: datetime | None = None,
 ) -> Any:
     """Every view's feature rows of the newest `days` days (None: all), joined on (entity, event time): a polars frame.
 
     The current window for drift. Views without a row for an (entity, time) give nulls; max_rows
-    samples rows reproducibly (seeded), so the drift cost stays bounded on a large lake.
+    samples rows reproducibly (seeded), so the drift cost stays bounded on a large lake. `until` ends
+    the window at that time instead of the newest row (to replay the check over past days).
     """
     key = domain.entity_key
     first, *rest = domain.feature_views
@@ -129,18 +136,21 @@ def recent_features(
         for n, v in enumerate(rest, start=1)
     )
     selects = ", ".join([cols(first, "v0"), *(cols(v, f"v{n}") for n, v in enumerate(rest, start=1))])
+    end = (
+        "?" if until is not None else f"(SELECT max(event_timestamp) FROM read_parquet('{paths.features(first.name)}'))"
+    )
+    where = []
+    if days is not None:
+        where.append(f"v0.event_timestamp > {end} - INTERVAL {int(days)} DAY")
+    if until is not None:
+        where.append(f"v0.event_timestamp <= {end}")
     query = (
         f"SELECT {key}, event_timestamp, {selects} FROM read_parquet('{paths.features(first.name)}') v0 {joins} "
-        + (
-            f"WHERE v0.event_timestamp > (SELECT max(event_timestamp) FROM read_parquet('{paths.features(first.name)}'))"
-            f" - INTERVAL {int(days)} DAY "
-            if days is not None
-            else ""
-        )
+        + (f"WHERE {' AND '.join(where)} " if where else "")
         + f"ORDER BY event_timestamp, {key}"
     )
     with duckdb.connect() as con:
-        frame = con.sql(query).pl()
+        frame = con.sql(query, params=[until] * len(where) if until is not None else None).pl()
     if max_rows is not None and frame.height > max_rows:
         frame = frame.sample(n=max_rows, seed=seed).sort("event_timestamp", key)
     return frame

@@ -26,6 +26,7 @@ from lakehouse.declarations.domain import Domain, DriftConfig
 from lakehouse.lake.feature_tables import recent_features
 from lakehouse.ml import model_registry
 from lakehouse.ml.training import from_iso
+from lakehouse.monitoring.drift_calibration import calibrate
 from lakehouse.monitoring.results import monitoring_dir, save_latest
 from lakehouse.monitoring.served import served_features
 from lakehouse.paths import LakePaths
@@ -48,9 +49,13 @@ class DriftResult:
     checked_weight: float  # share of the total importance that was checked (1.0 when nothing was skipped)
     rows: dict[str, int]  # reference, current
     report_path: str | None  # Evidently HTML report, when one was made
+    calibration: dict[str, Any] | None = None  # how thresholds were set from the reference (drift_calibration)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+CHUNK_TIME = "_drift_time"  # the column calibration chunks the reference by
 
 
 def _null_count(s: pl.Series) -> int:
@@ -154,8 +159,16 @@ def drift_report(
     config: DriftConfig = DriftConfig(),
     report_dir: Path | None = None,
     report_name: str = "drift_report",
+    times: tuple[pl.Series, pl.Series] | None = None,
+    history: pl.DataFrame | None = None,
 ) -> DriftResult:
-    """Measure per-feature drift with Evidently, weight it by importance, and save the HTML report."""
+    """Measure per-feature drift with Evidently, weight it by importance, and save the HTML report.
+
+    With `times` (each reference and current row's time) and `config.calibrate`, thresholds and the
+    share limit come from the reference's own time chunks (drift_calibration); else they are fixed.
+    `history` (the features and a CHUNK_TIME column, e.g. the whole training set) spans more time for
+    measuring the data's pace of change than the reference does.
+    """
     features = list(dict.fromkeys(features))
     rows = {"reference": reference.height, "current": current.height}
     weights = feature_weights(features, importance)
@@ -186,6 +199,21 @@ def drift_report(
     columns = list(kinds)
     methods = {f: config.method(f, kinds[f]) for f in columns}
     thresholds = {f: config.threshold(f, kinds[f]) for f in columns}
+    max_share, calibration = config.max_weighted_drift_share, None
+    if times is not None and config.calibrate:
+        calibration = calibrate(
+            reference.with_columns(times[0].alias(CHUNK_TIME)),
+            times[1],
+            current.height,
+            kinds,
+            weights,
+            config,
+            timestamp=CHUNK_TIME,
+            history=history,
+        )
+        if calibration is not None:
+            thresholds.update(calibration.thresholds)
+            max_share = calibration.max_weighted_drift_share
     definition = DataDefinition(
         numerical_columns=[f for f in columns if kinds[f] == "numeric"],
         categorical_columns=[f for f in columns if kinds[f] == "categorical"],
@@ -228,11 +256,26 @@ def drift_report(
     drifted_share = len(drifted) / len(measured)
     # With no importance on any checked feature, fall back to the plain share rather than divide by zero.
     weighted = sum(weights[f] for f in drifted) / checked_weight if checked_weight > 0 else drifted_share
-    passed = weighted <= config.max_weighted_drift_share
+    # Beyond calibrated thresholds (noise and the usual pace are in them) a large move is a real change
+    # in the world, even in a feature the champion barely uses: a price rise before its churn shows.
+    far = {
+        f: m["score"] / m["threshold"]
+        for f, m in measured.items()
+        if calibration and m["threshold"] > 0 and m["score"] >= config.severe_drift_ratio * m["threshold"]
+    }
+    passed = weighted <= max_share and not far
     reason = (
         f"{len(drifted)} of {len(measured)} features drifted ({', '.join(drifted) or 'none'}), carrying "
-        f"{weighted:.1%} of the checked importance; the limit is {config.max_weighted_drift_share:.1%}"
+        f"{weighted:.1%} of the checked importance; the limit is {max_share:.1%}"
     )
+    if far:
+        reason += "; far beyond their thresholds: " + ", ".join(f"{f} ({r:.1f}x)" for f, r in far.items())
+    if times is not None and config.calibrate:
+        reason += (
+            f"; thresholds from {calibration.chunks} time chunks of the reference"
+            if calibration
+            else f"; fixed thresholds (the reference has fewer than 3 time chunks of {config.min_rows} rows)"
+        )
     if skipped:
         reason += f"; {len(skipped)} feature(s) skipped ({checked_weight:.1%} of the importance checked)"
     path = _save_html(snapshot, Path(report_dir), report_name) if report_dir is not None else None
@@ -245,10 +288,11 @@ def drift_report(
         drifted,
         drifted_share,
         weighted,
-        config.max_weighted_drift_share,
+        max_share,
         checked_weight,
         rows,
         str(path) if path else None,
+        calibration.to_dict() if calibration else None,
     )
 
 
@@ -309,17 +353,28 @@ def domain_drift(
     paths: LakePaths,
     domain: Domain,
     champion_tag: str,
+    until: datetime | None = None,
+    config: DriftConfig | None = None,
 ) -> DriftResult:
-    """The champion's newest training-set rows vs the newest feature days plus the features served in them."""
+    """The champion's newest training-set rows vs the newest feature days plus the features served in them.
+
+    `until` replays the check for the window ending then (no served rows, nothing saved); `config`
+    overrides the domain's drift config (to compare fixed with calibrated thresholds on one window).
+    """
     meta = model_registry.model_metadata(paths, champion_tag)
     features, categorical = list(meta["features"]), list(meta["categories"])
-    reference = champion_reference(
+    reference_rows = champion_reference(
         paths.training_set(domain.name), meta, max_rows=MAX_MONITORING_ROWS, parts=REFERENCE_WINDOWS
-    ).select(features)
-    recent = recent_features(paths, domain, days=domain.drift_window_days, max_rows=MAX_MONITORING_ROWS)
+    )
+    reference = reference_rows.select(features)
+    # The whole training set, for the data's own pace of change (it spans more days than the reference).
+    history = champion_reference(
+        paths.training_set(domain.name), meta, max_rows=MAX_MONITORING_ROWS, parts=("train", "valid", "test")
+    )
+    recent = recent_features(paths, domain, days=domain.drift_window_days, max_rows=MAX_MONITORING_ROWS, until=until)
     current = recent.select(features)
     log_table = prediction_log_table(paths, domain.name)
-    if log_table.exists() and recent.height:
+    if log_table.exists() and recent.height and until is None:
         # Served rows of the same window (by the time of their features), each (entity, feature time) once
         # and at most a third of the sample: a load test must not outweigh what the population looks like.
         start = recent["event_timestamp"].min()
@@ -342,9 +397,12 @@ def domain_drift(
         features,
         categorical,
         meta.get("importance"),
-        domain.drift,
-        report_dir=monitoring_dir(paths, domain) / "reports",
+        config or domain.drift,
+        report_dir=monitoring_dir(paths, domain) / "reports" if until is None else None,
         report_name=f"drift_{stamp}",
+        times=(reference_rows["event_timestamp"], recent["event_timestamp"]),
+        history=history.select(*features, pl.col("event_timestamp").alias(CHUNK_TIME)),
     )
-    save_latest(paths, domain, "drift", {"champion": champion_tag, **result.to_dict()})
+    if until is None:
+        save_latest(paths, domain, "drift", {"champion": champion_tag, **result.to_dict()})
     return result

@@ -155,3 +155,21 @@ def test_labels_mark_cancellations_within_30_days_of_each_weekly_as_of_date(buil
     assert by[(4, datetime(2025, 3, 19))] == 0  # cancels exactly 30 days later: outside the window
     assert by[(5, datetime(2025, 3, 19))] == 1  # one second earlier: inside
     assert by[(1, datetime(2025, 3, 19))] == 0
+
+
+def test_recent_features_is_the_newest_window_or_the_window_ending_at_a_given_time(built):
+    """`until` replays the drift window of a past day: the same rows the newest window had on that day."""
+    from lakehouse.lake.feature_tables import recent_features
+
+    newest = recent_features(built, CHURN, days=7)
+    times = newest["event_timestamp"].unique().sort().to_list()
+    assert len(times) == 7 and times[-1] == pl.read_parquet(built.features("customer_profile"))["event_timestamp"].max()
+    until = datetime(2025, 1, 20)
+    past = recent_features(built, CHURN, days=7, until=until)
+    assert past["event_timestamp"].unique().sort().to_list() == [until - timedelta(days=d) for d in range(6, -1, -1)]
+    assert past.filter(pl.col("customer_id") == 1)["minutes_7d"].to_list() == [
+        value(built, "customer_usage", "minutes_7d", (t - timedelta(days=1)).date())
+        for t in past.filter(pl.col("customer_id") == 1)["event_timestamp"]
+    ]
+    everything_before = recent_features(built, CHURN, days=None, until=until)
+    assert everything_before["event_timestamp"].max() == until and everything_before.height > past.height
