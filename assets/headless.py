@@ -15,7 +15,20 @@ def dagster_instance(paths: LakePaths) -> dg.DagsterInstance:
     """The persistent Dagster instance under DAGSTER_HOME, so headless runs show up in the UI."""
     from assets.dagster_home import ensure_dagster_home
 
-    return dg.DagsterInstance.from_config(str(ensure_dagster_home(paths)))
+    home = ensure_dagster_home(paths)
+    report_orphaned_runs(home)
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def report_orphaned_runs(home) -> None:
+    """Release the runs a killed process left STARTED (their pools would block every later run) and say so."""
+    import sys
+
+    from assets.dagster_home import release_orphaned_runs
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for run_id in release_orphaned_runs(instance):
+            print(f"run {run_id} had lost its process (killed?): marked failed", file=sys.stderr)
 
 
 def materialize_all(

@@ -13,6 +13,7 @@ from itertools import zip_longest
 
 import dagster as dg
 
+from assets.dagster_home import killed_run_keys, run_key_after_kills
 from assets.keys import DomainKeys
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
@@ -36,6 +37,7 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
         paths = lakehouse.paths
         # The cursor caches hashes by (size, mtime) so unchanged files are not re-read every tick.
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
+        killed = killed_run_keys(context.instance)  # files whose landing run was killed are requested again
         per_source: list[list[dg.RunRequest]] = []
         skipped = 0
         for source in domain.sources:
@@ -54,7 +56,7 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
                     continue
                 requests.append(
                     dg.RunRequest(
-                        run_key=f"{source.name}:{sha}",
+                        run_key=run_key_after_kills(f"{source.name}:{sha}", killed),
                         job_name=keys.landing_job(source.name),
                         run_config={
                             "ops": {keys.bronze(source).to_python_identifier(): {"config": {"files": [str(path)]}}}
@@ -119,7 +121,12 @@ def publish_sensor(domain: Domain) -> dg.SensorDefinition:
         newest = newest_silver(context.instance, domain)
         if newest is None:
             return dg.SkipReason("the silver tables have never been materialized")
-        if context.cursor and int(context.cursor) >= newest:
+        run_key = run_key_after_kills(f"publish:{newest}", killed_run_keys(context.instance))
+        # Published already, unless that run was killed and has not been re-run since.
+        redo = run_key != f"publish:{newest}" and not context.instance.get_run_records(
+            dg.RunsFilter(tags={"dagster/run_key": run_key}), limit=1
+        )
+        if context.cursor and int(context.cursor) >= newest and not redo:
             return dg.SkipReason(f"no silver materialization since {context.cursor}")
         busy = _in_flight(context.instance, job_name)
         if busy:
@@ -130,9 +137,7 @@ def publish_sensor(domain: Domain) -> dg.SensorDefinition:
         if landing:
             return dg.SkipReason(f"{len(landing)} landing run(s) queued or running; publishing once they are done")
         context.update_cursor(str(newest))
-        return dg.RunRequest(
-            run_key=f"publish:{newest}", tags={"lakehouse/trigger": f"silver:{newest}", **JUMP_THE_QUEUE}
-        )
+        return dg.RunRequest(run_key=run_key, tags={"lakehouse/trigger": f"silver:{newest}", **JUMP_THE_QUEUE})
 
     return _sensor
 

@@ -34,9 +34,12 @@ from lakehouse.demos.churn.simulator import last_landing_day, read_generator_rec
 WORLDS = {
     "stable": [],
     "price rise (demo drift: basic plan +50%)": ["--drift", "price_rise:{day}:basic::0.5"],
-    "usage drop (-30%, every region)": [
-        arg for region in ("north", "south", "east", "west") for arg in ("--drift", f"usage_drop:{{day}}::{region}:0.3")
-    ],
+    **{
+        f"usage drop (-{m:.0%}, every region)": [
+            arg for r in ("north", "south", "east", "west") for arg in ("--drift", f"usage_drop:{{day}}::{r}:{m}")
+        ]
+        for m in (0.3, 0.6)
+    },
 }
 
 

@@ -8,7 +8,9 @@ threshold is measured on the champion's reference window itself:
    `DriftConfig.calibration_chunks`), each sampled down to the current window's size so a chunk
    carries the same sampling noise as the window it stands in for.
 2. Each chunk is compared with the rest of the reference using Evidently's own statistic (the method
-   the check uses); the bound is their mean + `calibration_sigmas` standard deviations.
+   the check uses); the bound is their median + `calibration_sigmas` robust standard deviations
+   (1.4826 x MAD, so one odd chunk, a day with a file missing, does not set it), and never below the
+   same measure on chunks drawn at random (sampling noise alone).
 3. The data's own pace of change (the statistic between the older and newer half of the champion's
    training rows, less sampling noise, per day between them) is extrapolated over the days from the
    reference's middle to the current window's: the window is that much further away than the
@@ -69,18 +71,17 @@ def time_chunks(times: pl.Series, max_chunks: int, min_rows: int) -> list[list[A
     """Contiguous groups of whole times, about equal in rows, each of at least `min_rows` rows (at most max_chunks)."""
     counts = times.value_counts().sort(times.name)
     distinct, rows = counts[times.name].to_list(), counts["count"].to_list()
-    k = min(max_chunks, len(distinct), sum(rows) // max(min_rows, 1))
+    total = sum(rows)
+    k = min(max_chunks, len(distinct), total // max(min_rows, 1))
     while k >= 1:
-        size, chunks, current, filled = sum(rows) / k, [], [], 0
-        for t, n in zip(distinct, rows, strict=True):
-            current.append(t)
-            filled += n
-            if filled >= size * (len(chunks) + 1) and len(chunks) < k - 1:
-                chunks.append(current)
-                current = []
-        chunks.append(current)
-        sizes = [sum(rows[distinct.index(t)] for t in c) for c in chunks]
-        if all(c for c in chunks) and min(sizes) >= min_rows:
+        # Each time goes to the chunk its middle row falls in: k chunks as equal as whole times allow.
+        index, before = [], 0
+        for n in rows:
+            index.append(min(int((before + n / 2) * k / total), k - 1))
+            before += n
+        chunks = [[t for t, i in zip(distinct, index, strict=True) if i == c] for c in range(k)]
+        sizes = [sum(n for n, i in zip(rows, index, strict=True) if i == c) for c in range(k)]
+        if all(chunks) and min(sizes) >= min_rows:
             return chunks
         k -= 1
     return []
@@ -172,7 +173,7 @@ def calibrate(
     limit = max(config.max_weighted_drift_share, repeated)
     reason = (
         f"thresholds from {len(chunks)} time chunks of the reference ({sample_rows:,} rows each at most): "
-        f"mean + {config.calibration_sigmas:g} sd of chunk-vs-rest drift, plus the reference's own pace of "
+        f"median + {config.calibration_sigmas:g} robust sd of chunk-vs-rest drift, plus the data's own pace of "
         f"change over the {days_beyond:.1f} days from its middle to the current window's; share limit "
         f"{limit:.1%} (reached by two held-out chunks: {repeated:.1%}; floor {config.max_weighted_drift_share:.1%})"
     )
@@ -185,7 +186,11 @@ def _shuffled_chunk_ids(chunk_ids: pl.Series, seed: int) -> list[int]:
 
 
 def _upper(values: Sequence[float], sigmas: float) -> float:
-    return statistics.fmean(values) + sigmas * (statistics.pstdev(values) if len(values) > 1 else 0.0)
+    """Median + `sigmas` robust standard deviations (1.4826 x MAD): one odd chunk (a day with a file missing)
+    does not set the bound for every later window, as a plain mean + sd over a few chunks would."""
+    middle = statistics.median(values)
+    mad = statistics.median(abs(v - middle) for v in values)
+    return middle + sigmas * 1.4826 * mad
 
 
 def _series(frame: pl.DataFrame, feature: str, kind: str) -> Any:
