@@ -1,5 +1,5 @@
-"""Hands-off under the real Dagster daemon (`lakehouse dev`): quiet without new labels, and a kill mid-publish
-loses nothing and repeats nothing."""
+"""Hands-off under the real Dagster daemon (`lakehouse dev`), the demo beside an event-grain dataset: quiet without
+new labels, and a kill mid-publish loses nothing and repeats nothing."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ import psutil
 import pytest
 from bento_process import free_port
 from conftest import SMALL, copy_with_champion
+from quirky_data import write_quirky_dataset
 
 from assets.dagster_home import ORPHANED_TAG
 from assets.keys import DomainKeys
+from lakehouse.declarations.datasets import DATASETS_ENV
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.demos.churn.generator import GeneratorConfig, generate
+from lakehouse.domains import get_domain
 from lakehouse.lake.ingestion import manifest
 from lakehouse.monitoring.retraining import last_decision
 from lakehouse.paths import DATA_ROOT_ENV, REPO_ROOT, LakePaths
@@ -76,39 +79,62 @@ def wait_for(what: str, condition: Callable[[], object], timeout: float, log: Pa
     return value
 
 
-def runs(instance: dg.DagsterInstance, job: str, statuses: list | None = None) -> list[dg.DagsterRun]:
-    return [r.dagster_run for r in instance.get_run_records(dg.RunsFilter(job_name=job, statuses=statuses or []))]
+def runs(
+    instance: dg.DagsterInstance, job: str, statuses: list | None = None, since: datetime | None = None
+) -> list[dg.DagsterRun]:
+    runs_filter = dg.RunsFilter(job_name=job, statuses=statuses or [], created_after=since)
+    return [r.dagster_run for r in instance.get_run_records(runs_filter)]
 
 
 @pytest.mark.integration  # a real daemon
 @pytest.mark.slow
 def test_the_daemon_retrains_nothing_without_new_labels_and_a_kill_mid_publish_publishes_each_batch_once(
-    lake: LakePaths, tmp_path: Path
+    lake: LakePaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths = copy_with_champion(lake, tmp_path)
     home = paths.root / "dagster"
-    env = {**os.environ, DATA_ROOT_ENV: str(paths.root), "DAGSTER_HOME": str(home), "BENTOML_DO_NOT_TRACK": "True"}
+    env = {
+        **os.environ,
+        DATA_ROOT_ENV: str(paths.root),
+        "DAGSTER_HOME": str(home),
+        DATASETS_ENV: str(tmp_path / "datasets"),
+        "BENTOML_DO_NOT_TRACK": "True",
+    }
     log = tmp_path / "dev.log"
+    # Beside the demo, an event-grain dataset of the user's own with its first champion.
+    orders = write_quirky_dataset(tmp_path / "raw", rows=3000, seed=5, days=60)
+    add = ["dataset", "add", "orders", "--source", str(tmp_path / "raw" / "events-*"), "--entity", orders["entity"]]
+    add += ["--timestamp", orders["timestamp"], "--label", orders["label"], "--drop", *orders["drop"]]
+    subprocess.run([LAKEHOUSE, *add], env=env, check=True, capture_output=True)
+    subprocess.run([LAKEHOUSE, "run", "orders"], env=env, check=True, capture_output=True)
+    monkeypatch.setenv(DATASETS_ENV, env[DATASETS_ENV])
+    domains = [CHURN, get_domain("orders")]
     keys = DomainKeys.of(CHURN)
     publish_job, retrain_job = keys.publish_job, keys.retrain_job
     landing_jobs = [keys.landing_job(s.name) for s in CHURN.sources]
 
+    daemon_started = datetime.now(UTC)
     with lakehouse_dev(env, log) as dev:
-        # 1. Nothing new: the retraining sensor keeps deciding, and never asks for a run.
-        copied = (last_decision(paths, CHURN) or {}).get("at", "")
-        first = wait_for(
-            "the daemon's first retraining decision",
-            lambda: (d := last_decision(paths, CHURN)) and d["at"] > copied and d,
-            180,
-            log,
-        )
+        # 1. Nothing new: each domain's retraining sensor keeps deciding, and never asks for a run.
+        copied = {d.name: (last_decision(paths, d) or {}).get("at", "") for d in domains}
+        first = {
+            d.name: wait_for(
+                f"the daemon's first retraining decision for {d.name}",
+                lambda d=d: (r := last_decision(paths, d)) and r["at"] > copied[d.name] and r,
+                180,
+                log,
+            )
+            for d in domains
+        }
         time.sleep(QUIET_SECONDS)
         assert dev.poll() is None, f"lakehouse dev exited (log: {log})"
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            assert runs(instance, retrain_job) == []
-        quiet = last_decision(paths, CHURN)
-        assert quiet["at"] > first["at"] and quiet["fire"] is False
-        assert "new label events" in quiet["reason"]
+            retrain_jobs = [DomainKeys.of(d).retrain_job for d in domains]
+            assert [r.run_id for job in retrain_jobs for r in runs(instance, job, since=daemon_started)] == []
+        for d in domains:
+            quiet = last_decision(paths, d)
+            assert quiet["at"] > first[d.name]["at"] and quiet["fire"] is False, quiet
+            assert "new label events" in quiet["reason"]
 
         # 2. A new day lands; while its publish run works, everything is killed.
         world = {**SMALL, "days": SMALL["days"] + 1, "bad_row_rate": 0.01, "bad_file_rate": 0.02}  # the lake's
