@@ -17,7 +17,7 @@ from assets.dagster_home import killed_run_keys, run_key_after_kills
 from assets.keys import DomainKeys
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
-from lakehouse.lake.ingestion import landing_files, manifest, rejected_files, sha256_file
+from lakehouse.lake.ingestion import LandingMemory, landing_files, sha256_file
 from lakehouse.monitoring.retraining import Decision, FailedCheck, RetrainState, decide, record_decision
 from lakehouse.paths import LakePaths
 
@@ -42,7 +42,7 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
         skipped = 0
         for source in domain.sources:
             requests: list[dg.RunRequest] = []
-            known = {r["sha256"] for r in manifest(paths, source.name) + rejected_files(paths, source.name)}
+            known = LandingMemory.load(paths, source.name)
             for path in landing_files(paths, source.landing_folder):
                 stat = path.stat()
                 cached = seen.get(str(path))
@@ -51,7 +51,7 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
                 else:
                     sha = sha256_file(path)
                     seen[str(path)] = [stat.st_size, stat.st_mtime_ns, sha]
-                if sha in known:
+                if known.earlier(path.name, sha) is not None:
                     skipped += 1
                     continue
                 requests.append(

@@ -1,7 +1,7 @@
 """Ingestion: each landing file becomes one immutable bronze batch, recorded in a manifest.
 
-A file already ingested (same SHA-256) is skipped; a file that cannot be read is recorded as
-rejected with the reason. Nothing here deletes or edits a landing file.
+A file already ingested (same SHA-256) is skipped, and so is a file rejected before under the same
+name with the same bytes; a file that cannot be read is recorded as rejected with the reason. Nothing here deletes or edits a landing file.
 """
 
 from __future__ import annotations
@@ -131,11 +131,36 @@ def _record_rejection(paths: LakePaths, source: str, file: str, sha: str, reason
         "reason": reason,
         "rejected_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    write_json_atomic(record, paths.rejected / f"{source}-{sha[:16]}.json")
+    # One record per name and content: the same bytes rejected under another name are another rejection.
+    name = hashlib.sha256(Path(file).name.encode()).hexdigest()[:8]
+    write_json_atomic(record, paths.rejected / f"{source}-{sha[:16]}-{name}.json")
     return record
 
 
-def ingest_file(paths: LakePaths, source: Source, path: Path, known: dict[str, dict[str, Any]]) -> tuple[str, dict]:
+@dataclass
+class LandingMemory:
+    """What became of earlier landing files: ingested by content, rejected by name and content.
+
+    A rejection never stands for an ingestion: the same bytes under a valid name (a `notes.txt` saved
+    again as `payments_2025-05-07.csv`) are read again, while a copy of an ingested file is not.
+    """
+
+    ingested: dict[str, dict[str, Any]]  # sha256 -> manifest record
+    rejected: dict[tuple[str, str], dict[str, Any]]  # (file name, sha256) -> rejection record
+
+    @classmethod
+    def load(cls, paths: LakePaths, source: str) -> LandingMemory:
+        return cls(
+            {r["sha256"]: r for r in manifest(paths, source)},
+            {(Path(r["file"]).name, r["sha256"]): r for r in rejected_files(paths, source)},
+        )
+
+    def earlier(self, name: str, sha: str) -> dict[str, Any] | None:
+        """The record of the same content ingested, or of the same file rejected; None if it is new."""
+        return self.ingested.get(sha) or self.rejected.get((name, sha))
+
+
+def ingest_file(paths: LakePaths, source: Source, path: Path, known: LandingMemory) -> tuple[str, dict]:
     """Ingest one landing file; returns ("ingested" | "skipped" | "rejected", record)."""
     try:
         resolved = check_landing_path(paths, source.landing_folder, path)
@@ -144,8 +169,8 @@ def ingest_file(paths: LakePaths, source: Source, path: Path, known: dict[str, d
         sha = hashlib.sha256(str(path).encode()).hexdigest()
         return "rejected", _record_rejection(paths, source.name, str(path), sha, str(e))
     sha = sha256_file(resolved)
-    if sha in known:
-        earlier = known[sha]
+    earlier = known.earlier(resolved.name, sha)
+    if earlier is not None:
         what = f"batch {earlier['batch_id']}" if "batch_id" in earlier else f"rejected: {earlier['reason']}"
         return "skipped", {
             "source": source.name,
@@ -157,7 +182,7 @@ def ingest_file(paths: LakePaths, source: Source, path: Path, known: dict[str, d
         df = read_landing_file(resolved, source)
     except RejectedFile as e:
         record = _record_rejection(paths, source.name, resolved.name, sha, str(e))
-        known[sha] = record
+        known.rejected[(resolved.name, sha)] = record
         return "rejected", record
     batch_id = f"{source.name}-{sha[:16]}"
     df = df.with_columns(pl.lit(batch_id).alias("_batch_id"), pl.int_range(1, df.height + 1).alias("_row"))
@@ -176,13 +201,13 @@ def ingest_file(paths: LakePaths, source: Source, path: Path, known: dict[str, d
         "ingested_at": datetime.now(UTC).isoformat(timespec="microseconds"),
     }
     write_json_atomic(record, paths.manifest / f"{batch_id}.json")
-    known[sha] = record
+    known.ingested[sha] = record
     return "ingested", record
 
 
 def ingest_source(paths: LakePaths, source: Source, files: list[str] | None = None) -> IngestResult:
     """Ingest the given landing files of a source (default: every file in its landing folder)."""
-    known = {r["sha256"]: r for r in manifest(paths, source.name) + rejected_files(paths, source.name)}
+    known = LandingMemory.load(paths, source.name)
     candidates = [Path(f) for f in files] if files else landing_files(paths, source.landing_folder)
     result = IngestResult()
     for path in candidates:

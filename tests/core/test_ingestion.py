@@ -121,3 +121,22 @@ def test_a_rejected_file_is_not_retried_but_reported_as_skipped(paths):
     ingest_source(paths, PAYMENTS)
     again = ingest_source(paths, PAYMENTS)
     assert again.rejected == [] and "rejected: empty file" in again.skipped[0]["reason"]
+
+
+def test_bytes_rejected_for_their_name_are_ingested_when_saved_again_under_a_valid_name(paths):
+    """A rejection never stands for an ingestion: every landing file ends in a batch or in its own rejection."""
+    land(paths, "notes.txt", HEADER + GOOD_ROWS)
+    first = ingest_source(paths, PAYMENTS)
+    assert [r["file"] for r in first.rejected] == ["notes.txt"] and "unsupported file type" in reasons(paths)[
+        "notes.txt"
+    ]
+    land(paths, "payments_2025-05-07.csv", HEADER + GOOD_ROWS)
+    second = ingest_source(paths, PAYMENTS)
+    assert [r["file"] for r in second.ingested] == ["payments_2025-05-07.csv"]
+    assert [r["file"] for r in second.skipped] == ["notes.txt"]  # the same name and bytes: rejected already
+    # Bytes already ingested are skipped under any name, as a copy of an ingested file.
+    land(paths, "notes-copy.md", HEADER + GOOD_ROWS)
+    third = ingest_source(paths, PAYMENTS)
+    [copy] = [r for r in third.skipped if r["file"] == "notes-copy.md"]
+    assert third.rejected == [] and "same content as payments_2025-05-07.csv" in copy["reason"]
+    assert len(manifest(paths, "payments")) == 1
