@@ -41,10 +41,18 @@ class ValidatedBatch:
 
 
 def cast_column(column: Column, raw: pl.Expr, raw_dtype: pl.DataType) -> pl.Expr:
-    """An expression typing one raw column; values that do not parse become null."""
+    """An expression typing one raw column; values that do not parse, or would change, become null."""
     target = POLARS_TYPES[column.dtype]
     if raw_dtype != pl.String:
-        return raw.cast(target, strict=False)
+        cast = raw.cast(target, strict=False)
+        if not (raw_dtype.is_numeric() or raw_dtype == pl.Boolean):
+            return cast
+        # Lossless only: a value that does not come back the same (5.5 into an integer, 2**60 into a float)
+        # becomes null, so the row is quarantined with its raw value instead of silently changed.
+        kept = cast.cast(raw_dtype, strict=False) == raw
+        if raw_dtype.is_float():
+            kept = kept | raw.is_nan()
+        return pl.when(kept).then(cast)
     text = raw.str.strip_chars()
     if column.unit:
         text = text.str.strip_suffix(column.unit.strip()).str.strip_chars()

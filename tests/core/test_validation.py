@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import polars as pl
+import pytest
 
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.lake.ingestion import ingest_source
@@ -152,3 +153,64 @@ def test_releasing_a_batch_that_is_not_held_is_refused(paths):
         release_batches(paths, "payments", [report["batch_id"]])
     with pytest.raises(ValueError, match="no validation report"):
         release_batches(paths, "payments", ["payments-nope"])
+
+
+# Every declared numeric or boolean type against every Parquet physical type a producer may write, with
+# values at the edges: a value is kept exactly or its row is quarantined, never silently changed.
+PHYSICAL_VALUES = {
+    pl.Int8: [0, -128, 127],
+    pl.Int32: [0, -(2**31), 2**31 - 1],
+    pl.Int64: [0, 2**53 + 1, -(2**63)],
+    pl.UInt8: [0, 255],
+    pl.UInt64: [0, 2**63, 2**64 - 1],
+    pl.Float32: [0.0, 5.5, -1.25, 16777216.0, 3.4e38],
+    pl.Float64: [0.0, 5.5, 3.7, 1e300, -0.0, 2.0**53 + 2],
+    pl.Boolean: [True, False],
+}
+
+
+@pytest.mark.parametrize("declared", ["int64", "float64", "bool"])
+@pytest.mark.parametrize("physical", list(PHYSICAL_VALUES), ids=str)
+def test_a_typed_value_is_kept_exactly_or_its_row_is_quarantined_never_changed(declared, physical):
+    from lakehouse.declarations.domain import Column, Source
+
+    source = Source("s", "", (Column("id", "int64"), Column("x", declared)), unique_key=("id",), silver_key=("id",))
+    values = PHYSICAL_VALUES[physical]
+    raw = pl.DataFrame(
+        {"id": list(range(len(values))), "x": pl.Series(values, dtype=physical), "_batch_id": "b", "_row": 1}
+    )
+    valid, quarantined = validate_frame(raw, source)
+    assert valid.height + quarantined.height == raw.height
+    for row in valid.iter_rows(named=True):
+        original = raw["x"][row["id"]]  # as stored in the physical type
+        assert row["x"] == original and float(row["x"]) == float(original), (physical, original, row["x"])
+    for reason in quarantined["_reason"]:
+        assert reason.startswith(f"x: not a valid {declared}")
+
+
+def test_fractional_ids_and_counts_in_parquet_are_quarantined_as_in_csv():
+    """Parquet floats 5.5 and 3.7 into integer columns: the same verdict as the CSV text "5.5" and "3.7"."""
+    usage = CHURN.source("usage")
+    rows = {
+        "customer_id": [1.0, 3.7],
+        "usage_date": ["2025-01-01", "2025-01-01"],
+        "sessions": [5.0, 5.5],
+        "minutes": [1.0, 2.0],
+        "data_mb": [1.0, 2.0],
+        "errors": [0, 0],
+        "_batch_id": ["b", "b"],
+        "_row": [1, 2],
+    }
+    from_parquet = validate_frame(pl.DataFrame(rows), usage)
+    # The text a CSV producer writes: whole numbers without a fraction.
+    text = {
+        k: [str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in vs]
+        if k not in ("_batch_id", "_row")
+        else vs
+        for k, vs in rows.items()
+    }
+    from_csv = validate_frame(pl.DataFrame(text), usage)
+    for valid, quarantined in (from_parquet, from_csv):
+        assert valid["customer_id"].to_list() == [1] and valid["sessions"].to_list() == [5]
+        [reason] = quarantined["_reason"].to_list()
+        assert "customer_id: not a valid int64" in reason and "sessions: not a valid int64" in reason
