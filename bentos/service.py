@@ -32,6 +32,8 @@ MAX_BATCH = 1000
 API_KEY_ENV = "LAKEHOUSE_API_KEY"
 API_KEY_HEADER = "x-api-key"
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+MAX_BODY_ENV = "LAKEHOUSE_MAX_BODY_BYTES"
+DEFAULT_MAX_BODY = 4 * 1024 * 1024  # a batch of 1,000 feature rows is well under 1 MiB
 # The core's request errors as BentoML's, which carry their HTTP status.
 HTTP_ERRORS: dict[type[prediction_service.RequestError], type[BentoMLException]] = {
     prediction_service.InvalidRequest: InvalidArgument,  # 400
@@ -66,19 +68,59 @@ class ApiKeyMiddleware:
         if hmac.compare_digest(provided, key.encode()):
             await self.app(scope, receive, send)
             return
-        body = json.dumps({"error": f"missing or wrong {API_KEY_HEADER} header"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", API_KEY_HEADER.encode()),
-                ],
-            }
+        await send_json_error(
+            send, 401, f"missing or wrong {API_KEY_HEADER} header", [(b"www-authenticate", API_KEY_HEADER.encode())]
         )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def send_json_error(send: Any, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer an ASGI request with {"error": message} before it reaches the service."""
+    body = json.dumps({"error": message}).encode()
+    start = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeMiddleware:
+    """413 for a request body over LAKEHOUSE_MAX_BODY_BYTES (default 4 MiB), before anything parses it.
+
+    A declared content-length is refused at once; a chunked body is read up to the limit and replayed.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = int(os.environ.get(MAX_BODY_ENV) or DEFAULT_MAX_BODY)
+        too_big = f"request body over {limit} bytes ({MAX_BODY_ENV}); send fewer rows per request"
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > limit:
+                await send_json_error(send, 413, too_big)
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                await send_json_error(send, 413, too_big)
+                return
+            if not message.get("more_body"):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed() -> dict:
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
 
 
 def request_models(domain: Domain, example_id: Any, example_row: dict[str, Any]) -> dict[str, type[BaseModel]]:
@@ -238,4 +280,5 @@ def make_service(
         workers=1,
     )(Service)
     service.add_asgi_middleware(ApiKeyMiddleware)
+    service.add_asgi_middleware(BodySizeMiddleware)
     return service

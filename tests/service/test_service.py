@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import urllib.error
@@ -248,6 +249,24 @@ def test_api_key(client, monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.get("/healthz").status_code == 200
 
 
+def test_a_body_over_the_limit_is_refused_with_413_before_it_is_parsed(
+    client, known_ids: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_MAX_BODY_BYTES", "2000")
+    big = b'{"customer_ids": [' + b",".join(b"1" for _ in range(1500)) + b"]}"  # 3 KB, valid JSON
+    answer = client.post("/predict_ids", content=big, headers={"content-type": "application/json"})
+    assert answer.status_code == 413 and "over 2000 bytes" in answer.json()["error"]
+    # Without a content-length (chunked), the body is counted as it arrives.
+    chunked = client.post(
+        "/predict_ids", content=iter([big[:1000], big[1000:]]), headers={"content-type": "application/json"}
+    )
+    assert chunked.status_code == 413
+    small = json.dumps({"customer_ids": known_ids[:2]}).encode()
+    for body in (small, iter([small[:5], small[5:]])):
+        ok = client.post("/predict_ids", content=body, headers={"content-type": "application/json"})
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 2
+
+
 # --- a real `bentoml serve` -------------------------------------------------------------------------
 
 
@@ -321,6 +340,19 @@ def test_bentoml_serve_matches_in_process_scores_and_answers_500_malformed_reque
         failures = [(p, b[:80], c, s) for (p, b, c), s in zip(malformed_requests(500), statuses) if s >= 500]
         assert failures == [], "a malformed request got a 5xx"
         assert all(400 <= s < 500 for s in statuses), sorted(set(statuses))
+        # A 10 MB body is refused at the default limit (4 MiB) before a byte of it is read: the answer
+        # comes back with only the headers sent.
+        import http.client
+        from urllib.parse import urlsplit
+
+        conn = http.client.HTTPConnection(urlsplit(base).hostname, urlsplit(base).port, timeout=30)
+        conn.putrequest("POST", "/predict_ids")
+        conn.putheader("content-type", "application/json")
+        conn.putheader("content-length", str(10_000_000))
+        conn.endheaders()
+        answer = conn.getresponse()
+        assert answer.status == 413 and "request body over" in json.loads(answer.read())["error"]
+        conn.close()
 
 
 def test_a_running_service_switches_to_a_new_champion_without_a_restart(served: LakePaths, tmp_path: Path) -> None:
