@@ -6,6 +6,7 @@ Feast is imported inside this module only; callers import it where Feast is need
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -156,12 +157,15 @@ def store_locations(paths: LakePaths) -> dict[str, str]:
         where = f"sql: {parts.scheme}://{parts.username or ''}@{parts.hostname}:{parts.port or 5432}{parts.path}"
     else:
         where = f"file: {registry['path']}"
-    if "connection_string" in online:
+    return {"registry": where, "online_store": online_store_location(online)}
+
+
+def online_store_location(online: Mapping[str, Any]) -> str:
+    """An online store's kind and location from its config (feature_store.yaml's online_store), no password."""
+    if online.get("connection_string"):
         host, *options = online["connection_string"].split(",")
-        there = f"redis: {host} {' '.join(o for o in options if not o.startswith('password='))}".strip()
-    else:
-        there = f"sqlite: {online['path']}"
-    return {"registry": where, "online_store": there}
+        return f"redis: {host} {' '.join(o for o in options if not o.startswith('password='))}".strip()
+    return f"sqlite: {online['path']}"
 
 
 def online_store_kind() -> str:

@@ -4,26 +4,39 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from lakehouse.declarations.domain import Domain
+from lakehouse.feature_store.feast_objects import online_store_location, store_locations
 from lakehouse.io import write_json_atomic
 from lakehouse.paths import LakePaths
 
 ONE_TICK = timedelta(microseconds=1)
 
 
-def _state_file(paths: LakePaths) -> Path:
-    return paths.materialized_windows
+def _store_windows(paths: LakePaths) -> dict[str, dict[str, str]]:
+    """Every online store's window ends, keyed by the store (its kind and location, no password)."""
+    f = paths.materialized_windows
+    raw = json.loads(f.read_text()) if f.exists() else {}
+    # A file from before windows were kept per store is one flat {view: end} of an unknown store: it
+    # counts for none, so the configured store gets a full materialization.
+    return {store: windows for store, windows in raw.items() if isinstance(windows, dict)}
 
 
 def materialization_state(paths: LakePaths) -> dict[str, str]:
-    """The end of the last materialized window per feature view (naive UTC ISO strings)."""
-    f = _state_file(paths)
-    return json.loads(f.read_text()) if f.exists() else {}
+    """The end of the last window materialized into the configured online store, per feature view (naive UTC ISO).
+
+    Keyed by the store, so switching a data root to another store (LAKEHOUSE_ONLINE_STORE) materializes
+    everything into it instead of nothing.
+    """
+    return _store_windows(paths).get(_store_key(paths, store_locations(paths)["online_store"]), {})
+
+
+def _store_key(paths: LakePaths, location: str) -> str:
+    """The store's location, relative when it is inside the data root (a copied or moved root keeps its windows)."""
+    return location.replace(str(paths.root), "<data root>")
 
 
 def offline_range(paths: LakePaths, view: str) -> tuple[datetime | None, datetime | None]:
@@ -43,7 +56,9 @@ def materialize_online(store: Any, domain: Domain, paths: LakePaths, full_refres
     from lakehouse.feature_store.sqlite_online_store import LakehouseSqliteOnlineStoreConfig, materialize_window
 
     bulk = isinstance(store.config.online_store, LakehouseSqliteOnlineStoreConfig)
-    state = {} if full_refresh else materialization_state(paths)
+    # The store written to, as its own config says (not the environment, which may name another).
+    store_key = _store_key(paths, online_store_location(store.config.online_store.model_dump()))
+    state = {} if full_refresh else _store_windows(paths).get(store_key, {})
     rows: dict[str, int] = {}
     starts, ends = [], []
     for view in domain.feature_views:
@@ -63,7 +78,7 @@ def materialize_online(store: Any, domain: Domain, paths: LakePaths, full_refres
         starts.append(start)
         ends.append(end)
         # Recorded after each view, so a killed run redoes only the views it had not finished.
-        write_json_atomic(state, _state_file(paths))
+        write_json_atomic({**_store_windows(paths), store_key: state}, paths.materialized_windows)
     with duckdb.connect() as con:
         entities = con.execute(
             f"SELECT count(DISTINCT {domain.entity_key}) FROM read_parquet("

@@ -205,3 +205,36 @@ def test_the_summary_does_not_count_a_shared_redis(redis_lake, monkeypatch: pyte
     monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, REDIS_URL)
     assert online_entity_count(paths) is None
     assert Path(paths.feast / "online_store.db").exists()
+
+
+def test_a_data_root_switched_to_redis_gets_every_row_there_and_an_unreachable_redis_fails_the_step(
+    lake: LakePaths, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Window ends are kept per store: what sqlite holds says nothing about a Redis that was never written."""
+    import redis
+
+    url = REDIS_URL.rsplit("/", 1)[0] + "/12"  # not the module's database
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()
+    except redis.ConnectionError as exc:
+        pytest.skip(f"no Redis at {url} ({exc})")
+    paths = copy_with_champion(lake, tmp_path)
+    on_sqlite = materialization.materialization_state(paths)
+    assert set(on_sqlite) == {v.name for v in CHURN.feature_views}
+    try:
+        monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, url)
+        assert materialization.materialization_state(paths) == {}  # a store never written to
+        result = materialization.materialize_online(feast_objects.feature_store(paths), CHURN, paths)
+        assert all(n > 0 for n in result["rows"].values()), result
+        assert redis.Redis.from_url(url).dbsize() > 0
+        assert materialization.materialization_state(paths) == on_sqlite  # the same window ends, for Redis
+        again = materialization.materialize_online(feast_objects.feature_store(paths), CHURN, paths)
+        assert again["rows"] == {v.name: 0 for v in CHURN.feature_views}
+
+        monkeypatch.setenv(feast_objects.ONLINE_STORE_ENV, "redis://127.0.0.1:1/0")  # nothing listens there
+        with pytest.raises(redis.ConnectionError):
+            materialization.materialize_online(feast_objects.feature_store(paths), CHURN, paths)
+    finally:
+        redis.Redis.from_url(url).flushdb()
+    monkeypatch.delenv(feast_objects.ONLINE_STORE_ENV)
+    assert materialization.materialization_state(paths) == on_sqlite  # sqlite's own windows are untouched
