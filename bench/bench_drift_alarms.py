@@ -138,8 +138,8 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
-        for name, drift in WORLDS.items():
-            root = Path(tmp) / name.split()[0]
+        for i, (name, drift) in enumerate(WORLDS.items()):
+            root = Path(tmp) / f"world{i}"
             shutil.copytree(args.base, root / "data")
             env = world_env(root)
             first_new_day = newest_day(root) + timedelta(days=1)
