@@ -101,3 +101,25 @@ def failed_checks(result: dg.ExecuteInProcessResult) -> list[tuple[str, str]]:
         for e in result.all_events
         if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
     ]
+
+
+@dataclass
+class Outcome:
+    """What headless runs left to report: failed steps, failed data checks (ERROR), monitoring findings."""
+
+    steps: list[str]
+    errors: list[str]
+    findings: list[str]
+
+
+def outcome(results: list[dg.ExecuteInProcessResult], domain_names: list[str]) -> Outcome:
+    """Sort the runs' failures: a failed monitoring check is a finding about the world, not a broken run."""
+    monitoring = {
+        k.to_user_string() for name in domain_names for k in DomainKeys.of(get_domain(name)).monitoring_checks.values()
+    }
+    checks = [c for r in results for c in failed_checks(r)]
+    return Outcome(
+        steps=[s for r in results for s in failed_steps(r)],
+        errors=[c for c, severity in checks if c not in monitoring and severity == "ERROR"],
+        findings=[c for c, _ in checks if c in monitoring],
+    )

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
-from lakehouse_cli.datasets import add_dataset_commands
+from lakehouse_cli.datasets import add_dataset_commands, fail_on_checks_option
 from lakehouse_cli.models import add_models_commands
 
 NEXT_STEPS = """
@@ -115,21 +115,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _materialize(paths: LakePaths) -> bool:
-    """Materialize everything; True unless a step failed or an ERROR check failed."""
-    from assets.headless import failed_checks, failed_steps, materialize_all
+def _materialize(paths: LakePaths, fail_on_checks: bool) -> int:
+    """Materialize everything and say what was found; the exit code (0, 1: a step or data check, 3: a finding)."""
+    from assets.headless import materialize_all, outcome
+    from lakehouse.domains import load_domains
 
     started = time.perf_counter()
     print("materializing every asset (what 'Materialize all' does in the UI)...", flush=True)
-    result = materialize_all(paths)
-    steps, checks = failed_steps(result), failed_checks(result)
-    for check, severity in checks:
-        print(f"  check failed ({severity}): {check}", file=sys.stderr)
-    for step in steps:
+    found = outcome([materialize_all(paths)], list(load_domains()))
+    for check in found.findings:
+        name = check.split("/", 1)[0]
+        print(
+            f"  finding: {check} failed; see `lakehouse status {name}`, and `lakehouse run {name}` "
+            "(or the retraining sensor under `make dev`) decides whether to retrain"
+        )
+    for check in found.errors:
+        print(f"  check failed: {check}", file=sys.stderr)
+    for step in found.steps:
         print(f"  step failed: {step}", file=sys.stderr)
-    ok = not steps and all(severity != "ERROR" for _, severity in checks)
-    print(f"{'done' if ok else 'FAILED'} in {time.perf_counter() - started:.1f}s", flush=True)
-    return ok
+    broken = found.steps or found.errors
+    print(f"{'FAILED' if broken else 'done'} in {time.perf_counter() - started:.1f}s", flush=True)
+    if broken:
+        return 1
+    return 3 if found.findings and fail_on_checks else 0
 
 
 def _print_summary(paths: LakePaths) -> None:
@@ -157,17 +165,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"landing already holds {len(existing)} files: not generating (delete {paths.landing} to start over)")
     else:
         _generate(paths, args)
-    ok = _materialize(paths)
+    code = _materialize(paths, args.fail_on_checks)
     _print_summary(paths)
     print(NEXT_STEPS.format(root=paths.root, env=DATA_ROOT_ENV))
-    return 0 if ok else 1
+    return code
 
 
 def cmd_materialize(args: argparse.Namespace) -> int:
     paths = LakePaths.from_env()
-    ok = _materialize(paths)
+    code = _materialize(paths, args.fail_on_checks)
     _print_summary(paths)
-    return 0 if ok else 1
+    return code
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
@@ -213,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
     p = sub.add_parser("demo", help="generate demo data if landing is empty, materialize everything, summarize")
     generator_options(p)
+    fail_on_checks_option(p)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("simulate", help="continue the demo's simulation: write its next days into landing, at a pace")
     p.add_argument("--days", type=int, default=30, help="days to add after the last day in landing (default 30)")
@@ -252,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="only without a recorded config (must match it otherwise)")
     p.set_defaults(func=cmd_simulate)
     p = sub.add_parser("materialize", help="materialize every asset headless and summarize")
+    fail_on_checks_option(p)
     p.set_defaults(func=cmd_materialize)
     p = sub.add_parser("summary", help="rows per layer, quarantine and online-store coverage")
     p.set_defaults(func=cmd_summary)
