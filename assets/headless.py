@@ -1,5 +1,9 @@
 """Run the asset graph without the UI: "Materialize all", or one domain as its sensors would run it."""
 
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import dagster as dg
@@ -7,6 +11,7 @@ import dagster as dg
 from assets.definitions import build_definitions
 from assets.keys import DomainKeys
 from lakehouse.domains import get_domain
+from lakehouse.lock import data_root_lock
 from lakehouse.monitoring.retraining import Decision
 from lakehouse.paths import LakePaths
 
@@ -22,8 +27,6 @@ def dagster_instance(paths: LakePaths) -> dg.DagsterInstance:
 
 def report_orphaned_runs(home) -> None:
     """Release the runs a killed process left STARTED (their pools would block every later run) and say so."""
-    import sys
-
     from assets.dagster_home import release_orphaned_runs
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -39,9 +42,25 @@ def materialize_all(
     job = defs.resolve_implicit_global_asset_job_def()
     # Step events are DEBUG; INFO keeps the assets' own progress lines (files skipped, rows written).
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    return job.execute_in_process(
-        run_config=run_config, instance=instance or dagster_instance(paths), raise_on_error=False
-    )
+    instance = instance or dagster_instance(paths)
+    with one_writer(paths, instance):
+        return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False)
+
+
+@contextmanager
+def one_writer(paths: LakePaths, instance: dg.DagsterInstance) -> Iterator[None]:
+    """The data root's lock, then no daemon run still writing: a headless run never writes beside another."""
+    with data_root_lock(paths):
+        announced: set[str] = set()
+        while running := instance.get_runs(
+            dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED])
+        ):
+            for run in running:
+                if run.run_id not in announced:
+                    print(f"waiting for run {run.run_id[:8]} ({run.job_name}) to finish", file=sys.stderr, flush=True)
+                    announced.add(run.run_id)
+            time.sleep(2)
+        yield
 
 
 @dataclass
@@ -73,19 +92,20 @@ def run_domain(
     instance = instance or dagster_instance(paths)
     loggers = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     tags = {"lakehouse/started_by": "lakehouse run"}
-    update = defs.resolve_job_def(keys.update_job).execute_in_process(
-        run_config=loggers, instance=instance, raise_on_error=False, tags=tags
-    )
-    decision = retraining_decision(instance, paths, declared)
-    retraining = None
-    if decision.fire and retrain:
-        request = retrain_request(declared, decision)
-        retraining = defs.resolve_job_def(keys.retrain_job).execute_in_process(
-            run_config={**request.run_config, **loggers},
-            instance=instance,
-            raise_on_error=False,
-            tags={**tags, **request.tags},
+    with one_writer(paths, instance):
+        update = defs.resolve_job_def(keys.update_job).execute_in_process(
+            run_config=loggers, instance=instance, raise_on_error=False, tags=tags
         )
+        decision = retraining_decision(instance, paths, declared)
+        retraining = None
+        if decision.fire and retrain:
+            request = retrain_request(declared, decision)
+            retraining = defs.resolve_job_def(keys.retrain_job).execute_in_process(
+                run_config={**request.run_config, **loggers},
+                instance=instance,
+                raise_on_error=False,
+                tags={**tags, **request.tags},
+            )
     return DomainRun(update, decision, retraining)
 
 

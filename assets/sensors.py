@@ -18,6 +18,7 @@ from assets.keys import DomainKeys
 from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import Domain
 from lakehouse.lake.ingestion import LandingMemory, landing_files, sha256_file
+from lakehouse.lock import holder
 from lakehouse.monitoring.retraining import Decision, FailedCheck, RetrainState, decide, record_decision
 from lakehouse.paths import LakePaths
 
@@ -35,6 +36,8 @@ def landing_sensor(domain: Domain, jobs: list) -> dg.SensorDefinition:
     )
     def _sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
         paths = lakehouse.paths
+        if busy := headless_writer(paths):
+            return busy
         # The cursor caches hashes by (size, mtime) so unchanged files are not re-read every tick.
         seen: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
         killed = killed_run_keys(context.instance)  # files whose landing run was killed are requested again
@@ -117,7 +120,9 @@ def publish_sensor(domain: Domain) -> dg.SensorDefinition:
         description="Requests a publish run (features, online store, batch scores, monitoring) once new "
         "data reached silver and no landing run is queued or running.",
     )
-    def _sensor(context: dg.SensorEvaluationContext):
+    def _sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+        if busy := headless_writer(lakehouse.paths):
+            return busy
         newest = newest_silver(context.instance, domain)
         if newest is None:
             return dg.SkipReason("the silver tables have never been materialized")
@@ -156,6 +161,8 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
         "decision and its reason is on the tick and in data/monitoring/<domain>/.",
     )
     def _sensor(context: dg.SensorEvaluationContext, lakehouse: LakehouseResource):
+        if busy := headless_writer(lakehouse.paths):
+            return busy
         decision = retraining_decision(context.instance, lakehouse.paths, domain)
         # The tick's logs ("View logs" in the UI) show the reason; a skipped tick's message alone is not shown.
         context.log.info(("retraining requested: " if decision.fire else "no retraining: ") + decision.reason)
@@ -164,6 +171,14 @@ def retraining_sensor(domain: Domain) -> dg.SensorDefinition:
         return retrain_request(domain, decision)
 
     return _sensor
+
+
+def headless_writer(paths: LakePaths) -> dg.SkipReason | None:
+    """A skip while a headless command holds the data root (lakehouse/lock.py): it runs alone, as it waits for us."""
+    who = holder(paths)
+    if who is None:
+        return None
+    return dg.SkipReason(f"`{who.get('command')}` (pid {who.get('pid')}) is writing this data root; the next tick")
 
 
 def retraining_decision(instance: dg.DagsterInstance, paths: LakePaths, domain: Domain) -> Decision:

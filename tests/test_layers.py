@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Lowest first: a module may import its own layer and the layers below it, never above.
 CORE_LAYERS = [
-    {"lakehouse", "lakehouse.paths", "lakehouse.io"},
+    {"lakehouse", "lakehouse.paths", "lakehouse.io", "lakehouse.lock"},
     {"lakehouse.declarations"},
     {"lakehouse.demos"},
     {"lakehouse.domains"},
