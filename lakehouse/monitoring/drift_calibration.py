@@ -23,6 +23,7 @@ reference that is restless by nature does not fail by nature; the configured lim
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -61,6 +62,8 @@ def evidently_statistic(method: str, kind: str) -> Any:
     column_type = ColumnType.Categorical if kind == "categorical" else ColumnType.Numerical
 
     def statistic(reference: Any, current: Any) -> float:
+        if len(reference) == 0 or len(current) == 0:  # a feature all null in a chunk or half: nothing to measure
+            return math.nan
         test = get_stattest(reference, current, column_type, method)
         return float(test(reference, current, column_type, None).drift_score)
 
@@ -106,7 +109,7 @@ def calibrate(
     seed: int = 0,
     history: pl.DataFrame | None = None,
 ) -> Calibration | None:
-    """Thresholds for `kinds`' features from `reference`'s time chunks, or None when it has too few (with why)."""
+    """Thresholds for `kinds`' features from `reference`'s time chunks, or None when it has fewer than 3."""
     if reference.height > CALIBRATION_ROWS:
         reference = reference.sample(n=CALIBRATION_ROWS, seed=seed)
     chunks = time_chunks(reference[timestamp], config.calibration_chunks, config.min_rows)
@@ -152,7 +155,7 @@ def calibrate(
     for f, kind in kinds.items():
         # The part of the halves' distance beyond sampling noise is change over time.
         between_halves = statistics_of[f](_series(halves[0], f, kind), _series(halves[1], f, kind))
-        pace = max(between_halves - statistics.median(noise[f]), 0.0) / half_days
+        pace = max(between_halves - _median(noise[f]), 0.0) / half_days if math.isfinite(between_halves) else 0.0
         bound = max(_upper(stats[f], config.calibration_sigmas), _upper(noise[f], config.calibration_sigmas))
         thresholds[f] = float(config.thresholds[f]) if f in config.thresholds else bound + pace * days_beyond
         features[f] = {"bound": bound, "pace_per_day": pace, "threshold": thresholds[f]}
@@ -188,9 +191,15 @@ def _shuffled_chunk_ids(chunk_ids: pl.Series, seed: int) -> list[int]:
 def _upper(values: Sequence[float], sigmas: float) -> float:
     """Median + `sigmas` robust standard deviations (1.4826 x MAD): one odd chunk (a day with a file missing)
     does not set the bound for every later window, as a plain mean + sd over a few chunks would."""
-    middle = statistics.median(values)
-    mad = statistics.median(abs(v - middle) for v in values)
+    middle = _median(values)
+    mad = _median([abs(v - middle) for v in values if math.isfinite(v)])
     return middle + sigmas * 1.4826 * mad
+
+
+def _median(values: Sequence[float]) -> float:
+    """The median of the measured values (0 when none was measurable)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else 0.0
 
 
 def _series(frame: pl.DataFrame, feature: str, kind: str) -> Any:

@@ -3,6 +3,7 @@ did, an alarm on a real change, on daily snapshots and on one-row-per-case data 
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -141,3 +142,16 @@ def test_a_feature_far_beyond_its_threshold_fails_the_check_whatever_its_weight(
     assert result.weighted_drifted_share <= result.max_weighted_drift_share  # plan carries 10% of the importance
     assert not result.passed and "far beyond their thresholds: plan" in result.reason
     assert check(reference, current, DriftConfig(calibrate=False)).features["plan"]["drifted"]
+
+
+def test_a_feature_that_only_recently_has_values_is_calibrated_without_a_crash(grain):
+    """A column added to the data later: all null in the older chunks and half, measured where it exists."""
+    reference = reference_of(grain)
+    first_day = reference["event_timestamp"].min()
+    reference = reference.with_columns(
+        pl.when(pl.col("event_timestamp") < first_day + timedelta(days=40)).then(None).otherwise(pl.col("usage"))
+    )
+    current = world(CURRENT_DAYS, 2000, seed=9, grain=grain)
+    result = check(reference, current)
+    assert result.calibration is not None
+    assert all(math.isfinite(v["threshold"]) for v in result.features.values())
