@@ -74,10 +74,13 @@ def test_a_sensor_run_request_executes_its_job_on_just_that_file(lake, tmp_path)
             run_config=request.run_config, instance=instance
         )
         # With no landing run left, the publish sensor asks once for the online store and monitoring.
-        publish = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(dg.build_sensor_context(instance))
+        resources = {"lakehouse": LakehouseResource(data_root=str(copy.root))}
+        publish = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(
+            dg.build_sensor_context(instance, resources=resources)
+        )
         [publish_request] = publish.run_requests
         again = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(
-            dg.build_sensor_context(instance, cursor=publish.cursor)
+            dg.build_sensor_context(instance, cursor=publish.cursor, resources=resources)
         )
     assert result.success
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
