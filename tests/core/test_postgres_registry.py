@@ -16,7 +16,7 @@ from lakehouse.demos.churn.domain import CHURN
 from lakehouse.feature_store import feast_objects, materialization
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from lakehouse.serving import scoring
-from tests.conftest import copy_with_champion
+from tests.conftest import copy_with_champion, missing_server
 
 pytestmark = pytest.mark.integration  # needs the machine's server (skips, saying why, without one)
 
@@ -31,7 +31,9 @@ def registry_url():
     try:
         admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL} ({exc}); start one (the README's Production profile) to run these")
+        missing_server(
+            f"no PostgreSQL at {ADMIN_URL} ({exc}); start one (the README's Production profile) to run these"
+        )
     name = f"lakehouse_test_{uuid.uuid4().hex[:8]}"
     with admin:
         admin.execute(f"CREATE DATABASE {name}")

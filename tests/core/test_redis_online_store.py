@@ -18,7 +18,7 @@ from lakehouse.feature_store.redis_online_store import LakehouseRedisOnlineStore
 from lakehouse.paths import DATA_ROOT_ENV, LakePaths
 from lakehouse.serving import scoring
 from lakehouse.serving.batch_scores import precomputed_scores, publish_online
-from tests.conftest import copy_with_champion
+from tests.conftest import copy_with_champion, missing_server
 
 pytestmark = pytest.mark.integration  # needs the machine's server (skips, saying why, without one)
 
@@ -40,7 +40,7 @@ def redis_lake(lake: LakePaths, tmp_path_factory: pytest.TempPathFactory):
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.ConnectionError as exc:
-        pytest.skip(f"no Redis at {REDIS_URL} ({exc}); start one (the README's Production profile) to run these")
+        missing_server(f"no Redis at {REDIS_URL} ({exc}); start one (the README's Production profile) to run these")
     copy = copy_with_champion(lake, tmp_path_factory.mktemp("redis"))
     sqlite_store = feast_objects.feature_store(copy)
     _flush()
@@ -217,7 +217,7 @@ def test_a_data_root_switched_to_redis_gets_every_row_there_and_an_unreachable_r
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2).flushdb()
     except redis.ConnectionError as exc:
-        pytest.skip(f"no Redis at {url} ({exc})")
+        missing_server(f"no Redis at {url} ({exc})")
     paths = copy_with_champion(lake, tmp_path)
     on_sqlite = materialization.materialization_state(paths)
     assert set(on_sqlite) == {v.name for v in CHURN.feature_views}
