@@ -17,21 +17,20 @@ from lakehouse.paths import LakePaths
 
 
 def dagster_instance(paths: LakePaths) -> dg.DagsterInstance:
-    """The persistent Dagster instance under DAGSTER_HOME, so headless runs show up in the UI."""
+    """The persistent Dagster instance under DAGSTER_HOME (headless runs show up in the UI), its orphans released."""
     from assets.dagster_home import ensure_dagster_home
 
-    home = ensure_dagster_home(paths)
-    report_orphaned_runs(home)
-    return dg.DagsterInstance.from_config(str(home))
+    instance = dg.DagsterInstance.from_config(str(ensure_dagster_home(paths)))
+    report_orphaned_runs(instance)
+    return instance
 
 
-def report_orphaned_runs(home) -> None:
+def report_orphaned_runs(instance: dg.DagsterInstance) -> None:
     """Release the runs a killed process left STARTED (their pools would block every later run) and say so."""
     from assets.dagster_home import release_orphaned_runs
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        for run_id in release_orphaned_runs(instance):
-            print(f"run {run_id} had lost its process (killed?): marked failed", file=sys.stderr)
+    for run_id in release_orphaned_runs(instance):
+        print(f"run {run_id} had lost its process (killed?): marked failed", file=sys.stderr)
 
 
 def materialize_all(

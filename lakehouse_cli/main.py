@@ -184,13 +184,16 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
     from assets.dagster_home import ensure_dagster_home
     from assets.headless import report_orphaned_runs
     from lakehouse.paths import REPO_ROOT
 
     home = ensure_dagster_home(LakePaths.from_env())
     os.environ["DAGSTER_HOME"] = str(home)
-    report_orphaned_runs(home)
+    with DagsterInstance.from_config(str(home)) as instance:
+        report_orphaned_runs(instance)
     os.chdir(REPO_ROOT)
     dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
     # Bound to 127.0.0.1: Dagster's webserver has no authentication.

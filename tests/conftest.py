@@ -19,6 +19,20 @@ GATE_STEP = {"churn__champion_model"}
 SMALL = {"customers": 300, "days": 100, "seed": 7}
 
 
+def sensor_tick(paths: LakePaths, instance, sensor: str, cursor: str | None = None, defs=None):
+    """One tick of a sensor against a real instance, with the data root's resource, as the daemon evaluates it."""
+    import dagster as dg
+
+    from assets.definitions import build_definitions
+    from assets.resources import LakehouseResource
+
+    defs = defs or build_definitions(str(paths.root))
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
+    )
+    return defs.resolve_sensor_def(sensor).evaluate_tick(context)
+
+
 def missing_server(reason: str) -> None:
     """Skip a test whose server (Redis, PostgreSQL) is missing, saying why; in CI (CI=true) fail: CI must run it."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

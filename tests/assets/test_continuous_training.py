@@ -9,11 +9,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from bento_process import bentoml_serve, post_json
-from conftest import GATE_STEP
+from conftest import GATE_STEP, sensor_tick
 
 from assets.definitions import build_definitions
 from assets.headless import failed_checks, failed_steps, materialize_all
-from assets.resources import LakehouseResource
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.demos.churn.generator import Drift, GeneratorConfig, day_of, generate
 from lakehouse.ml import model_registry
@@ -26,15 +25,6 @@ from lakehouse.serving.packaging import pinned_model
 WORLD = {"customers": 900, "seed": 11, "bad_row_rate": 0.01, "bad_file_rate": 0.02}
 DRIFT_DAY = 100  # the first day after the initial lake
 NEW_DAYS = 21
-
-
-def tick(
-    defs: dg.Definitions, instance: dg.DagsterInstance, paths: LakePaths, sensor: str, cursor: str | None = None
-) -> dg.SensorExecutionData:
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
-    )
-    return defs.resolve_sensor_def(sensor).evaluate_tick(context)
 
 
 def launch(
@@ -78,7 +68,7 @@ def test_drifted_batches_retrain_gate_promote_and_the_service_switches(
         generate(paths.landing, GeneratorConfig(**WORLD, days=DRIFT_DAY + NEW_DAYS, drifts=drifts, first_day=DRIFT_DAY))
         first_new_day = GeneratorConfig().start + timedelta(days=DRIFT_DAY)
         new_files = [f for f in paths.landing.glob("*/*.*") if day_of(f) >= first_new_day]
-        landing = tick(defs, instance, paths, "churn_landing_sensor")
+        landing = sensor_tick(paths, instance, "churn_landing_sensor", defs=defs)
         assert len(landing.run_requests) == len(new_files) > 0
         by_job: dict[str, list[dg.RunRequest]] = defaultdict(list)
         for request in landing.run_requests:
@@ -88,10 +78,10 @@ def test_drifted_batches_retrain_gate_promote_and_the_service_switches(
             files = [f for r in requests for f in r.run_config["ops"][op]["config"]["files"]]
             result = launch(defs, instance, requests[0], job_name, {"ops": {op: {"config": {"files": files}}}})
             assert result.success, job_name
-        assert tick(defs, instance, paths, "churn_landing_sensor", landing.cursor).run_requests == []
+        assert sensor_tick(paths, instance, "churn_landing_sensor", landing.cursor, defs=defs).run_requests == []
 
         # 2. The publish sensor sees the new features: the online store is refreshed and the drift check fails.
-        monitoring = tick(defs, instance, paths, "churn_publish_sensor")
+        monitoring = sensor_tick(paths, instance, "churn_publish_sensor", defs=defs)
         [request] = monitoring.run_requests
         result = launch(defs, instance, request, "churn_publish_job")
         [drift] = result.asset_materializations_for_node("churn__feature_drift")
@@ -99,7 +89,7 @@ def test_drifted_batches_retrain_gate_promote_and_the_service_switches(
         assert [c for c, _ in failed_checks(result)] == ["churn/feature_drift:drift_check"]
 
         # 3. The retraining sensor fires for the drift failure; the gate promotes the challenger.
-        retraining = tick(defs, instance, paths, "churn_retraining_sensor")
+        retraining = sensor_tick(paths, instance, "churn_retraining_sensor", defs=defs)
         [request] = retraining.run_requests
         assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
         assert last_decision(paths, CHURN)["trigger"] == "drift_check"
@@ -114,5 +104,5 @@ def test_drifted_batches_retrain_gate_promote_and_the_service_switches(
         assert post_json(service, "/model_info", {})[1]["model_version"] == new
         assert pinned_model(paths, CHURN, new.split(":")[-1]) == new
         # No second request during the cooldown, even though the check result is unchanged.
-        again = tick(defs, instance, paths, "churn_retraining_sensor")
+        again = sensor_tick(paths, instance, "churn_retraining_sensor", defs=defs)
         assert again.run_requests == []

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import sensor_tick
 
-from assets.definitions import build_definitions
-from assets.resources import LakehouseResource
 from lakehouse.lock import data_root_lock, holder
 from lakehouse.paths import REPO_ROOT, LakePaths
 
@@ -61,14 +60,10 @@ def test_a_killed_holder_releases_the_data_root(paths: LakePaths) -> None:
 
 @pytest.mark.parametrize("sensor", ["churn_landing_sensor", "churn_publish_sensor", "churn_retraining_sensor"])
 def test_the_daemons_sensors_request_nothing_while_a_command_holds_the_data_root(paths: LakePaths, sensor) -> None:
-    definition = build_definitions(str(paths.root)).resolve_sensor_def(sensor)
     other = hold_lock(paths, 30)
     try:
         with dg.instance_for_test() as instance:
-            context = dg.build_sensor_context(
-                instance=instance, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
-            )
-            result = definition.evaluate_tick(context)
+            result = sensor_tick(paths, instance, sensor)
         assert result.run_requests == []
         assert (
             "`lakehouse materialize` (pid" in result.skip_message and "is writing this data root" in result.skip_message

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from conftest import sensor_tick
 
 from assets.definitions import build_definitions
-from assets.resources import LakehouseResource
 from lakehouse.declarations.domain import RetrainPolicy
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.ml.candidates import latest_training
@@ -94,14 +94,6 @@ def forget_newest_labels(paths: LakePaths) -> int:
     return new_label_events(paths, CHURN)
 
 
-def evaluate(paths: LakePaths, instance: dg.DagsterInstance, sensor: str, cursor: str | None = None):
-    sensor_def = build_definitions(str(paths.root)).resolve_sensor_def(sensor)
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
-    )
-    return sensor_def.evaluate_tick(context)
-
-
 def record_check(instance: dg.DagsterInstance, key: dg.AssetKey, check: str, passed: bool) -> None:
     """A real check evaluation in the instance, as the monitoring asset would leave it."""
 
@@ -117,19 +109,19 @@ def record_check(instance: dg.DagsterInstance, key: dg.AssetKey, check: str, pas
 def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_cooldown(trained: LakePaths) -> None:
     drift_key = dg.AssetKey(["churn", "feature_drift"])
     with dg.instance_for_test() as instance:
-        quiet = evaluate(trained, instance, "churn_retraining_sensor")
+        quiet = sensor_tick(trained, instance, "churn_retraining_sensor")
         # A new published batch brings no new label event: nothing to learn from yet.
         assert quiet.run_requests == [] and "0 new label events" in quiet.skip_message
         assert last_decision(trained, CHURN)["fire"] is False
 
         record_check(instance, drift_key, "drift_check", passed=False)
         # Retraining on the rows the model was trained on would give the same model: no request.
-        same = evaluate(trained, instance, "churn_retraining_sensor")
+        same = sensor_tick(trained, instance, "churn_retraining_sensor")
         assert same.run_requests == [] and "retraining would reproduce it" in same.skip_message
 
         new_labels = forget_newest_labels(trained)  # as if those labels arrived after the training
         assert new_labels > 0
-        result = evaluate(trained, instance, "churn_retraining_sensor")
+        result = sensor_tick(trained, instance, "churn_retraining_sensor")
         [request] = result.run_requests
         assert request.job_name is None or request.job_name == "churn_retrain_job"
         assert request.run_key.startswith("retrain:drift_check:")
@@ -147,10 +139,10 @@ def test_retraining_sensor_fires_once_for_a_drift_failure_and_not_during_the_coo
         # even a new drift failure does not fire again.
         job = build_definitions(str(trained.root)).resolve_job_def("churn_retrain_job")
         run = instance.create_run_for_job(job, run_config={}, tags=request.tags)
-        assert "in flight" in evaluate(trained, instance, "churn_retraining_sensor").skip_message
+        assert "in flight" in sensor_tick(trained, instance, "churn_retraining_sensor").skip_message
         instance.report_run_failed(run)  # finished (how does not matter to the guardrail)
         record_check(instance, drift_key, "drift_check", passed=False)
-        cooling = evaluate(trained, instance, "churn_retraining_sensor")
+        cooling = sensor_tick(trained, instance, "churn_retraining_sensor")
         assert cooling.run_requests == [] and cooling.skip_message.startswith("cooldown: ")
 
 
@@ -166,7 +158,7 @@ def test_a_queued_monitoring_run_does_not_hide_a_failed_drift_check(trained: Lak
             dg.AssetCheckKey(drift_key, "drift_check"), limit=5
         )
         assert history[0].event is None or history[0].event.asset_check_evaluation is None  # the placeholder
-        [request] = evaluate(trained, instance, "churn_retraining_sensor").run_requests
+        [request] = sensor_tick(trained, instance, "churn_retraining_sensor").run_requests
         assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
 
 
@@ -174,18 +166,18 @@ def test_publish_sensor_runs_once_per_burst_of_new_silver_data(trained: LakePath
     usage = dg.AssetKey(["churn", "usage_silver"])
     payments = dg.AssetKey(["churn", "payments_silver"])
     with dg.instance_for_test() as instance:
-        assert "never been materialized" in evaluate(trained, instance, "churn_publish_sensor").skip_message
+        assert "never been materialized" in sensor_tick(trained, instance, "churn_publish_sensor").skip_message
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=usage))
-        first = evaluate(trained, instance, "churn_publish_sensor")
+        first = sensor_tick(trained, instance, "churn_publish_sensor")
         [request] = first.run_requests
         assert request.run_key.startswith("publish:")
-        again = evaluate(trained, instance, "churn_publish_sensor", cursor=first.cursor)
+        again = sensor_tick(trained, instance, "churn_publish_sensor", cursor=first.cursor)
         assert again.run_requests == [] and "no silver materialization since" in again.skip_message
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=payments))  # any source counts
         # While landing runs are queued, publishing waits for the burst to end (once, not between every file).
         defs = build_definitions(str(trained.root))
         queued = instance.create_run_for_job(defs.resolve_job_def("churn_usage_landing_job"), run_config={})
-        waiting = evaluate(trained, instance, "churn_publish_sensor", cursor=first.cursor)
+        waiting = sensor_tick(trained, instance, "churn_publish_sensor", cursor=first.cursor)
         assert waiting.run_requests == [] and "1 landing run(s) queued or running" in waiting.skip_message
         instance.report_run_failed(queued)
-        assert len(evaluate(trained, instance, "churn_publish_sensor", cursor=first.cursor).run_requests) == 1
+        assert len(sensor_tick(trained, instance, "churn_publish_sensor", cursor=first.cursor).run_requests) == 1

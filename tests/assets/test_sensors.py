@@ -6,9 +6,9 @@ import shutil
 
 import dagster as dg
 import polars as pl
+from conftest import sensor_tick
 
 from assets.definitions import build_definitions
-from assets.resources import LakehouseResource
 from lakehouse.demos.churn.domain import CHURN
 from lakehouse.lake.ingestion import ingest_source
 from lakehouse.paths import LakePaths
@@ -23,11 +23,7 @@ def land(paths, name: str, body: str) -> None:
 
 
 def tick(paths, instance, cursor=None):
-    sensor = build_definitions(str(paths.root)).resolve_sensor_def("churn_landing_sensor")
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
-    )
-    return sensor.evaluate_tick(context)
+    return sensor_tick(paths, instance, "churn_landing_sensor", cursor)
 
 
 def test_each_new_file_gets_one_run_request_for_its_source_job(paths):
@@ -74,14 +70,9 @@ def test_a_sensor_run_request_executes_its_job_on_just_that_file(lake, tmp_path)
             run_config=request.run_config, instance=instance
         )
         # With no landing run left, the publish sensor asks once for the online store and monitoring.
-        resources = {"lakehouse": LakehouseResource(data_root=str(copy.root))}
-        publish = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(
-            dg.build_sensor_context(instance, resources=resources)
-        )
+        publish = sensor_tick(copy, instance, "churn_publish_sensor", defs=defs)
         [publish_request] = publish.run_requests
-        again = defs.resolve_sensor_def("churn_publish_sensor").evaluate_tick(
-            dg.build_sensor_context(instance, cursor=publish.cursor, resources=resources)
-        )
+        again = sensor_tick(copy, instance, "churn_publish_sensor", publish.cursor, defs=defs)
     assert result.success
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert {"payments_bronze", "payments_validated", "payments_silver"} <= materialized

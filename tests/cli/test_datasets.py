@@ -11,10 +11,10 @@ import dagster as dg
 import polars as pl
 import pytest
 from bento_process import bentoml_serve, post_json
+from conftest import sensor_tick
 from quirky_data import write_quirky_dataset
 
 from assets.definitions import build_definitions
-from assets.resources import LakehouseResource
 from lakehouse.declarations.datasets import DATASETS_ENV, DatasetSpecError, spec_from_dict
 from lakehouse.domains import get_domain
 from lakehouse.ml import model_registry
@@ -64,15 +64,6 @@ def land(paths: LakePaths, name: str, files: list[Path], sub: str = "") -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for f in files:
         shutil.copy(f, folder / f.name)
-
-
-def tick(
-    defs: dg.Definitions, instance: dg.DagsterInstance, paths: LakePaths, sensor: str, cursor: str | None = None
-) -> dg.SensorExecutionData:
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"lakehouse": LakehouseResource(data_root=str(paths.root))}
-    )
-    return defs.resolve_sensor_def(sensor).evaluate_tick(context)
 
 
 @pytest.mark.integration  # starts a real `bentoml serve`
@@ -187,20 +178,22 @@ def test_two_user_datasets_run_serve_and_react_to_drift_without_python(
     land(paths, "cards", drifted["files"])
     defs = build_definitions(str(paths.root))
     with dg.instance_for_test() as instance:
-        landing = tick(defs, instance, paths, "cards_landing_sensor")
+        landing = sensor_tick(paths, instance, "cards_landing_sensor", defs=defs)
         assert len(landing.run_requests) == len(drifted["files"])
-        assert tick(defs, instance, paths, "shops_landing_sensor").run_requests == []  # its folder is untouched
+        assert (
+            sensor_tick(paths, instance, "shops_landing_sensor", defs=defs).run_requests == []
+        )  # its folder is untouched
         for request in landing.run_requests:
             result = defs.resolve_job_def(request.job_name).execute_in_process(
                 run_config=request.run_config, instance=instance, tags=request.tags, raise_on_error=False
             )
             assert result.success
-        [request] = tick(defs, instance, paths, "cards_publish_sensor").run_requests
+        [request] = sensor_tick(paths, instance, "cards_publish_sensor", defs=defs).run_requests
         result = defs.resolve_job_def("cards_publish_job").execute_in_process(instance=instance, raise_on_error=False)
         [drift] = result.asset_materializations_for_node("cards__feature_drift")
         assert drift.metadata["status"].value == "failed", drift.metadata["reason"].value
         assert "amount" in drift.metadata["drifted"].value
-        retraining = tick(defs, instance, paths, "cards_retraining_sensor")
+        retraining = sensor_tick(paths, instance, "cards_retraining_sensor", defs=defs)
         [request] = retraining.run_requests
         assert request.tags["lakehouse/retrain_trigger"] == "drift_check"
     decision = last_decision(paths, get_domain("cards"))
